@@ -1,0 +1,3 @@
+from kubejobs.cli import main
+
+main()

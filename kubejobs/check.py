@@ -1,0 +1,133 @@
+"""Offline Kubernetes schema checks of rendered manifests for a target version.
+
+kubeconform is used when it is on PATH (the tool most CI pipelines already run);
+otherwise the same strict schemas, shipped by the kubernetes-validate package,
+are applied in-process with jsonschema. Both read the schemas from that package,
+so nothing is fetched from the network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import as_file, files
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+from kubejobs.errors import KubejobsError
+from kubejobs.render.kube_version import parse_kube_version
+from kubejobs.spec.schema_errors import json_path
+
+
+@dataclass(frozen=True)
+class ManifestProblem:
+    """One schema violation in one rendered object."""
+
+    kind: str
+    name: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name} {self.path}: {self.message}"
+
+
+@cache
+def schema_root() -> Path:
+    """The kubernetes-validate schema folder (one '<version>-local-strict' folder per minor)."""
+    ref = files("kubernetes_validate").joinpath("kubernetes-json-schema")
+    with as_file(ref) as path:
+        return Path(path)
+
+
+@cache
+def schema_version(kube_version: str) -> str:
+    """The newest shipped schema version not newer than the target, e.g. 'v1.29.0'."""
+    wanted = parse_kube_version(kube_version)
+    available = []
+    for entry in schema_root().iterdir():
+        match = re.match(r"^v(\d+)\.(\d+)\.(\d+)-local-strict$", entry.name)
+        if match:
+            available.append(((int(match[1]), int(match[2])), f"v{match[1]}.{match[2]}.{match[3]}"))
+    fitting = sorted(v for v in available if v[0] <= wanted)
+    if not fitting or wanted > max(available)[0]:
+        known = ", ".join(v[1] for v in sorted(available))
+        raise KubejobsError(f"no offline Kubernetes schemas for {kube_version} (have {known})")
+    return fitting[-1][1]
+
+
+def kubeconform_schema_location() -> str:
+    """kubeconform's -schema-location template for the shipped schemas."""
+    return str(schema_root()) + "/{{ .NormalizedKubernetesVersion }}-local-strict/{{ .ResourceKind }}-{{ .Group }}-{{ .ResourceAPIVersion }}.json"
+
+
+def check_manifests(manifests: list[dict[str, Any]], kube_version: str,
+                    use_kubeconform: bool | None = None) -> list[ManifestProblem]:
+    """Every schema problem in `manifests` for `kube_version` (empty when they are valid)."""
+    if use_kubeconform is None:
+        use_kubeconform = shutil.which("kubeconform") is not None
+    if use_kubeconform:
+        return _kubeconform(manifests, kube_version)
+    return [p for m in manifests for p in _in_process(m, kube_version)]
+
+
+def _in_process(manifest: dict[str, Any], kube_version: str) -> list[ManifestProblem]:
+    kind = str(manifest.get("kind", ""))
+    name = str(manifest.get("metadata", {}).get("name", ""))
+    validator = _validator(schema_version(kube_version), kind, str(manifest.get("apiVersion", "")))
+    if validator is None:
+        return [ManifestProblem(kind, name, "$", f"no schema for {manifest.get('apiVersion')} {kind}")]
+    return [
+        ManifestProblem(kind, name, json_path(error.absolute_path), error.message)
+        for error in sorted(validator.iter_errors(manifest), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+
+
+@cache
+def _validator(version: str, kind: str, api_version: str) -> Draft202012Validator | None:
+    # rbac.authorization.k8s.io/v1 -> rbac-v1; v1 -> v1
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    folder = schema_root() / f"{version}-local-strict"
+    path = folder / f"{kind.lower()}-{group_version}.json"
+    if not path.exists():
+        return None
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    definitions = json.loads((folder / "_definitions.json").read_text(encoding="utf-8"))
+    # Both files carry absolute $ids (https://kubernetes.io/api/...); refs resolve against them.
+    registry: Registry[Any] = Registry().with_resources(
+        (doc["$id"], Resource.from_contents(doc)) for doc in (schema, definitions)
+    )
+    return Draft202012Validator(schema, registry=registry)
+
+
+def _kubeconform(manifests: list[dict[str, Any]], kube_version: str) -> list[ManifestProblem]:
+    version = schema_version(kube_version).lstrip("v")
+    text = yaml.safe_dump_all(manifests, sort_keys=False)
+    result = subprocess.run(
+        ["kubeconform", "-strict", "-summary=false", "-output", "json",
+         "-kubernetes-version", version, "-schema-location", kubeconform_schema_location(), "-"],
+        input=text, capture_output=True, text=True, check=False,
+    )
+    try:
+        report = json.loads(result.stdout or "{}")
+    except json.JSONDecodeError:
+        raise KubejobsError(f"kubeconform failed: {result.stderr.strip() or result.stdout.strip()}") from None
+    problems = []
+    for resource in report.get("resources", []):
+        if resource.get("status") in ("statusInvalid", "statusError"):
+            errors = resource.get("validationErrors") or [{"path": "", "msg": resource.get("msg", "")}]
+            for error in errors:
+                problems.append(ManifestProblem(resource.get("kind", ""), resource.get("name", ""),
+                                                "$" + error.get("path", "").replace("/", "."),
+                                                error.get("msg", "")))
+    if result.returncode not in (0, 1) or (result.returncode == 1 and not problems):
+        raise KubejobsError(f"kubeconform failed: {result.stderr.strip() or result.stdout.strip()}")
+    return problems

@@ -1,0 +1,149 @@
+"""Validation of function specs and workflows: the schema, then the checks it cannot express.
+
+Every problem is collected and returned at once; nothing here raises for bad input.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from kubejobs.errors import InvalidInput, Problem
+from kubejobs.spec.load import SpecDocument
+from kubejobs.spec.model import FunctionSpec
+from kubejobs.spec.names import ENV_NAME, LABEL_VALUE, RESERVED_ENV, image_problem
+from kubejobs.spec.quantity import parse_quantity
+from kubejobs.spec.schema_errors import SPEC_SCHEMA, WORKFLOW_SCHEMA, json_path, schema_problems
+
+# Words that mean something only to a shell; cmd runs without one.
+_SHELL_OPERATORS = frozenset({"|", "||", "&", "&&", ";", ";;", "<", ">", ">>", "<<", "(", ")"})
+
+
+def validate_document(doc: SpecDocument) -> list[Problem]:
+    """Every problem in a spec or workflow document (empty when it is valid)."""
+    if doc.kind == "workflow":
+        return _validate_workflow(doc.data, doc.source)
+    return _spec_problems(doc.data, doc.source, [])
+
+
+def validate_spec(data: Any, source: str = "<spec>") -> FunctionSpec:
+    """A typed spec from a function spec document, or InvalidInput with every problem."""
+    problems = _spec_problems(data, source, [])
+    if problems:
+        raise InvalidInput(problems)
+    if data.get("funcname") != "execute":
+        raise InvalidInput([Problem(source, "$.funcname", _unknown_funcname(data.get("funcname")))])
+    return FunctionSpec.from_valid(data)
+
+
+def _unknown_funcname(name: Any) -> str:
+    return f"the Kubernetes executor runs funcname 'execute', not {name!r}"
+
+
+def _validate_workflow(data: Any, source: str) -> list[Problem]:
+    problems = schema_problems(data, WORKFLOW_SCHEMA, source)
+    specs = data.get("functionspecs") if isinstance(data, dict) else None
+    if problems or not isinstance(specs, list):
+        return problems
+    names = [s.get("nodename", "") for s in specs]
+    for index, spec in enumerate(specs):
+        prefix: list[str | int] = ["functionspecs", index]
+        problems += _semantic_problems(spec, source, prefix)
+        deps = spec.get("conditions", {}).get("dependencies", [])
+        for dep_index, dep in enumerate(deps):
+            if dep not in names:
+                path = json_path([*prefix, "conditions", "dependencies", dep_index])
+                problems.append(Problem(source, path, f"no function spec in this workflow has nodename {dep!r}"))
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if name and name in seen:
+            problems.append(Problem(source, json_path(["functionspecs", index, "nodename"]),
+                                    f"nodename {name!r} is used twice"))
+        seen.add(name)
+    return problems
+
+
+def _spec_problems(data: Any, source: str, prefix: list[str | int]) -> list[Problem]:
+    problems = schema_problems(data, SPEC_SCHEMA, source)
+    if problems:
+        # Semantic checks assume the shapes the schema guarantees.
+        return problems
+    return _semantic_problems(data, source, prefix)
+
+
+def _semantic_problems(spec: dict[str, Any], source: str, prefix: list[str | int]) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def add(path: list[str | int], message: str) -> None:
+        problems.append(Problem(source, json_path([*prefix, *path]), message))
+
+    conditions = spec.get("conditions", {})
+    for key in ("cpu", "mem", "storage"):
+        _check_quantity(conditions.get(key), ["conditions", key], add)
+    _check_quantity(conditions.get("gpu", {}).get("mem"), ["conditions", "gpu", "mem"], add)
+    gpu_name = conditions.get("gpu", {}).get("name", "")
+    if gpu_name and not LABEL_VALUE.match(gpu_name):
+        add(["conditions", "gpu", "name"],
+            f"{gpu_name!r} cannot be a node label value (at most 63 letters, digits, '-', '_', '.')")
+
+    nodes = conditions.get("nodes", 1)
+    per_node = conditions.get("processespernode", 1)
+    processes = conditions.get("processes")
+    if processes is not None and processes != nodes * per_node:
+        add(["conditions", "processes"],
+            f"{processes} processes do not fit nodes x processespernode = {nodes} x {per_node}")
+
+    for key in ("maxexectime", "maxretries"):
+        if spec.get(key) == 0:
+            add([key], "0 makes the Colonies server expire the process at once; use -1 for no limit")
+    walltime = conditions.get("walltime", 0)
+    maxexectime = spec.get("maxexectime", -1)
+    if walltime > 0 and maxexectime > 0 and walltime <= maxexectime:
+        add(["conditions", "walltime"],
+            f"walltime {walltime}s must be greater than maxexectime {maxexectime}s, "
+            "or the Job is killed before the server can retry the process")
+
+    for name in spec.get("env", {}):
+        if not ENV_NAME.match(name):
+            add(["env", name], f"{name!r} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        elif name in RESERVED_ENV:
+            add(["env", name], f"{name!r} is set by kubejobs; choose another name")
+
+    if spec.get("funcname") == "execute":
+        _check_execute(spec["kwargs"], add)
+    return problems
+
+
+def _check_quantity(value: str | None, path: list[str | int], add: Any) -> None:
+    if value is None or value == "":
+        return
+    try:
+        amount = parse_quantity(value)
+    except ValueError as err:
+        add(path, str(err))
+        return
+    if amount < 0:
+        add(path, f"{value!r} is negative")
+
+
+def _check_execute(kwargs: dict[str, Any], add: Any) -> None:
+    problem = image_problem(kwargs["docker-image"])
+    if problem:
+        add(["kwargs", "docker-image"], problem)
+    cmd = kwargs["cmd"]
+    if isinstance(cmd, str):
+        try:
+            words = shlex.split(cmd)
+        except ValueError as err:
+            add(["kwargs", "cmd"], f"cannot split into words: {err} (check the quotes)")
+            return
+        # Non-POSIX mode keeps quotes on words, so a quoted ';' is not taken for an operator.
+        lexer = shlex.shlex(cmd, posix=False, punctuation_chars=True)
+        lexer.whitespace_split = True
+        operators = [w for w in lexer if w in _SHELL_OPERATORS]
+        if operators:
+            add(["kwargs", "cmd"],
+                f"{operators[0]!r} is a shell operator, but cmd runs without a shell; "
+                "put shell code in init-cmd, or use cmd: [\"sh\", \"-c\", \"...\"]")
+        if not words:
+            add(["kwargs", "cmd"], "must name a program")
