@@ -1,0 +1,148 @@
+"""The Colonies server RPC: signed JSON messages over HTTP, with timeouts and a kept session.
+
+pycolonies is used only for its message signing (secp256k1 over SHA3-256): its
+client has no timeouts, no retries, no session reuse, and its pydantic models
+reject specs the server accepts, so the messages are built and read here as
+plain JSON. pycolonies installs generic top-level modules (`crypto`); this is
+the one module that imports them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import requests
+
+from kubejobs.errors import KubejobsError
+
+WAITING, RUNNING, SUCCESS, FAILED = 0, 1, 2, 3
+NO_PROCESS_TEXT = "No process available"
+
+
+class ColoniesError(KubejobsError):
+    """The server answered with an error (the message is the server's)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ColoniesUnavailable(ColoniesError):
+    """The server could not be reached or did not answer in time; retrying may help."""
+
+
+def generate_prvkey() -> str:
+    from crypto import Crypto  # pycolonies' signing module
+
+    return str(Crypto().prvkey())
+
+
+def key_id(prvkey: str) -> str:
+    from crypto import Crypto
+
+    return str(Crypto().id(prvkey))
+
+
+def _sign(payload: str, prvkey: str) -> str:
+    from crypto import Crypto
+
+    return str(Crypto().sign(payload, prvkey))
+
+
+class ColoniesClient:
+    """One identity (private key) talking to one Colonies server."""
+
+    def __init__(self, host: str, port: int, prvkey: str, tls: bool = False,
+                 timeout: float = 30.0) -> None:
+        self.url = f"{'https' if tls else 'http'}://{host}:{port}/api"
+        self._prvkey = prvkey
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"ColoniesClient({self.url!r})"
+
+    def close_session(self) -> None:
+        self._session.close()
+
+    def rpc(self, msg: dict[str, Any], timeout: float | None = None) -> Any:
+        """Send one signed message; the decoded reply payload, or ColoniesError."""
+        payload = base64.b64encode(json.dumps(msg).encode("utf-8")).decode("ascii")
+        body = json.dumps({"payloadtype": msg["msgtype"], "payload": payload,
+                           "signature": _sign(payload, self._prvkey)})
+        try:
+            reply = self._session.post(self.url, data=body, timeout=timeout or self.timeout)
+        except requests.RequestException as err:
+            raise ColoniesUnavailable(f"Colonies server {self.url} unreachable: {type(err).__name__}") from None
+        try:
+            envelope = reply.json()
+            result = json.loads(base64.b64decode(envelope["payload"])) if envelope.get("payload") else None
+        except (ValueError, KeyError, TypeError):
+            if reply.status_code >= 500:
+                raise ColoniesUnavailable(f"Colonies server answered HTTP {reply.status_code}") from None
+            raise ColoniesError(f"unreadable reply (HTTP {reply.status_code})", reply.status_code) from None
+        if envelope.get("error") or reply.status_code != 200:
+            message = result.get("message", "") if isinstance(result, dict) else str(result)
+            raise ColoniesError(message or f"HTTP {reply.status_code}", reply.status_code)
+        return result
+
+    # Executors -----------------------------------------------------------
+
+    def add_executor(self, executor: dict[str, Any]) -> Any:
+        return self.rpc({"msgtype": "addexecutormsg", "executor": executor})
+
+    def approve_executor(self, colony: str, name: str) -> Any:
+        return self.rpc({"msgtype": "approveexecutormsg", "colonyname": colony, "executorname": name})
+
+    def remove_executor(self, colony: str, name: str) -> Any:
+        return self.rpc({"msgtype": "removeexecutormsg", "colonyname": colony, "executorname": name})
+
+    def add_function(self, colony: str, executor: str, funcname: str) -> Any:
+        return self.rpc({"msgtype": "addfunctionmsg",
+                         "fun": {"colonyname": colony, "executorname": executor, "funcname": funcname}})
+
+    # Processes -----------------------------------------------------------
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.rpc({"msgtype": "submitfuncspecmsg", "spec": spec})
+        return result
+
+    def assign(self, colony: str, timeout: int, available_cpu: str = "", available_mem: str = "") -> dict[str, Any] | None:
+        """A RUNNING process assigned to this executor, or None when none came within `timeout` s."""
+        msg: dict[str, Any] = {"msgtype": "assignprocessmsg", "colonyname": colony, "timeout": timeout}
+        if available_cpu:
+            msg["availablecpu"] = available_cpu
+        if available_mem:
+            msg["availablemem"] = available_mem
+        try:
+            result: dict[str, Any] = self.rpc(msg, timeout=timeout + self.timeout)
+        except ColoniesUnavailable:
+            raise
+        except ColoniesError as err:
+            if NO_PROCESS_TEXT.lower() in str(err).lower():
+                return None
+            raise
+        return result
+
+    def get_process(self, process_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.rpc({"msgtype": "getprocessmsg", "processid": process_id})
+        return result
+
+    def close(self, process_id: str, output: list[Any]) -> Any:
+        return self.rpc({"msgtype": "closesuccessfulmsg", "processid": process_id, "out": output})
+
+    def fail(self, process_id: str, errors: list[str]) -> Any:
+        return self.rpc({"msgtype": "closefailedmsg", "processid": process_id, "errors": errors})
+
+    # Logs ------------------------------------------------------------------
+
+    def add_log(self, process_id: str, message: str) -> Any:
+        return self.rpc({"msgtype": "addlogmsg", "processid": process_id, "message": message})
+
+    def get_logs(self, colony: str, process_id: str, count: int = 500, since: int = 0) -> list[dict[str, Any]]:
+        """Log entries of a process, oldest first, at most 500 per call; `since` in ns."""
+        result = self.rpc({"msgtype": "getlogsmsg", "colonyname": colony, "executorid": "",
+                           "processid": process_id, "count": count, "since": since})
+        return list(result or [])
