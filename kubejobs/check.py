@@ -66,11 +66,15 @@ def schema_version(kube_version: str) -> str:
 
 def kubeconform_schema_location() -> str:
     """kubeconform's -schema-location template for the shipped schemas."""
-    return str(schema_root()) + "/{{ .NormalizedKubernetesVersion }}-local-strict/{{ .ResourceKind }}-{{ .Group }}-{{ .ResourceAPIVersion }}.json"
+    return (
+        str(schema_root())
+        + "/{{ .NormalizedKubernetesVersion }}-local-strict/{{ .ResourceKind }}-{{ .Group }}-{{ .ResourceAPIVersion }}.json"
+    )
 
 
-def check_manifests(manifests: list[dict[str, Any]], kube_version: str,
-                    use_kubeconform: bool | None = None) -> list[ManifestProblem]:
+def check_manifests(
+    manifests: list[dict[str, Any]], kube_version: str, use_kubeconform: bool | None = None
+) -> list[ManifestProblem]:
     """Every schema problem in `manifests` for `kube_version` (empty when they are valid)."""
     if use_kubeconform is None:
         use_kubeconform = shutil.which("kubeconform") is not None
@@ -84,10 +88,14 @@ def _in_process(manifest: dict[str, Any], kube_version: str) -> list[ManifestPro
     name = str(manifest.get("metadata", {}).get("name", ""))
     validator = _validator(schema_version(kube_version), kind, str(manifest.get("apiVersion", "")))
     if validator is None:
-        return [ManifestProblem(kind, name, "$", f"no schema for {manifest.get('apiVersion')} {kind}")]
+        return [
+            ManifestProblem(kind, name, "$", f"no schema for {manifest.get('apiVersion')} {kind}")
+        ]
     return [
         ManifestProblem(kind, name, json_path(error.absolute_path), error.message)
-        for error in sorted(validator.iter_errors(manifest), key=lambda e: list(map(str, e.absolute_path)))
+        for error in sorted(
+            validator.iter_errors(manifest), key=lambda e: list(map(str, e.absolute_path))
+        )
     ]
 
 
@@ -112,22 +120,44 @@ def _kubeconform(manifests: list[dict[str, Any]], kube_version: str) -> list[Man
     version = schema_version(kube_version).lstrip("v")
     text = yaml.safe_dump_all(manifests, sort_keys=False)
     result = subprocess.run(
-        ["kubeconform", "-strict", "-summary=false", "-output", "json",
-         "-kubernetes-version", version, "-schema-location", kubeconform_schema_location(), "-"],
-        input=text, capture_output=True, text=True, check=False,
+        [
+            "kubeconform",
+            "-strict",
+            "-summary=false",
+            "-output",
+            "json",
+            "-kubernetes-version",
+            version,
+            "-schema-location",
+            kubeconform_schema_location(),
+            "-",
+        ],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     try:
         report = json.loads(result.stdout or "{}")
     except json.JSONDecodeError:
-        raise KubejobsError(f"kubeconform failed: {result.stderr.strip() or result.stdout.strip()}") from None
+        raise KubejobsError(
+            f"kubeconform failed: {result.stderr.strip() or result.stdout.strip()}"
+        ) from None
     problems = []
     for resource in report.get("resources", []):
         if resource.get("status") in ("statusInvalid", "statusError"):
-            errors = resource.get("validationErrors") or [{"path": "", "msg": resource.get("msg", "")}]
+            errors = resource.get("validationErrors") or [
+                {"path": "", "msg": resource.get("msg", "")}
+            ]
             for error in errors:
-                problems.append(ManifestProblem(resource.get("kind", ""), resource.get("name", ""),
-                                                "$" + error.get("path", "").replace("/", "."),
-                                                error.get("msg", "")))
+                problems.append(
+                    ManifestProblem(
+                        resource.get("kind", ""),
+                        resource.get("name", ""),
+                        "$" + error.get("path", "").replace("/", "."),
+                        error.get("msg", ""),
+                    )
+                )
     if result.returncode not in (0, 1) or (result.returncode == 1 and not problems):
         raise KubejobsError(f"kubeconform failed: {result.stderr.strip() or result.stdout.strip()}")
     return problems

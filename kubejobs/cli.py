@@ -19,10 +19,16 @@ import yaml
 from kubejobs import __version__
 from kubejobs.check import check_manifests
 from kubejobs.errors import InvalidInput, KubejobsError, Problem, SettingsError, TemplateError
-from kubejobs.render import RenderSettings, Renderer, default_process_id
+from kubejobs.render import Renderer, RenderSettings, default_process_id
 from kubejobs.resources import data_dir, load_json
 from kubejobs.settings import load_settings
-from kubejobs.spec import SpecDocument, load_documents, parse_document, validate_document, validate_spec
+from kubejobs.spec import (
+    SpecDocument,
+    load_documents,
+    parse_document,
+    validate_document,
+    validate_spec,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INVALID = 1
@@ -32,11 +38,22 @@ EXIT_USAGE = 2
 def render_options(func: F) -> F:
     """Options shared by render and check; each also reads KUBEJOBS_<NAME>."""
     options = [
-        click.option("--config", "config_file", envvar="KUBEJOBS_CONFIG", type=click.Path(dir_okay=False),
-                     help="Settings file (YAML); see README for every setting."),
-        click.option("--kube-version", help="Target Kubernetes version, e.g. 1.29 [default: 1.34]."),
-        click.option("--templates", "templates_dir", type=click.Path(file_okay=False),
-                     help="Folder of custom templates layered over the built-ins."),
+        click.option(
+            "--config",
+            "config_file",
+            envvar="KUBEJOBS_CONFIG",
+            type=click.Path(dir_okay=False),
+            help="Settings file (YAML); see README for every setting.",
+        ),
+        click.option(
+            "--kube-version", help="Target Kubernetes version, e.g. 1.29 [default: 1.34]."
+        ),
+        click.option(
+            "--templates",
+            "templates_dir",
+            type=click.Path(file_okay=False),
+            help="Folder of custom templates layered over the built-ins.",
+        ),
         click.option("--namespace", help="Namespace written into the manifests."),
     ]
     for option in reversed(options):
@@ -68,27 +85,42 @@ def validate(files: tuple[str, ...]) -> None:
 @cli.command()
 @click.argument("spec_file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--process-id", help="Process id (64 hex); default: derived from the spec's content.")
-@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True
+)
 @render_options
-def render(spec_file: str, process_id: str | None, output: str, config_file: str | None,
-           **overrides: Any) -> None:
+def render(
+    spec_file: str, process_id: str | None, output: str, config_file: str | None, **overrides: Any
+) -> None:
     """Render a function spec (or every spec of a workflow) into Kubernetes manifests."""
     renderer = Renderer(_settings(config_file, **overrides))
-    manifests = [m for spec in _read_specs(spec_file) for m in _render_one(renderer, spec, process_id)]
+    manifests = [
+        m for spec in _read_specs(spec_file) for m in _render_one(renderer, spec, process_id)
+    ]
     if output == "json":
-        click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}, indent=2,
-                              ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {"apiVersion": "v1", "kind": "List", "items": manifests},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
         click.echo(yaml.safe_dump_all(manifests, sort_keys=False, allow_unicode=True), nl=False)
 
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--kubeconform/--no-kubeconform", "use_kubeconform", default=None,
-              help="Check with kubeconform [default: when it is on PATH].")
+@click.option(
+    "--kubeconform/--no-kubeconform",
+    "use_kubeconform",
+    default=None,
+    help="Check with kubeconform [default: when it is on PATH].",
+)
 @render_options
-def check(files: tuple[str, ...], use_kubeconform: bool | None, config_file: str | None,
-          **overrides: Any) -> None:
+def check(
+    files: tuple[str, ...], use_kubeconform: bool | None, config_file: str | None, **overrides: Any
+) -> None:
     """Render specs and check the manifests against the target version's Kubernetes schemas."""
     settings = _settings(config_file, **overrides)
     renderer = Renderer(settings)
@@ -108,13 +140,20 @@ def check(files: tuple[str, ...], use_kubeconform: bool | None, config_file: str
                 problems.append(Problem(doc.source, path, f"template: {err}"))
                 continue
             for found in check_manifests(manifests, settings.kube_version, use_kubeconform):
-                problems.append(Problem(doc.source, path, f"Kubernetes {settings.kube_version}: {found}"))
+                problems.append(
+                    Problem(doc.source, path, f"Kubernetes {settings.kube_version}: {found}")
+                )
     _report(problems)
-    click.echo(f"{len(files)} file(s) render to valid Kubernetes {settings.kube_version} manifests", err=True)
+    click.echo(
+        f"{len(files)} file(s) render to valid Kubernetes {settings.kube_version} manifests",
+        err=True,
+    )
 
 
 @cli.command()
-@click.option("--workflow", is_flag=True, help="The workflow schema instead of the function spec schema.")
+@click.option(
+    "--workflow", is_flag=True, help="The workflow schema instead of the function spec schema."
+)
 def schema(workflow: bool) -> None:
     """Print the function spec JSON Schema (draft 2020-12)."""
     name = "workflow.schema.json" if workflow else "functionspec.schema.json"
@@ -170,7 +209,9 @@ def _render_one(renderer: Renderer, ref: SpecRef, process_id: str | None) -> lis
         spec = validate_spec(data, source)
     except InvalidInput as err:
         # validate_spec paths are relative to the spec; re-anchor them inside a workflow.
-        raise InvalidInput([Problem(p.source, path + p.path[1:], p.message) for p in err.problems]) from None
+        raise InvalidInput(
+            [Problem(p.source, path + p.path[1:], p.message) for p in err.problems]
+        ) from None
     return renderer.render(spec, process_id or default_process_id(data))
 
 
@@ -205,5 +246,3 @@ def main() -> None:
         sys.exit(EXIT_INVALID)
     except BrokenPipeError:
         sys.exit(0)
-
-

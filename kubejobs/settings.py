@@ -85,9 +85,13 @@ def _coerce_text(text: str, hint: Any, where: str) -> Any:
             return int(text)
         except ValueError:
             raise SettingsError(f"{where}: expected an integer, got {text!r}") from None
-    if base is str or origin is None and base is str:
+    if base is str or (origin is None and base is str):
         return text
-    if typing.get_origin(base) is tuple and typing.get_args(base)[0] is str and not text.lstrip().startswith("["):
+    if (
+        typing.get_origin(base) is tuple
+        and typing.get_args(base)[0] is str
+        and not text.lstrip().startswith("[")
+    ):
         return tuple(part.strip() for part in text.split(",") if part.strip())
     try:
         value = json.loads(text)
@@ -133,7 +137,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return types.MappingProxyType({str(k): _freeze(v) for k, v in value.items()})
     elif base is Any:
         return _freeze(value)
-    raise SettingsError(f"{where}: expected {_type_text(base)}, got {type(value).__name__} {value!r}")
+    raise SettingsError(
+        f"{where}: expected {_type_text(base)}, got {type(value).__name__} {value!r}"
+    )
 
 
 def _freeze(value: Any) -> Any:

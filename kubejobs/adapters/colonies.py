@@ -54,8 +54,9 @@ def _sign(payload: str, prvkey: str) -> str:
 class ColoniesClient:
     """One identity (private key) talking to one Colonies server."""
 
-    def __init__(self, host: str, port: int, prvkey: str, tls: bool = False,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, host: str, port: int, prvkey: str, tls: bool = False, timeout: float = 30.0
+    ) -> None:
         self.url = f"{'https' if tls else 'http'}://{host}:{port}/api"
         self._prvkey = prvkey
         self.timeout = timeout
@@ -70,19 +71,34 @@ class ColoniesClient:
     def rpc(self, msg: dict[str, Any], timeout: float | None = None) -> Any:
         """Send one signed message; the decoded reply payload, or ColoniesError."""
         payload = base64.b64encode(json.dumps(msg).encode("utf-8")).decode("ascii")
-        body = json.dumps({"payloadtype": msg["msgtype"], "payload": payload,
-                           "signature": _sign(payload, self._prvkey)})
+        body = json.dumps(
+            {
+                "payloadtype": msg["msgtype"],
+                "payload": payload,
+                "signature": _sign(payload, self._prvkey),
+            }
+        )
         try:
             reply = self._session.post(self.url, data=body, timeout=timeout or self.timeout)
         except requests.RequestException as err:
-            raise ColoniesUnavailable(f"Colonies server {self.url} unreachable: {type(err).__name__}") from None
+            raise ColoniesUnavailable(
+                f"Colonies server {self.url} unreachable: {type(err).__name__}"
+            ) from None
         try:
             envelope = reply.json()
-            result = json.loads(base64.b64decode(envelope["payload"])) if envelope.get("payload") else None
+            result = (
+                json.loads(base64.b64decode(envelope["payload"]))
+                if envelope.get("payload")
+                else None
+            )
         except (ValueError, KeyError, TypeError):
             if reply.status_code >= 500:
-                raise ColoniesUnavailable(f"Colonies server answered HTTP {reply.status_code}") from None
-            raise ColoniesError(f"unreadable reply (HTTP {reply.status_code})", reply.status_code) from None
+                raise ColoniesUnavailable(
+                    f"Colonies server answered HTTP {reply.status_code}"
+                ) from None
+            raise ColoniesError(
+                f"unreadable reply (HTTP {reply.status_code})", reply.status_code
+            ) from None
         if envelope.get("error") or reply.status_code != 200:
             message = result.get("message", "") if isinstance(result, dict) else str(result)
             raise ColoniesError(message or f"HTTP {reply.status_code}", reply.status_code)
@@ -94,14 +110,22 @@ class ColoniesClient:
         return self.rpc({"msgtype": "addexecutormsg", "executor": executor})
 
     def approve_executor(self, colony: str, name: str) -> Any:
-        return self.rpc({"msgtype": "approveexecutormsg", "colonyname": colony, "executorname": name})
+        return self.rpc(
+            {"msgtype": "approveexecutormsg", "colonyname": colony, "executorname": name}
+        )
 
     def remove_executor(self, colony: str, name: str) -> Any:
-        return self.rpc({"msgtype": "removeexecutormsg", "colonyname": colony, "executorname": name})
+        return self.rpc(
+            {"msgtype": "removeexecutormsg", "colonyname": colony, "executorname": name}
+        )
 
     def add_function(self, colony: str, executor: str, funcname: str) -> Any:
-        return self.rpc({"msgtype": "addfunctionmsg",
-                         "fun": {"colonyname": colony, "executorname": executor, "funcname": funcname}})
+        return self.rpc(
+            {
+                "msgtype": "addfunctionmsg",
+                "fun": {"colonyname": colony, "executorname": executor, "funcname": funcname},
+            }
+        )
 
     # Processes -----------------------------------------------------------
 
@@ -109,9 +133,15 @@ class ColoniesClient:
         result: dict[str, Any] = self.rpc({"msgtype": "submitfuncspecmsg", "spec": spec})
         return result
 
-    def assign(self, colony: str, timeout: int, available_cpu: str = "", available_mem: str = "") -> dict[str, Any] | None:
+    def assign(
+        self, colony: str, timeout: int, available_cpu: str = "", available_mem: str = ""
+    ) -> dict[str, Any] | None:
         """A RUNNING process assigned to this executor, or None when none came within `timeout` s."""
-        msg: dict[str, Any] = {"msgtype": "assignprocessmsg", "colonyname": colony, "timeout": timeout}
+        msg: dict[str, Any] = {
+            "msgtype": "assignprocessmsg",
+            "colonyname": colony,
+            "timeout": timeout,
+        }
         if available_cpu:
             msg["availablecpu"] = available_cpu
         if available_mem:
@@ -141,8 +171,18 @@ class ColoniesClient:
     def add_log(self, process_id: str, message: str) -> Any:
         return self.rpc({"msgtype": "addlogmsg", "processid": process_id, "message": message})
 
-    def get_logs(self, colony: str, process_id: str, count: int = 500, since: int = 0) -> list[dict[str, Any]]:
+    def get_logs(
+        self, colony: str, process_id: str, count: int = 500, since: int = 0
+    ) -> list[dict[str, Any]]:
         """Log entries of a process, oldest first, at most 500 per call; `since` in ns."""
-        result = self.rpc({"msgtype": "getlogsmsg", "colonyname": colony, "executorid": "",
-                           "processid": process_id, "count": count, "since": since})
+        result = self.rpc(
+            {
+                "msgtype": "getlogsmsg",
+                "colonyname": colony,
+                "executorid": "",
+                "processid": process_id,
+                "count": count,
+                "since": since,
+            }
+        )
         return list(result or [])

@@ -37,9 +37,16 @@ def build_context(spec: FunctionSpec, settings: RenderSettings, process_id: str)
     indexed = spec.nodes > 1
     service = name if indexed else ""
     hosts = [f"{name}-{i}.{service}" for i in range(spec.nodes)] if indexed else []
-    labels = {**thaw(settings.extra_labels), MANAGED_BY: MANAGER, PROCESS_LABEL: process_label(process_id)}
-    annotations = {**thaw(settings.extra_annotations), PROCESS_ANNOTATION: process_id,
-                   COLONY_ANNOTATION: colony}
+    labels = {
+        **thaw(settings.extra_labels),
+        MANAGED_BY: MANAGER,
+        PROCESS_LABEL: process_label(process_id),
+    }
+    annotations = {
+        **thaw(settings.extra_annotations),
+        PROCESS_ANNOTATION: process_id,
+        COLONY_ANNOTATION: colony,
+    }
     if settings.executor_name:
         annotations[EXECUTOR_ANNOTATION] = settings.executor_name
     return {
@@ -79,12 +86,18 @@ def build_context(spec: FunctionSpec, settings: RenderSettings, process_id: str)
 # at once (backoffLimit 0). A pod evicted or preempted (DisruptionTarget) did not
 # fail on its own: Kubernetes replaces it without counting it.
 POD_FAILURE_POLICY: dict[str, Any] = {
-    "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}],
+    "rules": [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    ],
 }
 
 
 def _main_container(
-    spec: FunctionSpec, settings: RenderSettings, process_id: str, colony: str, rank: int,
+    spec: FunctionSpec,
+    settings: RenderSettings,
+    process_id: str,
+    colony: str,
+    rank: int,
     hosts: list[str],
 ) -> dict[str, Any]:
     command = [substitute(word, process_id) for word in spec.command]
@@ -95,7 +108,9 @@ def _main_container(
         script = "{\n" + substitute(spec.init_cmd, process_id) + '\n} && exec "$@"'
         args = [script, INIT_SHELL, *command, *args]
         command = ["/bin/sh", "-c"]
-    env = [{"name": k, "value": escape_kube_expansion(substitute(v, process_id))} for k, v in spec.env]
+    env: list[dict[str, Any]] = [
+        {"name": k, "value": escape_kube_expansion(substitute(v, process_id))} for k, v in spec.env
+    ]
     env += [
         {"name": "COLONIES_PROCESS_ID", "value": process_id},
         {"name": "COLONIES_COLONY_NAME", "value": escape_kube_expansion(colony)},
@@ -105,7 +120,12 @@ def _main_container(
         {"name": "KUBEJOBS_WORLD_SIZE", "value": str(spec.nodes * spec.processes_per_node)},
     ]
     if hosts:
-        env.append({"name": "KUBEJOBS_NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}})
+        env.append(
+            {
+                "name": "KUBEJOBS_NODE_RANK",
+                "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}},
+            }
+        )
         env.append({"name": "KUBEJOBS_HOSTS", "value": ",".join(hosts)})
     else:
         env.append({"name": "KUBEJOBS_NODE_RANK", "value": "0"})

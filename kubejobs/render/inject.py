@@ -61,8 +61,10 @@ def inject(job: dict[str, Any], injection: Injection, source: str) -> None:
         for container in pod["containers"]:
             mounts = container.setdefault("volumeMounts", [])
             if any(m.get("mountPath") == mount["mountPath"] for m in mounts):
-                raise TemplateError(f"{source}: container {container.get('name')!r} already mounts "
-                                    f"{mount['mountPath']!r}, where fs.mount puts the shared volume")
+                raise TemplateError(
+                    f"{source}: container {container.get('name')!r} already mounts "
+                    f"{mount['mountPath']!r}, where fs.mount puts the shared volume"
+                )
             mounts.append(mount)
 
     shipper = _container(SHIPPER, "log-shipper.yaml", injection, main_names, mount)
@@ -74,8 +76,10 @@ def inject(job: dict[str, Any], injection: Injection, source: str) -> None:
     else:
         pod["containers"].append(shipper)
     if injection.spec.fs is not None:
-        init.insert(1 if injection.native_sidecar else 0,
-                    _container(STAGER, "data-stager.yaml", injection, main_names, mount))
+        init.insert(
+            1 if injection.native_sidecar else 0,
+            _container(STAGER, "data-stager.yaml", injection, main_names, mount),
+        )
         injected.append(STAGER)
     pod["initContainers"] = init
     pod["volumes"] = [*pod.get("volumes", []), *_volumes(injection)]
@@ -89,7 +93,11 @@ def _pod_spec(job: dict[str, Any], source: str) -> dict[str, Any]:
         pod = job["spec"]["template"]["spec"]
     except (KeyError, TypeError):
         raise TemplateError(f"{source}: the Job has no spec.template.spec") from None
-    if not isinstance(pod, dict) or not isinstance(pod.get("containers"), list) or not pod["containers"]:
+    if (
+        not isinstance(pod, dict)
+        or not isinstance(pod.get("containers"), list)
+        or not pod["containers"]
+    ):
         raise TemplateError(f"{source}: the Job's pod template has no containers")
     return pod
 
@@ -101,7 +109,8 @@ def _refuse_reserved(pod: dict[str, Any], source: str) -> None:
             if name.startswith(RESERVED_PREFIX):
                 raise TemplateError(
                     f"{source}: {field} name {name!r} is reserved: names starting with "
-                    f"{RESERVED_PREFIX!r} belong to the components kubejobs injects")
+                    f"{RESERVED_PREFIX!r} belong to the components kubejobs injects"
+                )
 
 
 def _remove_injected(pod: dict[str, Any]) -> None:
@@ -131,8 +140,12 @@ def _volumes(injection: Injection) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = copy.deepcopy(load_yaml("sidecars", "volumes.yaml"))
     if injection.spec.fs is not None:
         if injection.settings.pvc:
-            volumes.append({"name": DATA_VOLUME,
-                            "persistentVolumeClaim": {"claimName": injection.settings.pvc}})
+            volumes.append(
+                {
+                    "name": DATA_VOLUME,
+                    "persistentVolumeClaim": {"claimName": injection.settings.pvc},
+                }
+            )
         else:
             empty_dir: dict[str, Any] = {}
             if injection.spec.storage:
@@ -141,8 +154,13 @@ def _volumes(injection: Injection) -> list[dict[str, Any]]:
     return volumes
 
 
-def _container(name: str, definition: str, injection: Injection, main_names: list[str],
-               mount: dict[str, Any] | None) -> dict[str, Any]:
+def _container(
+    name: str,
+    definition: str,
+    injection: Injection,
+    main_names: list[str],
+    mount: dict[str, Any] | None,
+) -> dict[str, Any]:
     definition_data: dict[str, Any] = copy.deepcopy(load_yaml("sidecars", definition))
     assert definition_data["name"] == name, f"sidecars/{definition} must define {name}"
     container = {"name": name, "image": injection.settings.inpod_image, **definition_data}
@@ -163,15 +181,29 @@ def _env(injection: Injection, main_names: list[str]) -> list[dict[str, Any]]:
         {"name": "COLONIES_TLS", "value": "true" if settings.colonies_tls else "false"},
         {"name": "COLONIES_COLONY_NAME", "value": injection.colony_name.replace("$", "$$")},
         {"name": "COLONIES_PROCESS_ID", "value": injection.process_id},
-        {"name": "COLONIES_PRVKEY",
-         "valueFrom": {"secretKeyRef": {"name": settings.executor_key_secret, "key": "prvkey"}}},
+        {
+            "name": "COLONIES_PRVKEY",
+            "valueFrom": {"secretKeyRef": {"name": settings.executor_key_secret, "key": "prvkey"}},
+        },
         {"name": "KUBEJOBS_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "KUBEJOBS_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {
+            "name": "KUBEJOBS_POD_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        },
         {"name": "KUBEJOBS_MAIN_CONTAINERS", "value": ",".join(main_names)},
-        {"name": "KUBEJOBS_NODE_RANK", **(
-            {"valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}} if indexed else {"value": "0"})},
+        {
+            "name": "KUBEJOBS_NODE_RANK",
+            **(
+                {"valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}}
+                if indexed
+                else {"value": "0"}
+            ),
+        },
         {"name": "KUBEJOBS_STATE_DIR", "value": STATE_DIR},
-        {"name": "KUBEJOBS_SIDECAR_MODE", "value": "native" if injection.native_sidecar else "container"},
+        {
+            "name": "KUBEJOBS_SIDECAR_MODE",
+            "value": "native" if injection.native_sidecar else "container",
+        },
     ]
     fs = injection.spec.fs
     if fs is not None:

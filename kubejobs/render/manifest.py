@@ -26,10 +26,8 @@ from kubejobs.spec.names import PROCESS_ID
 JOB_TEMPLATE = "job.yaml.j2"
 SERVICE_TEMPLATE = "service.yaml.j2"
 
-try:  # libyaml's parser is several times faster; the pure-Python one is the fallback.
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[attr-defined]
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
+# libyaml's parser is several times faster; the pure-Python one is the fallback.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -45,15 +43,30 @@ class Renderer:
     def render(self, spec: FunctionSpec, process_id: str) -> list[dict[str, Any]]:
         """The Job (and, for nodes > 1, its headless Service) for one process."""
         if not PROCESS_ID.match(process_id):
-            raise InvalidInput([Problem("--process-id", "$", f"{process_id!r} is not a process id "
-                                        "(64 lowercase hex characters)")])
+            raise InvalidInput(
+                [
+                    Problem(
+                        "--process-id",
+                        "$",
+                        f"{process_id!r} is not a process id (64 lowercase hex characters)",
+                    )
+                ]
+            )
         context = build_context(spec, self.settings, process_id)
         job = self._parse(JOB_TEMPLATE, context)
         if job.get("kind") != "Job" or job.get("apiVersion") != "batch/v1":
             raise TemplateError(f"{JOB_TEMPLATE}: must produce a batch/v1 Job")
-        inject(job, Injection(spec=spec, settings=self.settings, process_id=process_id,
-                              colony_name=context["colony_name"], job_name=context["job_name"]),
-               JOB_TEMPLATE)
+        inject(
+            job,
+            Injection(
+                spec=spec,
+                settings=self.settings,
+                process_id=process_id,
+                colony_name=context["colony_name"],
+                job_name=context["job_name"],
+            ),
+            JOB_TEMPLATE,
+        )
         _ensure_identity(job, context)
         _ensure_identity(job["spec"]["template"], context)
         manifests = [job]
@@ -66,12 +79,14 @@ class Renderer:
     def _parse(self, name: str, context: dict[str, Any]) -> dict[str, Any]:
         text = render_template(self._env, name, context)
         try:
-            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+            data = yaml.load(text, Loader=_Loader)
         except yaml.MarkedYAMLError as err:
             line = err.problem_mark.line if err.problem_mark else 0
             rendered = text.splitlines()[line] if line < len(text.splitlines()) else ""
-            raise TemplateError(f"{name}: rendered text is not YAML at rendered line {line + 1} "
-                                f"({rendered.strip()!r}): {err.problem}") from None
+            raise TemplateError(
+                f"{name}: rendered text is not YAML at rendered line {line + 1} "
+                f"({rendered.strip()!r}): {err.problem}"
+            ) from None
         if not isinstance(data, dict):
             raise TemplateError(f"{name}: must produce one YAML mapping (a Kubernetes object)")
         return data
@@ -84,9 +99,16 @@ def _ensure_identity(obj: dict[str, Any], context: dict[str, Any]) -> None:
         meta = obj["metadata"] = {}
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
-    labels.update({k: v for k, v in context["labels"].items() if k.startswith(("kubejobs.io/", MANAGED_BY))})
-    annotations.update({k: v for k, v in context["annotations"].items()
-                        if k.startswith("kubejobs.io/") and k != INJECTED_ANNOTATION})
+    labels.update(
+        {k: v for k, v in context["labels"].items() if k.startswith(("kubejobs.io/", MANAGED_BY))}
+    )
+    annotations.update(
+        {
+            k: v
+            for k, v in context["annotations"].items()
+            if k.startswith("kubejobs.io/") and k != INJECTED_ANNOTATION
+        }
+    )
     meta["labels"] = labels
     meta["annotations"] = annotations
 

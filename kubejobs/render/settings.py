@@ -75,4 +75,6 @@ class RenderSettings:
         except ValueError as err:
             raise SettingsError(f"kube_version: {err}") from None
         if self.ttl_seconds_after_finished < 0 or self.termination_grace_seconds < 0:
-            raise SettingsError("ttl_seconds_after_finished and termination_grace_seconds must be >= 0")
+            raise SettingsError(
+                "ttl_seconds_after_finished and termination_grace_seconds must be >= 0"
+            )

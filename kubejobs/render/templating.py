@@ -43,8 +43,10 @@ def to_json(value: Any) -> JsonText:
 def _finalize(value: Any) -> Any:
     if isinstance(value, JsonText):
         return value
-    raise TemplateError(f"value {str(value)[:40]!r} is output without '| tojson'; "
-                        "every value must enter the YAML through tojson")
+    raise TemplateError(
+        f"value {str(value)[:40]!r} is output without '| tojson'; "
+        "every value must enter the YAML through tojson"
+    )
 
 
 @cache
@@ -80,11 +82,20 @@ def render_template(env: jinja2.Environment, name: str, context: dict[str, Any])
         template = env.get_template(name)
         return template.render(context)
     except jinja2.TemplateSyntaxError as err:
-        raise TemplateError(f"{err.filename or err.name or name}:{err.lineno}: {err.message}") from None
+        raise TemplateError(
+            f"{err.filename or err.name or name}:{err.lineno}: {err.message}"
+        ) from None
     except jinja2.TemplateNotFound as err:
         raise TemplateError(f"template {err.name!r} not found") from None
-    except (jinja2.TemplateError, TemplateError, TypeError, ValueError, ArithmeticError,
-            LookupError, AttributeError) as err:
+    except (
+        jinja2.TemplateError,
+        TemplateError,
+        TypeError,
+        ValueError,
+        ArithmeticError,
+        LookupError,
+        AttributeError,
+    ) as err:
         where = _template_location(name)
         message = err.message if isinstance(err, jinja2.TemplateError) and err.message else str(err)
         raise TemplateError(f"{where}: {message}") from None

@@ -37,9 +37,15 @@ def parse_document(text: str, source: str) -> SpecDocument:
         return SpecDocument(source, json.loads(text))
     except json.JSONDecodeError as err:
         if source.endswith(".json"):
-            raise InvalidInput([Problem(
-                source, "$", f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
-            )]) from None
+            raise InvalidInput(
+                [
+                    Problem(
+                        source,
+                        "$",
+                        f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}",
+                    )
+                ]
+            ) from None
     return SpecDocument(source, _parse_yaml(text, source))
 
 

@@ -116,14 +116,19 @@ def _file_system(fs: dict[str, Any] | None) -> FileSystem | None:
         return None
     snapshots = tuple(
         FsSnapshot(
-            snapshotid=s.get("snapshotid", ""), label=s.get("label", ""), dir=s["dir"],
-            keepfiles=s.get("keepfiles", False), keepsnapshot=s.get("keepsnapshot", False),
+            snapshotid=s.get("snapshotid", ""),
+            label=s.get("label", ""),
+            dir=s["dir"],
+            keepfiles=s.get("keepfiles", False),
+            keepsnapshot=s.get("keepsnapshot", False),
         )
         for s in fs.get("snapshots", [])
     )
     dirs = tuple(
         FsDir(
-            label=d["label"], dir=d["dir"], keepfiles=d.get("keepfiles", False),
+            label=d["label"],
+            dir=d["dir"],
+            keepfiles=d.get("keepfiles", False),
             onstart_keeplocal=d.get("onconflicts", {}).get("onstart", {}).get("keeplocal", False),
             onclose_keeplocal=d.get("onconflicts", {}).get("onclose", {}).get("keeplocal", False),
         )

@@ -22,16 +22,18 @@ LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?
 PROCESS_ID = re.compile(r"^[0-9a-f]{64}$")
 
 # kubejobs sets these in every main container; a spec may not set them itself.
-RESERVED_ENV = frozenset({
-    "COLONIES_PROCESS_ID",
-    "COLONIES_COLONY_NAME",
-    "KUBEJOBS_NODE_RANK",
-    "KUBEJOBS_NNODES",
-    "KUBEJOBS_HOSTS",
-    "KUBEJOBS_LOCAL_RANK",
-    "KUBEJOBS_LOCAL_WORLD_SIZE",
-    "KUBEJOBS_WORLD_SIZE",
-})
+RESERVED_ENV = frozenset(
+    {
+        "COLONIES_PROCESS_ID",
+        "COLONIES_COLONY_NAME",
+        "KUBEJOBS_NODE_RANK",
+        "KUBEJOBS_NNODES",
+        "KUBEJOBS_HOSTS",
+        "KUBEJOBS_LOCAL_RANK",
+        "KUBEJOBS_LOCAL_WORLD_SIZE",
+        "KUBEJOBS_WORLD_SIZE",
+    }
+)
 
 
 def image_problem(image: str) -> str | None:

@@ -16,15 +16,24 @@ _QUANTITY = re.compile(
     re.VERBOSE,
 )
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-            "P": 10**15, "E": 10**18}
+_DECIMAL: dict[str, Decimal | int] = {
+    "m": Decimal("0.001"),
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+}
 
 
 def parse_quantity(text: str) -> Decimal:
     """The value of a Kubernetes quantity; ValueError when `text` is not one."""
     match = _QUANTITY.match(text)
     if match is None:
-        raise ValueError(f"{text!r} is not a Kubernetes quantity (examples: 500m, 2, 1.5, 512Mi, 2G, 1e9)")
+        raise ValueError(
+            f"{text!r} is not a Kubernetes quantity (examples: 500m, 2, 1.5, 512Mi, 2G, 1e9)"
+        )
     number = Decimal(match["number"])
     suffix = match["suffix"] or ""
     if suffix in _BINARY:

@@ -8,7 +8,7 @@ expected, and an unknown key gets the known key it most likely meant.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -22,8 +22,13 @@ from kubejobs.resources import load_json
 SPEC_SCHEMA = "functionspec.schema.json"
 WORKFLOW_SCHEMA = "workflow.schema.json"
 _JSON_TYPES = {
-    dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
-    float: "number", type(None): "null",
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    type(None): "null",
 }
 
 
@@ -55,11 +60,15 @@ def schema_problems(data: Any, schema_file: str, source: str) -> list[Problem]:
     return problems
 
 
+def _schema_of(error: ValidationError) -> dict[str, Any]:
+    return dict(error.schema) if isinstance(error.schema, Mapping) else {}
+
+
 def _describe(error: ValidationError, source: str) -> list[Problem]:
     path = list(error.absolute_path)
     keyword = error.validator
     if keyword == "additionalProperties" and isinstance(error.instance, dict):
-        known = sorted(error.schema.get("properties", {}))
+        known = sorted(_schema_of(error).get("properties", {}))
         extra = [k for k in error.instance if k not in known]
         return [Problem(source, json_path([*path, key]), _unknown_key(key, known)) for key in extra]
     if keyword in ("allOf", "anyOf") and error.context:
@@ -69,6 +78,7 @@ def _describe(error: ValidationError, source: str) -> list[Problem]:
 
 def suggest(key: str, known: Sequence[str]) -> str | None:
     """The known key `key` most likely meant: same letters without - and _, or a close spelling."""
+
     def norm(text: str) -> str:
         return text.replace("-", "").replace("_", "").lower()
 
@@ -97,7 +107,10 @@ def _short(value: Any) -> str:
 
 
 def _message(error: ValidationError) -> str:
-    keyword, expected, value = error.validator, error.validator_value, error.instance
+    keyword = error.validator
+    value: Any = error.instance
+    expected: Any = error.validator_value
+    schema = _schema_of(error)
     if keyword == "required":
         missing = [k for k in expected if k not in value]
         return f"missing required key {missing[0]!r}" if missing else error.message
@@ -114,8 +127,8 @@ def _message(error: ValidationError) -> str:
         return f"must have at least {expected} item(s)"
     if keyword == "pattern" and expected == "^/":
         return f"must start with '/', got {_short(value)}"
-    if keyword == "oneOf" and error.schema.get("oneOf"):
-        kinds = " or ".join(_describe_schema(s) for s in error.schema["oneOf"])
+    if keyword == "oneOf" and schema.get("oneOf"):
+        kinds = " or ".join(_describe_schema(s) for s in schema["oneOf"])
         return f"expected {kinds}, got {_type_name(value)} {_short(value)}"
     return error.message
 

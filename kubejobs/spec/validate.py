@@ -53,12 +53,19 @@ def _validate_workflow(data: Any, source: str) -> list[Problem]:
         for dep_index, dep in enumerate(deps):
             if dep not in names:
                 path = json_path([*prefix, "conditions", "dependencies", dep_index])
-                problems.append(Problem(source, path, f"no function spec in this workflow has nodename {dep!r}"))
+                problems.append(
+                    Problem(source, path, f"no function spec in this workflow has nodename {dep!r}")
+                )
     seen: set[str] = set()
     for index, name in enumerate(names):
         if name and name in seen:
-            problems.append(Problem(source, json_path(["functionspecs", index, "nodename"]),
-                                    f"nodename {name!r} is used twice"))
+            problems.append(
+                Problem(
+                    source,
+                    json_path(["functionspecs", index, "nodename"]),
+                    f"nodename {name!r} is used twice",
+                )
+            )
         seen.add(name)
     return problems
 
@@ -83,29 +90,40 @@ def _semantic_problems(spec: dict[str, Any], source: str, prefix: list[str | int
     _check_quantity(conditions.get("gpu", {}).get("mem"), ["conditions", "gpu", "mem"], add)
     gpu_name = conditions.get("gpu", {}).get("name", "")
     if gpu_name and not LABEL_VALUE.match(gpu_name):
-        add(["conditions", "gpu", "name"],
-            f"{gpu_name!r} cannot be a node label value (at most 63 letters, digits, '-', '_', '.')")
+        add(
+            ["conditions", "gpu", "name"],
+            f"{gpu_name!r} cannot be a node label value (at most 63 letters, digits, '-', '_', '.')",
+        )
 
     nodes = conditions.get("nodes", 1)
     per_node = conditions.get("processespernode", 1)
     processes = conditions.get("processes")
     if processes is not None and processes != nodes * per_node:
-        add(["conditions", "processes"],
-            f"{processes} processes do not fit nodes x processespernode = {nodes} x {per_node}")
+        add(
+            ["conditions", "processes"],
+            f"{processes} processes do not fit nodes x processespernode = {nodes} x {per_node}",
+        )
 
     for key in ("maxexectime", "maxretries"):
         if spec.get(key) == 0:
-            add([key], "0 makes the Colonies server expire the process at once; use -1 for no limit")
+            add(
+                [key], "0 makes the Colonies server expire the process at once; use -1 for no limit"
+            )
     walltime = conditions.get("walltime", 0)
     maxexectime = spec.get("maxexectime", -1)
     if walltime > 0 and maxexectime > 0 and walltime <= maxexectime:
-        add(["conditions", "walltime"],
+        add(
+            ["conditions", "walltime"],
             f"walltime {walltime}s must be greater than maxexectime {maxexectime}s, "
-            "or the Job is killed before the server can retry the process")
+            "or the Job is killed before the server can retry the process",
+        )
 
     for name in spec.get("env", {}):
         if not ENV_NAME.match(name):
-            add(["env", name], f"{name!r} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+            add(
+                ["env", name],
+                f"{name!r} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)",
+            )
         elif name in RESERVED_ENV:
             add(["env", name], f"{name!r} is set by kubejobs; choose another name")
 
@@ -142,8 +160,10 @@ def _check_execute(kwargs: dict[str, Any], add: Any) -> None:
         lexer.whitespace_split = True
         operators = [w for w in lexer if w in _SHELL_OPERATORS]
         if operators:
-            add(["kwargs", "cmd"],
+            add(
+                ["kwargs", "cmd"],
                 f"{operators[0]!r} is a shell operator, but cmd runs without a shell; "
-                "put shell code in init-cmd, or use cmd: [\"sh\", \"-c\", \"...\"]")
+                'put shell code in init-cmd, or use cmd: ["sh", "-c", "..."]',
+            )
         if not words:
             add(["kwargs", "cmd"], "must name a program")

@@ -1,0 +1,49 @@
+# Set-up, the main job and the tests. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup python-env test-servers demo test lint unit integration bench clean
+
+help:
+	@echo "make setup   install kubejobs with its dev tools in .venv, and build the test servers"
+	@echo "make demo    render an example spec into a Job manifest"
+	@echo "make test    set up, then lint, type-check and run every test (unit and integration)"
+	@echo "make bench   run the render benchmark"
+
+setup: python-env test-servers
+
+# Reinstall only when the package metadata changes.
+python-env: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Real servers for the integration tests, built from pinned Go modules into .testenv/.
+test-servers:
+	testenv/install.sh
+
+demo: python-env
+	$(BIN)/kubejobs render examples/hello-world.json
+
+lint: python-env
+	$(BIN)/ruff check kubejobs tests testenv benchmarks
+	$(BIN)/ruff format --check kubejobs tests testenv benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: python-env
+	$(BIN)/pytest tests/unit
+
+test: setup lint
+	$(BIN)/pytest
+
+bench: python-env
+	$(BIN)/python benchmarks/render/bench_render.py
+
+clean:
+	rm -rf $(VENV) .testenv .mypy_cache .ruff_cache .pytest_cache .hypothesis
