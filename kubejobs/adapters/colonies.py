@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -43,6 +44,15 @@ def key_id(prvkey: str) -> str:
     from crypto import Crypto
 
     return str(Crypto().id(prvkey))
+
+
+def executor_document(colony: str, name: str, executor_type: str, executor_id: str) -> dict[str, Any]:
+    """The executor object addexecutormsg carries (the server fills state and times)."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"executorid": executor_id, "executortype": executor_type, "executorname": name,
+            "colonyname": colony, "state": 0, "requirefuncreg": False,
+            "commissiontime": now, "lastheardfromtime": now,
+            "capabilities": {"hardware": [], "software": []}, "allocations": {"projects": {}}}
 
 
 def _sign(payload: str, prvkey: str) -> str:
@@ -127,6 +137,12 @@ class ColoniesClient:
             }
         )
 
+    def get_executor(self, colony: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.rpc(
+            {"msgtype": "getexecutormsg", "colonyname": colony, "executorname": name}
+        )
+        return result
+
     # Processes -----------------------------------------------------------
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +171,14 @@ class ColoniesClient:
                 return None
             raise
         return result
+
+    def get_processes(self, colony: str, state: int, count: int = 100,
+                      executor_type: str = "") -> list[dict[str, Any]]:
+        """Processes of a colony in `state` (the server returns at most 100 per call)."""
+        result = self.rpc({"msgtype": "getprocessesmsg", "colonyname": colony, "count": count,
+                           "state": state, "executortype": executor_type, "label": "",
+                           "initiator": ""})
+        return list(result or [])
 
     def get_process(self, process_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.rpc({"msgtype": "getprocessmsg", "processid": process_id})

@@ -24,10 +24,11 @@ from kubejobs.resources import data_dir
 
 TEMPLATE_SUFFIX = ".yaml.j2"
 
-# YAML readers refuse these characters even inside quoted scalars, so JSON text must
-# carry them as escapes (JSON leaves most of them raw with ensure_ascii=False).
-_YAML_UNPRINTABLE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]"
+# YAML readers refuse some characters even inside quoted scalars, and fold its extra
+# line breaks (NEL, LS, PS) into spaces, so JSON text carries these as escapes
+# (with ensure_ascii=False, JSON leaves them raw).
+_YAML_UNSAFE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]"
 )
 
 
@@ -35,9 +36,15 @@ class JsonText(str):
     """Text produced by `tojson`: the only kind of value a template may output."""
 
 
+def _not_json(value: Any) -> Any:
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises "'name' is undefined" here
+    raise TypeError(f"a {type(value).__name__} cannot be written as JSON")
+
+
 def to_json(value: Any) -> JsonText:
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
-    return JsonText(_YAML_UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=_not_json)
+    return JsonText(_YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def _finalize(value: Any) -> Any:

@@ -1,0 +1,144 @@
+"""The injection contract: order, reserved names, secrets by reference, non-root, fallback, idempotency."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from kubejobs.errors import TemplateError
+from kubejobs.render import RenderSettings
+from kubejobs.render.inject import Injection, inject
+from kubejobs.spec import validate_spec
+from tests.unit.helpers import PID, env_of, job_of, pod_of, render, spec_with
+
+FS = {"mount": "/cfs", "dirs": [{"label": "/in", "dir": "/in"}]}
+
+
+def test_shipper_is_a_native_sidecar_declared_first_and_stager_follows() -> None:
+    pod = pod_of(render(spec_with(fs=FS)))
+    names = [c["name"] for c in pod["initContainers"]]
+    assert names == ["kubejobs-log-shipper", "kubejobs-data-stager"]
+    assert pod["initContainers"][0]["restartPolicy"] == "Always"
+    assert "restartPolicy" not in pod["initContainers"][1]
+    assert env_of(pod["initContainers"][0])["KUBEJOBS_SIDECAR_MODE"] == "native"
+
+
+def test_no_stager_without_fs() -> None:
+    pod = pod_of(render(spec_with()))
+    assert [c["name"] for c in pod["initContainers"]] == ["kubejobs-log-shipper"]
+    assert "kubejobs-data" not in [v["name"] for v in pod["volumes"]]
+
+
+def test_old_clusters_get_a_shipper_container_that_exits_by_itself() -> None:
+    pod = pod_of(render(spec_with(fs=FS), kube_version="1.28"))
+    assert [c["name"] for c in pod["initContainers"]] == ["kubejobs-data-stager"]
+    shipper = pod["containers"][-1]
+    assert shipper["name"] == "kubejobs-log-shipper"
+    assert "restartPolicy" not in shipper
+    assert env_of(shipper)["KUBEJOBS_SIDECAR_MODE"] == "container"
+    assert env_of(shipper)["KUBEJOBS_MAIN_CONTAINERS"] == "main"
+
+
+def test_shared_volume_is_mounted_at_fs_mount_in_main_and_injected_containers() -> None:
+    pod = pod_of(render(spec_with(fs=FS, conditions={"storage": "5Gi", "processespernode": 2})))
+    volume = next(v for v in pod["volumes"] if v["name"] == "kubejobs-data")
+    assert volume == {"name": "kubejobs-data", "emptyDir": {"sizeLimit": "5Gi"}}
+    for container in pod["containers"] + pod["initContainers"]:
+        assert {"name": "kubejobs-data", "mountPath": "/cfs"} in container["volumeMounts"]
+
+
+def test_pvc_setting_gives_each_job_its_own_subpath() -> None:
+    manifests = render(spec_with(fs=FS), pvc="shared-data")
+    pod = pod_of(manifests)
+    assert {"name": "kubejobs-data", "persistentVolumeClaim": {"claimName": "shared-data"}} in pod["volumes"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "kubejobs-data")
+    assert mount["subPath"] == job_of(manifests)["metadata"]["name"]
+
+
+def test_secrets_reach_only_injected_containers_and_only_by_reference() -> None:
+    pod = pod_of(render(spec_with(fs=FS), executor_key_secret="exec-key", s3_secret="s3-creds"))
+    for injected in pod["initContainers"]:
+        env = env_of(injected)
+        assert env["COLONIES_PRVKEY"] == {"secretKeyRef": {"name": "exec-key", "key": "prvkey"}}
+        assert injected["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+    main = pod["containers"][0]
+    assert "envFrom" not in main
+    assert not any("secretKeyRef" in str(e) for e in main["env"])
+    assert not any(m["name"] == "kubejobs-token" for m in main["volumeMounts"])
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_token_is_mounted_only_into_the_shipper() -> None:
+    pod = pod_of(render(spec_with(fs=FS)))
+    holders = [c["name"] for c in pod["containers"] + pod["initContainers"]
+               if any(m["name"] == "kubejobs-token" for m in c.get("volumeMounts", []))]
+    assert holders == ["kubejobs-log-shipper"]
+
+
+def test_injected_containers_run_as_non_root_with_a_restricted_context() -> None:
+    pod = pod_of(render(spec_with(fs=FS)))
+    for container in pod["initContainers"]:
+        ctx = container["securityContext"]
+        assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] != 0
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["capabilities"] == {"drop": ["ALL"]}
+        assert ctx["readOnlyRootFilesystem"] is True
+        assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_settings_feed_the_injected_containers() -> None:
+    pod = pod_of(render(spec_with(conditions={"nodes": 2}), colonies_host="colonies.svc", colonies_port=443,
+                        colonies_tls=True, inpod_image="reg/kubejobs:9"))
+    shipper = pod["initContainers"][0]
+    env = env_of(shipper)
+    assert shipper["image"] == "reg/kubejobs:9"
+    assert (env["COLONIES_SERVER_HOST"], env["COLONIES_SERVER_PORT"], env["COLONIES_TLS"]) == ("colonies.svc", "443", "true")
+    assert env["COLONIES_PROCESS_ID"] == PID
+    assert "fieldRef" in env["KUBEJOBS_NODE_RANK"]
+
+
+def test_marker_records_what_was_injected() -> None:
+    annotations = job_of(render(spec_with(fs=FS)))["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["kubejobs.io/injected"] == "kubejobs-log-shipper,kubejobs-data-stager"
+
+
+def test_injecting_twice_changes_nothing() -> None:
+    data = spec_with(fs=FS)
+    job = job_of(render(data))
+    again = copy.deepcopy(job)
+    injection = Injection(spec=validate_spec(data), settings=RenderSettings(), process_id=PID,
+                          colony_name="", job_name=job["metadata"]["name"])
+    inject(again, injection, "job.yaml.j2")
+    assert again == job
+
+
+def test_rendering_twice_gives_identical_output() -> None:
+    data = spec_with(fs=FS, conditions={"nodes": 2})
+    assert render(data) == render(data)
+
+
+@pytest.mark.parametrize("field", ["containers", "initContainers", "volumes"])
+def test_reserved_names_are_rejected(field: str) -> None:
+    job = job_of(render(spec_with()))
+    pod = job["spec"]["template"]["spec"]
+    del job["spec"]["template"]["metadata"]["annotations"]["kubejobs.io/injected"]
+    pod["initContainers"] = []
+    pod["volumes"] = []
+    pod.setdefault(field, []).append({"name": "kubejobs-mine", "image": "x"})
+    injection = Injection(spec=validate_spec(spec_with()), settings=RenderSettings(), process_id=PID,
+                          colony_name="", job_name=job["metadata"]["name"])
+    with pytest.raises(TemplateError, match=f"job.yaml.j2: {field} name 'kubejobs-mine' is reserved"):
+        inject(job, injection, "job.yaml.j2")
+
+
+def test_a_template_mount_at_fs_mount_is_refused() -> None:
+    job = job_of(render(spec_with()))
+    del job["spec"]["template"]["metadata"]["annotations"]["kubejobs.io/injected"]
+    pod = job["spec"]["template"]["spec"]
+    pod["initContainers"], pod["volumes"] = [], []
+    pod["containers"][0]["volumeMounts"] = [{"name": "x", "mountPath": "/cfs"}]
+    injection = Injection(spec=validate_spec(spec_with(fs=FS)), settings=RenderSettings(), process_id=PID,
+                          colony_name="", job_name="j")
+    with pytest.raises(TemplateError, match="already mounts '/cfs'"):
+        inject(job, injection, "job.yaml.j2")

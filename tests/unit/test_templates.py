@@ -1,0 +1,101 @@
+"""Template customisation: layering, tojson enforcement, sandbox, errors naming file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kubejobs.errors import TemplateError
+from kubejobs.resources import data_dir
+from kubejobs.render.templating import to_json
+from tests.unit.helpers import job_of, mains, render, spec_with
+
+
+def custom(tmp_path: Path, text: str, name: str = "job.yaml.j2") -> str:
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    return str(tmp_path)
+
+
+def test_custom_template_extends_the_builtin(tmp_path: Path) -> None:
+    builtin = data_dir("templates").joinpath("job.yaml.j2").read_text(encoding="utf-8")
+    text = builtin.replace("      restartPolicy: Never\n",
+                           "      restartPolicy: Never\n      hostNetwork: {{ (nodes > 1) | tojson }}\n")
+    folder = custom(tmp_path, text)
+    job = job_of(render(spec_with(), templates_dir=folder))
+    assert job["spec"]["template"]["spec"]["hostNetwork"] is False
+    # The injected components are still there.
+    assert job["spec"]["template"]["spec"]["initContainers"][0]["name"] == "kubejobs-log-shipper"
+
+
+def test_builtin_templates_stay_reachable_for_include(tmp_path: Path) -> None:
+    folder = custom(tmp_path, '{% include "builtin/job.yaml.j2" %}')
+    assert job_of(render(spec_with(), templates_dir=folder))["kind"] == "Job"
+
+
+def test_value_without_tojson_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
+    folder = custom(tmp_path, "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {{ job_name }}\n")
+    with pytest.raises(TemplateError) as err:
+        render(spec_with(), templates_dir=folder)
+    assert str(err.value).startswith(f"{tmp_path}/job.yaml.j2:4: value 'kj-")
+    assert "without '| tojson'" in str(err.value)
+
+
+def test_undefined_name_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
+    folder = custom(tmp_path, "apiVersion: batch/v1\nkind: Job\n\nmetadata: {{ no_such_thing | tojson }}\n")
+    with pytest.raises(TemplateError, match=r"job\.yaml\.j2:4: 'no_such_thing' is undefined"):
+        render(spec_with(), templates_dir=folder)
+
+
+def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    folder = custom(tmp_path, "a: 1\n{% if %}\n")
+    with pytest.raises(TemplateError, match=r"job\.yaml\.j2:2: "):
+        render(spec_with(), templates_dir=folder)
+
+
+def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
+    folder = custom(tmp_path, "x: {{ job_name.__class__.__mro__ | tojson }}\n")
+    with pytest.raises(TemplateError, match=r"job\.yaml\.j2:1: .*unsafe"):
+        render(spec_with(), templates_dir=folder)
+
+
+def test_sandbox_is_immutable(tmp_path: Path) -> None:
+    folder = custom(tmp_path, "{% set _ = labels.update({'x': 'y'}) %}x: 1\n")
+    with pytest.raises(TemplateError, match="job.yaml.j2:1"):
+        render(spec_with(), templates_dir=folder)
+
+
+def test_output_that_is_not_yaml_names_the_rendered_line(tmp_path: Path) -> None:
+    folder = custom(tmp_path, "apiVersion: batch/v1\nkind: Job\nmetadata: {{ labels | tojson }}: x\n")
+    with pytest.raises(TemplateError, match=r"job\.yaml\.j2: rendered text is not YAML at rendered line 3"):
+        render(spec_with(), templates_dir=folder)
+
+
+def test_template_must_produce_a_job(tmp_path: Path) -> None:
+    folder = custom(tmp_path, "apiVersion: v1\nkind: ConfigMap\n")
+    with pytest.raises(TemplateError, match="must produce a batch/v1 Job"):
+        render(spec_with(), templates_dir=folder)
+
+
+def test_missing_templates_folder() -> None:
+    with pytest.raises(TemplateError, match="templates folder does not exist"):
+        render(spec_with(), templates_dir="/no/such/folder")
+
+
+def test_reserved_container_name_from_a_template_is_refused(tmp_path: Path) -> None:
+    builtin = data_dir("templates").joinpath("job.yaml.j2").read_text(encoding="utf-8")
+    folder = custom(tmp_path, builtin.replace('- name: {{ c.name | tojson }}', '- name: "kubejobs-log-shipper"'))
+    with pytest.raises(TemplateError, match="containers name 'kubejobs-log-shipper' is reserved"):
+        render(spec_with(), templates_dir=folder)
+
+
+@pytest.mark.parametrize("value", ["NO", "0755", "a: b", "x\ny: 1", "{{ job_name }}", "\u2028", "\x85", "\x7f",
+                                   "\U0001f600", "'\"", "- item", "#c", "1.10", "on", "~", "null"])
+def test_tricky_strings_come_back_unchanged(value: str) -> None:
+    (main,) = mains(render(spec_with(kwargs={"cmd": ["prog", value]})))
+    assert main["command"] == ["prog", value]
+
+
+def test_tojson_escapes_what_yaml_readers_refuse() -> None:
+    assert to_json("\x85\u2028") == '"\\u0085\\u2028"'
+    assert to_json("\ufeff") == '"\ufeff"'
