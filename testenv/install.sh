@@ -19,7 +19,9 @@ set -euo pipefail
 # ---- pinned versions -------------------------------------------------------
 KUBE_VERSION=v1.34.4          # k8s.io/kubernetes; staging modules at v0.34.4
 ETCD_VERSION=v3.6.16          # go.etcd.io/etcd/server/v3 (see testenv/go/etcd/go.mod)
-COLONIES_VERSION=v1.9.7       # github.com/colonyos/colonies
+# Colonies server: NOT built. The Go module proxy refuses every version of
+# github.com/colonyos/colonies (403), so the tests run testenv/colonies_server.py,
+# a Colonies-protocol stand-in (see its docstring).
 KWOK_VERSION=v0.8.0           # sigs.k8s.io/kwok
 HELM_VERSION=v3.19.0          # helm.sh/helm/v3
 KUBECONFORM_VERSION=v0.7.0    # github.com/yannh/kubeconform
@@ -167,12 +169,34 @@ build_etcd() {
   echo "[testenv] etcd $ETCD_VERSION: built in $(( $(now) - t0 ))s"
 }
 
+# kwok's CRDs for Logs / ClusterLogs (container logs through pods/log), taken
+# from the kwok module the build just used; not committed.
+kwok_crds() {
+  local dest="$PREFIX/share/kwok/crds"
+  local want="kwok-crds $KWOK_VERSION"
+  if [[ $FORCE -eq 0 && -f "$STAMPS/kwok-crds" && "$(cat "$STAMPS/kwok-crds")" == "$want" ]]; then
+    echo "[testenv] kwok CRDs $KWOK_VERSION: up to date"; return 0
+  fi
+  local dir
+  dir=$(cd "$PREFIX" && GOFLAGS=-mod=mod "$GO" mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" \
+        | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  [[ -d "$dir/kustomize/crd/bases" ]] || { echo "[testenv] kwok CRDs not found in $dir" >&2; return 1; }
+  rm -rf "$dest"; mkdir -p "$dest"
+  cp "$dir/kustomize/crd/bases/kwok.x-k8s.io_logs.yaml" "$dir/kustomize/crd/bases/kwok.x-k8s.io_clusterlogs.yaml" "$dest/"
+  chmod u+w "$dest"/*.yaml
+  echo "$want" >"$STAMPS/kwok-crds"
+  echo "[testenv] kwok CRDs $KWOK_VERSION: copied to $dest"
+}
+
 small_tools() {
-  build_etcd
-  go_install colonies github.com/colonyos/colonies/cmd "$COLONIES_VERSION" colonies
-  go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" kwok
-  go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" helm
-  go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" kubeconform
+  # errexit does not apply inside a function called from `||`: check each step
+  local rc=0
+  build_etcd || rc=1
+  go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" kwok || rc=1
+  kwok_crds || rc=1
+  go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" helm || rc=1
+  go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" kubeconform || rc=1
+  return $rc
 }
 
 T0=$(now)
@@ -181,7 +205,7 @@ echo "[testenv] Go $GOVERSION, GOMODCACHE=$("$GO" env GOMODCACHE), GOCACHE=$("$G
 # Two lanes on a 2-core machine: the Kubernetes build (by far the longest) and
 # everything else; each `go build` already uses both cores, the overlap mostly
 # hides module downloads and single-threaded linking.
-build_kube >"$LOGS/lane-kube.out" 2>&1 &
+( set -e; build_kube ) >"$LOGS/lane-kube.out" 2>&1 &
 KUBE_PID=$!
 small_tools_status=0
 small_tools || small_tools_status=$?

@@ -1,0 +1,143 @@
+"""Process helpers: free ports, background servers with log files, waiting."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = Path(os.environ.get("KUBEJOBS_TESTENV_DIR", ROOT / ".testenv"))
+BIN = PREFIX / "bin"
+
+_used_ports: set[int] = set()
+
+
+class TestEnvError(RuntimeError):
+    """A server of the test environment could not be started or is missing."""
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 not handed out before in this process."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _used_ports:
+            _used_ports.add(port)
+            return port
+    raise TestEnvError("no free port")
+
+
+def binary(name: str) -> str:
+    """Path of a binary built by testenv/install.sh."""
+    path = BIN / name
+    if not os.access(path, os.X_OK):
+        raise TestEnvError(f"{path} is missing: run testenv/install.sh first")
+    return str(path)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1,
+               service: Service | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last_err: BaseException | None = None
+    while time.monotonic() < deadline:
+        if service is not None and not service.running():
+            raise TestEnvError(f"{service.name} exited while waiting for {what}:\n{service.tail()}")
+        try:
+            if check():
+                return
+        except Exception as err:
+            last_err = err
+        time.sleep(interval)
+    tail = f"\n{service.tail()}" if service is not None else ""
+    raise TestEnvError(f"timed out after {timeout}s waiting for {what} (last error: {last_err!r}){tail}")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+class Service:
+    """One server process: started in its own process group, output in a log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_dir: Path,
+                 env: dict[str, str] | None = None, cwd: Path | None = None,
+                 user: str | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self.env = env
+        self.cwd = cwd
+        self.user = user
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> Service:
+        if self.running():
+            return self
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        if self.env:
+            env.update(self.env)
+        argv = self.argv
+        if self.user is not None:
+            argv = ["runuser", "-u", self.user, "--", *argv]
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start #{self.starts}: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, cwd=self.cwd, start_new_session=True,
+            )
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(timeout=5, sig=signal.SIGKILL)
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def read_log_from(self, offset: int) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
