@@ -22,8 +22,8 @@ _SHELL_OPERATORS = frozenset({"|", "||", "&", "&&", ";", ";;", "<", ">", ">>", "
 def validate_document(doc: SpecDocument) -> list[Problem]:
     """Every problem in a spec or workflow document (empty when it is valid)."""
     if doc.kind == "workflow":
-        return _validate_workflow(doc.data, doc.source)
-    return _spec_problems(doc.data, doc.source, [])
+        return sorted(_validate_workflow(doc.data, doc.source))
+    return sorted(_spec_problems(doc.data, doc.source, []))
 
 
 def validate_spec(data: Any, source: str = "<spec>") -> FunctionSpec:
@@ -43,13 +43,15 @@ def _unknown_funcname(name: Any) -> str:
 def _validate_workflow(data: Any, source: str) -> list[Problem]:
     problems = schema_problems(data, WORKFLOW_SCHEMA, source)
     specs = data.get("functionspecs") if isinstance(data, dict) else None
-    if problems or not isinstance(specs, list):
+    if not isinstance(specs, list):
         return problems
+    specs = [_obj(s) for s in specs]
     names = [s.get("nodename", "") for s in specs]
     for index, spec in enumerate(specs):
         prefix: list[str | int] = ["functionspecs", index]
         problems += _semantic_problems(spec, source, prefix)
-        deps = spec.get("conditions", {}).get("dependencies", [])
+        deps = _obj(spec.get("conditions")).get("dependencies")
+        deps = deps if isinstance(deps, list) else []
         for dep_index, dep in enumerate(deps):
             if dep not in names:
                 path = json_path([*prefix, "conditions", "dependencies", dep_index])
@@ -72,33 +74,42 @@ def _validate_workflow(data: Any, source: str) -> list[Problem]:
 
 def _spec_problems(data: Any, source: str, prefix: list[str | int]) -> list[Problem]:
     problems = schema_problems(data, SPEC_SCHEMA, source)
-    if problems:
-        # Semantic checks assume the shapes the schema guarantees.
-        return problems
-    return _semantic_problems(data, source, prefix)
+    # The semantic checks skip values of the wrong type (the schema reports those),
+    # so every problem of a document is reported in one run.
+    return problems + _semantic_problems(data, source, prefix)
 
 
-def _semantic_problems(spec: dict[str, Any], source: str, prefix: list[str | int]) -> list[Problem]:
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _semantic_problems(data: Any, source: str, prefix: list[str | int]) -> list[Problem]:
     problems: list[Problem] = []
+    spec = _obj(data)
 
     def add(path: list[str | int], message: str) -> None:
         problems.append(Problem(source, json_path([*prefix, *path]), message))
 
-    conditions = spec.get("conditions", {})
+    conditions = _obj(spec.get("conditions"))
+    gpu = _obj(conditions.get("gpu"))
     for key in ("cpu", "mem", "storage"):
         _check_quantity(conditions.get(key), ["conditions", key], add)
-    _check_quantity(conditions.get("gpu", {}).get("mem"), ["conditions", "gpu", "mem"], add)
-    gpu_name = conditions.get("gpu", {}).get("name", "")
-    if gpu_name and not LABEL_VALUE.match(gpu_name):
+    _check_quantity(gpu.get("mem"), ["conditions", "gpu", "mem"], add)
+    gpu_name = gpu.get("name")
+    if isinstance(gpu_name, str) and gpu_name and not LABEL_VALUE.match(gpu_name):
         add(
             ["conditions", "gpu", "name"],
             f"{gpu_name!r} cannot be a node label value (at most 63 letters, digits, '-', '_', '.')",
         )
 
-    nodes = conditions.get("nodes", 1)
-    per_node = conditions.get("processespernode", 1)
-    processes = conditions.get("processes")
-    if processes is not None and processes != nodes * per_node:
+    nodes = _int(conditions.get("nodes"), 1)
+    per_node = _int(conditions.get("processespernode"), 1)
+    processes = _int(conditions.get("processes"), nodes * per_node)
+    if processes != nodes * per_node:
         add(
             ["conditions", "processes"],
             f"{processes} processes do not fit nodes x processespernode = {nodes} x {per_node}",
@@ -109,8 +120,8 @@ def _semantic_problems(spec: dict[str, Any], source: str, prefix: list[str | int
             add(
                 [key], "0 makes the Colonies server expire the process at once; use -1 for no limit"
             )
-    walltime = conditions.get("walltime", 0)
-    maxexectime = spec.get("maxexectime", -1)
+    walltime = _int(conditions.get("walltime"), 0)
+    maxexectime = _int(spec.get("maxexectime"), -1)
     if walltime > 0 and maxexectime > 0 and walltime <= maxexectime:
         add(
             ["conditions", "walltime"],
@@ -118,7 +129,7 @@ def _semantic_problems(spec: dict[str, Any], source: str, prefix: list[str | int
             "or the Job is killed before the server can retry the process",
         )
 
-    for name in spec.get("env", {}):
+    for name in _obj(spec.get("env")):
         if not ENV_NAME.match(name):
             add(
                 ["env", name],
@@ -128,12 +139,12 @@ def _semantic_problems(spec: dict[str, Any], source: str, prefix: list[str | int
             add(["env", name], f"{name!r} is set by kubejobs; choose another name")
 
     if spec.get("funcname") == "execute":
-        _check_execute(spec["kwargs"], add)
+        _check_execute(_obj(spec.get("kwargs")), add)
     return problems
 
 
-def _check_quantity(value: str | None, path: list[str | int], add: Any) -> None:
-    if value is None or value == "":
+def _check_quantity(value: Any, path: list[str | int], add: Any) -> None:
+    if not isinstance(value, str) or value == "":
         return
     try:
         amount = parse_quantity(value)
@@ -145,11 +156,12 @@ def _check_quantity(value: str | None, path: list[str | int], add: Any) -> None:
 
 
 def _check_execute(kwargs: dict[str, Any], add: Any) -> None:
-    problem = image_problem(kwargs["docker-image"])
+    image = kwargs.get("docker-image")
+    problem = image_problem(image) if isinstance(image, str) and image else None
     if problem:
         add(["kwargs", "docker-image"], problem)
-    cmd = kwargs["cmd"]
-    if isinstance(cmd, str):
+    cmd = kwargs.get("cmd")
+    if isinstance(cmd, str) and cmd:
         try:
             words = shlex.split(cmd)
         except ValueError as err:

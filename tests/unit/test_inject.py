@@ -51,7 +51,9 @@ def test_shared_volume_is_mounted_at_fs_mount_in_main_and_injected_containers() 
 def test_pvc_setting_gives_each_job_its_own_subpath() -> None:
     manifests = render(spec_with(fs=FS), pvc="shared-data")
     pod = pod_of(manifests)
-    assert {"name": "kubejobs-data", "persistentVolumeClaim": {"claimName": "shared-data"}} in pod["volumes"]
+    assert {"name": "kubejobs-data", "persistentVolumeClaim": {"claimName": "shared-data"}} in pod[
+        "volumes"
+    ]
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "kubejobs-data")
     assert mount["subPath"] == job_of(manifests)["metadata"]["name"]
 
@@ -71,8 +73,11 @@ def test_secrets_reach_only_injected_containers_and_only_by_reference() -> None:
 
 def test_token_is_mounted_only_into_the_shipper() -> None:
     pod = pod_of(render(spec_with(fs=FS)))
-    holders = [c["name"] for c in pod["containers"] + pod["initContainers"]
-               if any(m["name"] == "kubejobs-token" for m in c.get("volumeMounts", []))]
+    holders = [
+        c["name"]
+        for c in pod["containers"] + pod["initContainers"]
+        if any(m["name"] == "kubejobs-token" for m in c.get("volumeMounts", []))
+    ]
     assert holders == ["kubejobs-log-shipper"]
 
 
@@ -88,12 +93,23 @@ def test_injected_containers_run_as_non_root_with_a_restricted_context() -> None
 
 
 def test_settings_feed_the_injected_containers() -> None:
-    pod = pod_of(render(spec_with(conditions={"nodes": 2}), colonies_host="colonies.svc", colonies_port=443,
-                        colonies_tls=True, inpod_image="reg/kubejobs:9"))
+    pod = pod_of(
+        render(
+            spec_with(conditions={"nodes": 2}),
+            colonies_host="colonies.svc",
+            colonies_port=443,
+            colonies_tls=True,
+            inpod_image="reg/kubejobs:9",
+        )
+    )
     shipper = pod["initContainers"][0]
     env = env_of(shipper)
     assert shipper["image"] == "reg/kubejobs:9"
-    assert (env["COLONIES_SERVER_HOST"], env["COLONIES_SERVER_PORT"], env["COLONIES_TLS"]) == ("colonies.svc", "443", "true")
+    assert (env["COLONIES_SERVER_HOST"], env["COLONIES_SERVER_PORT"], env["COLONIES_TLS"]) == (
+        "colonies.svc",
+        "443",
+        "true",
+    )
     assert env["COLONIES_PROCESS_ID"] == PID
     assert "fieldRef" in env["KUBEJOBS_NODE_RANK"]
 
@@ -107,8 +123,13 @@ def test_injecting_twice_changes_nothing() -> None:
     data = spec_with(fs=FS)
     job = job_of(render(data))
     again = copy.deepcopy(job)
-    injection = Injection(spec=validate_spec(data), settings=RenderSettings(), process_id=PID,
-                          colony_name="", job_name=job["metadata"]["name"])
+    injection = Injection(
+        spec=validate_spec(data),
+        settings=RenderSettings(),
+        process_id=PID,
+        colony_name="",
+        job_name=job["metadata"]["name"],
+    )
     inject(again, injection, "job.yaml.j2")
     assert again == job
 
@@ -126,9 +147,16 @@ def test_reserved_names_are_rejected(field: str) -> None:
     pod["initContainers"] = []
     pod["volumes"] = []
     pod.setdefault(field, []).append({"name": "kubejobs-mine", "image": "x"})
-    injection = Injection(spec=validate_spec(spec_with()), settings=RenderSettings(), process_id=PID,
-                          colony_name="", job_name=job["metadata"]["name"])
-    with pytest.raises(TemplateError, match=f"job.yaml.j2: {field} name 'kubejobs-mine' is reserved"):
+    injection = Injection(
+        spec=validate_spec(spec_with()),
+        settings=RenderSettings(),
+        process_id=PID,
+        colony_name="",
+        job_name=job["metadata"]["name"],
+    )
+    with pytest.raises(
+        TemplateError, match=f"job.yaml.j2: {field} name 'kubejobs-mine' is reserved"
+    ):
         inject(job, injection, "job.yaml.j2")
 
 
@@ -138,7 +166,12 @@ def test_a_template_mount_at_fs_mount_is_refused() -> None:
     pod = job["spec"]["template"]["spec"]
     pod["initContainers"], pod["volumes"] = [], []
     pod["containers"][0]["volumeMounts"] = [{"name": "x", "mountPath": "/cfs"}]
-    injection = Injection(spec=validate_spec(spec_with(fs=FS)), settings=RenderSettings(), process_id=PID,
-                          colony_name="", job_name="j")
+    injection = Injection(
+        spec=validate_spec(spec_with(fs=FS)),
+        settings=RenderSettings(),
+        process_id=PID,
+        colony_name="",
+        job_name="j",
+    )
     with pytest.raises(TemplateError, match="already mounts '/cfs'"):
         inject(job, injection, "job.yaml.j2")

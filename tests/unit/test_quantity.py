@@ -30,7 +30,9 @@ def test_accepts_every_kubernetes_form(text: str, value: Decimal) -> None:
     assert parse_quantity(text) == value
 
 
-@pytest.mark.parametrize("text", ["1 GB", "1GB", "1gi", "Mi", "", "1.2.3", "e3", "1Mi ", "1KiB", "0x10", "1m5"])
+@pytest.mark.parametrize(
+    "text", ["1 GB", "1GB", "1gi", "Mi", "", "1.2.3", "e3", "1Mi ", "1KiB", "0x10", "1m5"]
+)
 def test_rejects_what_kubernetes_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="not a Kubernetes quantity"):
         parse_quantity(text)

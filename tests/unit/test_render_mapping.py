@@ -33,7 +33,9 @@ def test_nodes_make_an_indexed_job_with_a_headless_service() -> None:
     assert env["KUBEJOBS_HOSTS"] == ",".join(f"{name}-{i}.{name}" for i in range(3))
     assert env["KUBEJOBS_NNODES"] == "3"
     assert env["KUBEJOBS_NODE_RANK"] == {
-        "fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}
+        "fieldRef": {
+            "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        }
     }
 
 
@@ -48,10 +50,14 @@ def test_processes_per_node_make_main_containers_with_local_rank() -> None:
 
 
 def test_cpu_and_mem_are_requests_and_limits_of_each_main_container() -> None:
-    containers = mains(render(spec_with(conditions={"cpu": "1.5", "mem": "1e9", "processespernode": 2})))
+    containers = mains(
+        render(spec_with(conditions={"cpu": "1.5", "mem": "1e9", "processespernode": 2}))
+    )
     for c in containers:
-        assert c["resources"] == {"requests": {"cpu": "1.5", "memory": "1e9"},
-                                  "limits": {"cpu": "1.5", "memory": "1e9"}}
+        assert c["resources"] == {
+            "requests": {"cpu": "1.5", "memory": "1e9"},
+            "limits": {"cpu": "1.5", "memory": "1e9"},
+        }
 
 
 def test_no_resources_when_the_spec_names_none() -> None:
@@ -62,10 +68,17 @@ def test_no_resources_when_the_spec_names_none() -> None:
 
 def test_gpu_count_and_name_use_the_configured_resource_and_label() -> None:
     data = spec_with(conditions={"gpu": {"count": 2, "name": "MI300X"}})
-    manifests = render(data, gpu_resource="amd.com/gpu", gpu_node_label="amd.com/gpu.product-name",
-                       node_selector={"pool": "gpu"})
+    manifests = render(
+        data,
+        gpu_resource="amd.com/gpu",
+        gpu_node_label="amd.com/gpu.product-name",
+        node_selector={"pool": "gpu"},
+    )
     assert mains(manifests)[0]["resources"]["limits"]["amd.com/gpu"] == 2
-    assert pod_of(manifests)["nodeSelector"] == {"pool": "gpu", "amd.com/gpu.product-name": "MI300X"}
+    assert pod_of(manifests)["nodeSelector"] == {
+        "pool": "gpu",
+        "amd.com/gpu.product-name": "MI300X",
+    }
 
 
 def test_gpu_count_zero_adds_no_resource() -> None:
@@ -74,12 +87,20 @@ def test_gpu_count_zero_adds_no_resource() -> None:
 
 
 def test_walltime_is_active_deadline_seconds() -> None:
-    assert job_of(render(spec_with(conditions={"walltime": 300})))["spec"]["activeDeadlineSeconds"] == 300
-    assert "activeDeadlineSeconds" not in job_of(render(spec_with(conditions={"walltime": -1})))["spec"]
+    assert (
+        job_of(render(spec_with(conditions={"walltime": 300})))["spec"]["activeDeadlineSeconds"]
+        == 300
+    )
+    assert (
+        "activeDeadlineSeconds"
+        not in job_of(render(spec_with(conditions={"walltime": -1})))["spec"]
+    )
 
 
 def test_cmd_string_is_split_into_exec_form_without_a_shell() -> None:
-    (main,) = mains(render(spec_with(kwargs={"cmd": "python3 -c 'print(\"a b\")'", "args": ["x y", 3, True]})))
+    (main,) = mains(
+        render(spec_with(kwargs={"cmd": "python3 -c 'print(\"a b\")'", "args": ["x y", 3, True]}))
+    )
     assert main["command"] == ["python3", "-c", 'print("a b")']
     assert main["args"] == ["x y", "3", "true"]
 
@@ -92,13 +113,23 @@ def test_cmd_list_is_taken_as_given() -> None:
 
 def test_processid_is_substituted_everywhere_it_is_documented() -> None:
     data = spec_with(
-        kwargs={"cmd": "run {processid}", "args": ["--id={processid}"], "init-cmd": "echo {processid}"},
+        kwargs={
+            "cmd": "run {processid}",
+            "args": ["--id={processid}"],
+            "init-cmd": "echo {processid}",
+        },
         env={"RUN": "r-{processid}"},
         fs={"mount": "/cfs", "dirs": [{"label": "/out/{processid}", "dir": "/o/{processid}"}]},
     )
     manifests = render(data)
     (main,) = mains(manifests)
-    assert main["args"] == [f'{{\necho {PID}\n}} && exec "$$@"', "kubejobs-init", "run", PID, f"--id={PID}"]
+    assert main["args"] == [
+        f'{{\necho {PID}\n}} && exec "$$@"',
+        "kubejobs-init",
+        "run",
+        PID,
+        f"--id={PID}",
+    ]
     assert env_of(main)["RUN"] == f"r-{PID}"
     stager = pod_of(manifests)["initContainers"][1]
     assert f'"label":"/out/{PID}"' in env_of(stager)["KUBEJOBS_FS"]
@@ -106,11 +137,17 @@ def test_processid_is_substituted_everywhere_it_is_documented() -> None:
 
 
 def test_init_cmd_runs_in_a_shell_and_execs_the_command_unparsed() -> None:
-    data = spec_with(kwargs={"cmd": ["echo", "it's $HOME; rm -rf /"], "args": ["a b"], "init-cmd": "export X=1\ncd /tmp"})
+    data = spec_with(
+        kwargs={
+            "cmd": ["echo", "it's $HOME; rm -rf /"],
+            "args": ["a b"],
+            "init-cmd": "export X=1\ncd /tmp",
+        }
+    )
     (main,) = mains(render(data))
     assert main["command"] == ["/bin/sh", "-c"]
     script, name, *rest = main["args"]
-    assert script == "{\nexport X=1\ncd /tmp\n} && exec \"$$@\""
+    assert script == '{\nexport X=1\ncd /tmp\n} && exec "$$@"'
     assert name == "kubejobs-init"
     # $ is doubled for Kubernetes' $(VAR) expansion; the shell receives the words as positional parameters.
     assert rest == ["echo", "it's $$HOME; rm -rf /", "a b"]
@@ -123,11 +160,16 @@ def test_env_plus_process_id_and_colony() -> None:
     assert env["A"] == "1" and env["B"] == "2"
     assert env["COLONIES_PROCESS_ID"] == PID
     assert env["COLONIES_COLONY_NAME"] == "research"
-    assert env_of(mains(render(spec_with(), colony_name="fallback"))[0])["COLONIES_COLONY_NAME"] == "fallback"
+    assert (
+        env_of(mains(render(spec_with(), colony_name="fallback"))[0])["COLONIES_COLONY_NAME"]
+        == "fallback"
+    )
 
 
 def test_kubernetes_variable_expansion_is_escaped() -> None:
-    (main,) = mains(render(spec_with(kwargs={"cmd": ["echo", "$(HOME)", "$$x"]}, env={"V": "$(HOME)"})))
+    (main,) = mains(
+        render(spec_with(kwargs={"cmd": ["echo", "$(HOME)", "$$x"]}, env={"V": "$(HOME)"}))
+    )
     assert main["command"] == ["echo", "$$(HOME)", "$$$$x"]
     assert env_of(main)["V"] == "$$(HOME)"
 
@@ -144,7 +186,9 @@ def test_job_name_fits_63_and_the_full_id_is_an_annotation() -> None:
 
 
 def test_job_policy_choices() -> None:
-    job = job_of(render(spec_with(), ttl_seconds_after_finished=600, termination_grace_seconds=45))["spec"]
+    job = job_of(render(spec_with(), ttl_seconds_after_finished=600, termination_grace_seconds=45))[
+        "spec"
+    ]
     assert job["backoffLimit"] == 0
     assert job["ttlSecondsAfterFinished"] == 600
     assert job["podFailurePolicy"]["rules"][0]["action"] == "Ignore"

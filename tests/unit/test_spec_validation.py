@@ -22,43 +22,104 @@ def test_valid_spec_has_no_problems() -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"conditions": {"processes-per-node": 2}},
-         "spec.json::$.conditions['processes-per-node']: unknown key 'processes-per-node'; did you mean 'processespernode'?"),
-        ({"conditions": {"processes_per_node": 2}},
-         "spec.json::$.conditions.processes_per_node: unknown key 'processes_per_node'; did you mean 'processespernode'?"),
-        ({"conditions": {"executortypes": "x"}},
-         "spec.json::$.conditions.executortypes: unknown key 'executortypes'; did you mean 'executortype'?"),
-        ({"fs": {"mount": "/cfs", "snapshots": [{"dir": "/in", "keepsnaphot": True}]}},
-         "spec.json::$.fs.snapshots[0].keepsnaphot: unknown key 'keepsnaphot'; did you mean 'keepsnapshot'?"),
-        ({"kwargs": {"docker_image": "x"}},
-         "spec.json::$.kwargs.docker_image: unknown key 'docker_image'; did you mean 'docker-image'?"),
+        (
+            {"conditions": {"processes-per-node": 2}},
+            "spec.json::$.conditions['processes-per-node']: unknown key 'processes-per-node'; did you mean 'processespernode'?",
+        ),
+        (
+            {"conditions": {"processes_per_node": 2}},
+            "spec.json::$.conditions.processes_per_node: unknown key 'processes_per_node'; did you mean 'processespernode'?",
+        ),
+        (
+            {"conditions": {"executortypes": "x"}},
+            "spec.json::$.conditions.executortypes: unknown key 'executortypes'; did you mean 'executortype'?",
+        ),
+        (
+            {"fs": {"mount": "/cfs", "snapshots": [{"dir": "/in", "keepsnaphot": True}]}},
+            "spec.json::$.fs.snapshots[0].keepsnaphot: unknown key 'keepsnaphot'; did you mean 'keepsnapshot'?",
+        ),
+        (
+            {"kwargs": {"docker_image": "x"}},
+            "spec.json::$.kwargs.docker_image: unknown key 'docker_image'; did you mean 'docker-image'?",
+        ),
         ({"conditions": {"nodes": 0}}, "spec.json::$.conditions.nodes: must be at least 1, got 0"),
-        ({"conditions": {"processespernode": 0}}, "spec.json::$.conditions.processespernode: must be at least 1, got 0"),
-        ({"conditions": {"nodes": "4"}}, "spec.json::$.conditions.nodes: expected integer, got string '4'"),
-        ({"conditions": {"mem": "1 GB"}},
-         "spec.json::$.conditions.mem: '1 GB' is not a Kubernetes quantity (examples: 500m, 2, 1.5, 512Mi, 2G, 1e9)"),
+        (
+            {"conditions": {"processespernode": 0}},
+            "spec.json::$.conditions.processespernode: must be at least 1, got 0",
+        ),
+        (
+            {"conditions": {"nodes": "4"}},
+            "spec.json::$.conditions.nodes: expected integer, got string '4'",
+        ),
+        (
+            {"conditions": {"mem": "1 GB"}},
+            "spec.json::$.conditions.mem: '1 GB' is not a Kubernetes quantity (examples: 500m, 2, 1.5, 512Mi, 2G, 1e9)",
+        ),
         ({"conditions": {"cpu": "-1"}}, "spec.json::$.conditions.cpu: '-1' is negative"),
-        ({"conditions": {"gpu": {"count": 1, "mem": "lots"}}}, "spec.json::$.conditions.gpu.mem: 'lots' is not a Kubernetes quantity"),
-        ({"maxexectime": 0}, "spec.json::$.maxexectime: 0 makes the Colonies server expire the process at once; use -1 for no limit"),
-        ({"maxretries": 0}, "spec.json::$.maxretries: 0 makes the Colonies server expire the process at once"),
-        ({"conditions": {"walltime": 60}, "maxexectime": 60},
-         "spec.json::$.conditions.walltime: walltime 60s must be greater than maxexectime 60s"),
-        ({"kwargs": {"docker-image": "Busybox:latest"}}, "spec.json::$.kwargs['docker-image']: 'Busybox:latest' is not a valid image reference"),
+        (
+            {"conditions": {"gpu": {"count": 1, "mem": "lots"}}},
+            "spec.json::$.conditions.gpu.mem: 'lots' is not a Kubernetes quantity",
+        ),
+        (
+            {"maxexectime": 0},
+            "spec.json::$.maxexectime: 0 makes the Colonies server expire the process at once; use -1 for no limit",
+        ),
+        (
+            {"maxretries": 0},
+            "spec.json::$.maxretries: 0 makes the Colonies server expire the process at once",
+        ),
+        (
+            {"conditions": {"walltime": 60}, "maxexectime": 60},
+            "spec.json::$.conditions.walltime: walltime 60s must be greater than maxexectime 60s",
+        ),
+        (
+            {"kwargs": {"docker-image": "Busybox:latest"}},
+            "spec.json::$.kwargs['docker-image']: 'Busybox:latest' is not a valid image reference",
+        ),
         ({"kwargs": {"docker-image": "busybox:has space"}}, "is not a valid image reference"),
-        ({"env": {"1BAD": "x"}}, "spec.json::$.env['1BAD']: '1BAD' is not a valid environment variable name"),
-        ({"env": {"COLONIES_PROCESS_ID": "x"}}, "spec.json::$.env.COLONIES_PROCESS_ID: 'COLONIES_PROCESS_ID' is set by kubejobs"),
+        (
+            {"env": {"1BAD": "x"}},
+            "spec.json::$.env['1BAD']: '1BAD' is not a valid environment variable name",
+        ),
+        (
+            {"env": {"COLONIES_PROCESS_ID": "x"}},
+            "spec.json::$.env.COLONIES_PROCESS_ID: 'COLONIES_PROCESS_ID' is set by kubejobs",
+        ),
         ({"env": {"A": 1}}, "spec.json::$.env.A: expected string, got integer 1"),
-        ({"kwargs": {"cmd": "echo 'unclosed"}}, "spec.json::$.kwargs.cmd: cannot split into words: No closing quotation"),
-        ({"kwargs": {"cmd": "echo hi | wc -l"}}, "spec.json::$.kwargs.cmd: '|' is a shell operator, but cmd runs without a shell"),
+        (
+            {"kwargs": {"cmd": "echo 'unclosed"}},
+            "spec.json::$.kwargs.cmd: cannot split into words: No closing quotation",
+        ),
+        (
+            {"kwargs": {"cmd": "echo hi | wc -l"}},
+            "spec.json::$.kwargs.cmd: '|' is a shell operator, but cmd runs without a shell",
+        ),
         ({"kwargs": {"cmd": "make && make install"}}, "'&&' is a shell operator"),
-        ({"kwargs": {"cmd": 5}}, "spec.json::$.kwargs.cmd: expected a string or a list of strings, got integer 5"),
-        ({"kwargs": {"cmd": ""}}, "spec.json::$.kwargs.cmd: expected a string or a list of strings"),
-        ({"kwargs": {"args": [{"a": 1}]}}, "spec.json::$.kwargs.args[0]: expected string or number or boolean"),
+        (
+            {"kwargs": {"cmd": 5}},
+            "spec.json::$.kwargs.cmd: expected a string or a list of strings, got integer 5",
+        ),
+        (
+            {"kwargs": {"cmd": ""}},
+            "spec.json::$.kwargs.cmd: expected a string or a list of strings",
+        ),
+        (
+            {"kwargs": {"args": [{"a": 1}]}},
+            "spec.json::$.kwargs.args[0]: expected string or number or boolean",
+        ),
         ({"fs": {"mount": "cfs"}}, "spec.json::$.fs.mount: must start with '/', got 'cfs'"),
-        ({"fs": {"mount": "/cfs", "dirs": [{"label": "/a"}]}}, "spec.json::$.fs.dirs[0]: missing required key 'dir'"),
-        ({"conditions": {"nodes": 2, "processespernode": 2, "processes": 3}},
-         "spec.json::$.conditions.processes: 3 processes do not fit nodes x processespernode = 2 x 2"),
-        ({"conditions": {"gpu": {"count": 1, "name": "A100 80GB"}}}, "spec.json::$.conditions.gpu.name: 'A100 80GB' cannot be a node label value"),
+        (
+            {"fs": {"mount": "/cfs", "dirs": [{"label": "/a"}]}},
+            "spec.json::$.fs.dirs[0]: missing required key 'dir'",
+        ),
+        (
+            {"conditions": {"nodes": 2, "processespernode": 2, "processes": 3}},
+            "spec.json::$.conditions.processes: 3 processes do not fit nodes x processespernode = 2 x 2",
+        ),
+        (
+            {"conditions": {"gpu": {"count": 1, "name": "A100 80GB"}}},
+            "spec.json::$.conditions.gpu.name: 'A100 80GB' cannot be a node label value",
+        ),
         ({"priority": 60000}, "spec.json::$.priority: must be at most 50000, got 60000"),
     ],
 )
@@ -84,6 +145,20 @@ def test_every_error_is_reported_at_once() -> None:
     assert len(found) == 3, found
 
 
+def test_schema_and_semantic_errors_are_reported_together() -> None:
+    data = spec_with(
+        conditions={"nodes": "2", "mem": "1 GB"}, maxexectime=0, env={"9": "x", "A": 3}
+    )
+    found = problems(data)
+    assert [p.split("::")[1].split(":")[0] for p in found] == [
+        "$.conditions.mem",
+        "$.conditions.nodes",
+        "$.env.A",
+        "$.env['9']",
+        "$.maxexectime",
+    ], found
+
+
 def test_semantic_errors_are_all_reported_too() -> None:
     data = spec_with(conditions={"mem": "1 GB", "cpu": "lots"}, maxexectime=0, env={"9": "x"})
     assert len(problems(data)) == 4
@@ -99,14 +174,19 @@ def test_other_funcnames_are_schema_valid_but_not_executable() -> None:
     assert problems(data) == []
     with pytest.raises(InvalidInput) as err:
         validate_spec(data, "spec.json")
-    assert str(err.value) == "spec.json::$.funcname: the Kubernetes executor runs funcname 'execute', not 'train'"
+    assert (
+        str(err.value)
+        == "spec.json::$.funcname: the Kubernetes executor runs funcname 'execute', not 'train'"
+    )
 
 
 def test_valid_forms() -> None:
     ok = spec_with(
         conditions={"cpu": "1.5", "mem": "1e9", "walltime": 0, "gpu": {"count": 0}},
         kwargs={"cmd": ["echo", "a | b"], "args": [1, 2.5, True, "x"], "init-cmd": "cd /tmp"},
-        env={"_A1": "x"}, maxexectime=-1, maxretries=-1,
+        env={"_A1": "x"},
+        maxexectime=-1,
+        maxretries=-1,
     )
     assert problems(ok) == []
     quoted = spec_with(kwargs={"cmd": "echo ';' \"a && b\""})
@@ -115,15 +195,29 @@ def test_valid_forms() -> None:
 
 def test_workflow_checks_dependencies_and_duplicate_nodenames() -> None:
     step = {**BASE, "nodename": "a"}
-    data = {"functionspecs": [step, {**BASE, "nodename": "a", "conditions": {**BASE["conditions"], "dependencies": ["nope"]}}]}
+    data = {
+        "functionspecs": [
+            step,
+            {
+                **BASE,
+                "nodename": "a",
+                "conditions": {**BASE["conditions"], "dependencies": ["nope"]},
+            },
+        ]
+    }
     found = problems(data, "wf.json")
-    assert "wf.json::$.functionspecs[1].conditions.dependencies[0]: no function spec in this workflow has nodename 'nope'" in found
+    assert (
+        "wf.json::$.functionspecs[1].conditions.dependencies[0]: no function spec in this workflow has nodename 'nope'"
+        in found
+    )
     assert "wf.json::$.functionspecs[1].nodename: nodename 'a' is used twice" in found
 
 
 def test_workflow_schema_errors_are_located_in_the_list() -> None:
     data = {"functionspecs": [spec_with(conditions={"nodes": 0})]}
-    assert problems(data, "wf.json") == ["wf.json::$.functionspecs[0].conditions.nodes: must be at least 1, got 0"]
+    assert problems(data, "wf.json") == [
+        "wf.json::$.functionspecs[0].conditions.nodes: must be at least 1, got 0"
+    ]
 
 
 def test_workflow_semantic_errors_are_located_in_the_list() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from kubejobs.errors import TemplateError
-from kubejobs.resources import data_dir
 from kubejobs.render.templating import to_json
+from kubejobs.resources import data_dir
 from tests.unit.helpers import job_of, mains, render, spec_with
 
 
@@ -19,8 +19,10 @@ def custom(tmp_path: Path, text: str, name: str = "job.yaml.j2") -> str:
 
 def test_custom_template_extends_the_builtin(tmp_path: Path) -> None:
     builtin = data_dir("templates").joinpath("job.yaml.j2").read_text(encoding="utf-8")
-    text = builtin.replace("      restartPolicy: Never\n",
-                           "      restartPolicy: Never\n      hostNetwork: {{ (nodes > 1) | tojson }}\n")
+    text = builtin.replace(
+        "      restartPolicy: Never\n",
+        "      restartPolicy: Never\n      hostNetwork: {{ (nodes > 1) | tojson }}\n",
+    )
     folder = custom(tmp_path, text)
     job = job_of(render(spec_with(), templates_dir=folder))
     assert job["spec"]["template"]["spec"]["hostNetwork"] is False
@@ -34,7 +36,9 @@ def test_builtin_templates_stay_reachable_for_include(tmp_path: Path) -> None:
 
 
 def test_value_without_tojson_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
-    folder = custom(tmp_path, "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {{ job_name }}\n")
+    folder = custom(
+        tmp_path, "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {{ job_name }}\n"
+    )
     with pytest.raises(TemplateError) as err:
         render(spec_with(), templates_dir=folder)
     assert str(err.value).startswith(f"{tmp_path}/job.yaml.j2:4: value 'kj-")
@@ -42,7 +46,9 @@ def test_value_without_tojson_is_an_error_naming_file_and_line(tmp_path: Path) -
 
 
 def test_undefined_name_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
-    folder = custom(tmp_path, "apiVersion: batch/v1\nkind: Job\n\nmetadata: {{ no_such_thing | tojson }}\n")
+    folder = custom(
+        tmp_path, "apiVersion: batch/v1\nkind: Job\n\nmetadata: {{ no_such_thing | tojson }}\n"
+    )
     with pytest.raises(TemplateError, match=r"job\.yaml\.j2:4: 'no_such_thing' is undefined"):
         render(spec_with(), templates_dir=folder)
 
@@ -61,13 +67,17 @@ def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
 
 def test_sandbox_is_immutable(tmp_path: Path) -> None:
     folder = custom(tmp_path, "{% set _ = labels.update({'x': 'y'}) %}x: 1\n")
-    with pytest.raises(TemplateError, match="job.yaml.j2:1"):
+    with pytest.raises(TemplateError, match=r"job\.yaml\.j2:1: .*unsafe"):
         render(spec_with(), templates_dir=folder)
 
 
 def test_output_that_is_not_yaml_names_the_rendered_line(tmp_path: Path) -> None:
-    folder = custom(tmp_path, "apiVersion: batch/v1\nkind: Job\nmetadata: {{ labels | tojson }}: x\n")
-    with pytest.raises(TemplateError, match=r"job\.yaml\.j2: rendered text is not YAML at rendered line 3"):
+    folder = custom(
+        tmp_path, "apiVersion: batch/v1\nkind: Job\nmetadata: {{ labels | tojson }}: x\n"
+    )
+    with pytest.raises(
+        TemplateError, match=r"job\.yaml\.j2: rendered text is not YAML at rendered line 3"
+    ):
         render(spec_with(), templates_dir=folder)
 
 
@@ -84,13 +94,34 @@ def test_missing_templates_folder() -> None:
 
 def test_reserved_container_name_from_a_template_is_refused(tmp_path: Path) -> None:
     builtin = data_dir("templates").joinpath("job.yaml.j2").read_text(encoding="utf-8")
-    folder = custom(tmp_path, builtin.replace('- name: {{ c.name | tojson }}', '- name: "kubejobs-log-shipper"'))
+    folder = custom(
+        tmp_path, builtin.replace("- name: {{ c.name | tojson }}", '- name: "kubejobs-log-shipper"')
+    )
     with pytest.raises(TemplateError, match="containers name 'kubejobs-log-shipper' is reserved"):
         render(spec_with(), templates_dir=folder)
 
 
-@pytest.mark.parametrize("value", ["NO", "0755", "a: b", "x\ny: 1", "{{ job_name }}", "\u2028", "\x85", "\x7f",
-                                   "\U0001f600", "'\"", "- item", "#c", "1.10", "on", "~", "null"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "NO",
+        "0755",
+        "a: b",
+        "x\ny: 1",
+        "{{ job_name }}",
+        "\u2028",
+        "\x85",
+        "\x7f",
+        "\U0001f600",
+        "'\"",
+        "- item",
+        "#c",
+        "1.10",
+        "on",
+        "~",
+        "null",
+    ],
+)
 def test_tricky_strings_come_back_unchanged(value: str) -> None:
     (main,) = mains(render(spec_with(kwargs={"cmd": ["prog", value]})))
     assert main["command"] == ["prog", value]
