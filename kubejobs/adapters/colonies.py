@@ -46,13 +46,23 @@ def key_id(prvkey: str) -> str:
     return str(Crypto().id(prvkey))
 
 
-def executor_document(colony: str, name: str, executor_type: str, executor_id: str) -> dict[str, Any]:
+def executor_document(
+    colony: str, name: str, executor_type: str, executor_id: str
+) -> dict[str, Any]:
     """The executor object addexecutormsg carries (the server fills state and times)."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"executorid": executor_id, "executortype": executor_type, "executorname": name,
-            "colonyname": colony, "state": 0, "requirefuncreg": False,
-            "commissiontime": now, "lastheardfromtime": now,
-            "capabilities": {"hardware": [], "software": []}, "allocations": {"projects": {}}}
+    return {
+        "executorid": executor_id,
+        "executortype": executor_type,
+        "executorname": name,
+        "colonyname": colony,
+        "state": 0,
+        "requirefuncreg": False,
+        "commissiontime": now,
+        "lastheardfromtime": now,
+        "capabilities": {"hardware": [], "software": []},
+        "allocations": {"projects": {}},
+    }
 
 
 def _sign(payload: str, prvkey: str) -> str:
@@ -172,12 +182,21 @@ class ColoniesClient:
             raise
         return result
 
-    def get_processes(self, colony: str, state: int, count: int = 100,
-                      executor_type: str = "") -> list[dict[str, Any]]:
+    def get_processes(
+        self, colony: str, state: int, count: int = 100, executor_type: str = ""
+    ) -> list[dict[str, Any]]:
         """Processes of a colony in `state` (the server returns at most 100 per call)."""
-        result = self.rpc({"msgtype": "getprocessesmsg", "colonyname": colony, "count": count,
-                           "state": state, "executortype": executor_type, "label": "",
-                           "initiator": ""})
+        result = self.rpc(
+            {
+                "msgtype": "getprocessesmsg",
+                "colonyname": colony,
+                "count": count,
+                "state": state,
+                "executortype": executor_type,
+                "label": "",
+                "initiator": "",
+            }
+        )
         return list(result or [])
 
     def get_process(self, process_id: str) -> dict[str, Any]:

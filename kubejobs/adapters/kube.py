@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-untyped-call"
 """The Kubernetes API as plain JSON dicts: server-side apply, delete, list, watch.
 
 This is the only module that imports the kubernetes client. It is used for its
@@ -63,20 +64,27 @@ def default_namespace() -> str:
 class KubeClient:
     """One authenticated connection pool to one API server."""
 
-    def __init__(self, kubeconfig: str = "", context: str = "", timeout: float = 30.0,
-                 pool_size: int = 32) -> None:
+    def __init__(
+        self, kubeconfig: str = "", context: str = "", timeout: float = 30.0, pool_size: int = 32
+    ) -> None:
         from kubernetes import client, config
 
         cfg = client.Configuration()
         if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig, context=context or None,
-                                    client_configuration=cfg, persist_config=False)
+            config.load_kube_config(
+                config_file=kubeconfig,
+                context=context or None,
+                client_configuration=cfg,
+                persist_config=False,
+            )
         else:
             try:
-                config.load_incluster_config(client_configuration=cfg)
+                config.load_incluster_config(
+                    client_configuration=cfg)
             except config.ConfigException:
-                config.load_kube_config(context=context or None, client_configuration=cfg,
-                                        persist_config=False)
+                config.load_kube_config(
+                    context=context or None, client_configuration=cfg, persist_config=False
+                )
         cfg.connection_pool_maxsize = pool_size
         cfg.retries = False
         self._cfg = cfg
@@ -97,26 +105,39 @@ class KubeClient:
             headers["Content-Type"] = content_type
         auth = self._cfg.auth_settings().get("BearerToken")
         if auth and auth.get("value"):
-            headers[auth["key"]] = auth["value"]
+            headers[str(auth["key"])] = str(auth["value"])
         return headers
 
     def _count(self, verb: str) -> None:
         with self._lock:
             self.requests[verb] += 1
 
-    def request(self, method: str, path: str, query: dict[str, str] | None = None,
-                body: Any = None, content_type: str | None = None,
-                timeout: float | None = None, verb: str = "") -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+        verb: str = "",
+    ) -> Any:
         """One request; the decoded JSON reply, KubeError (4xx) or KubeUnavailable."""
         url = self.host + path + ("?" + urllib.parse.urlencode(query) if query else "")
         self._count(verb or method.lower())
         try:
-            response = self._rest.request(method, url, headers=self._headers(content_type),
-                                          body=body, _request_timeout=timeout or self.timeout)
+            response = self._rest.request(
+                method,
+                url,
+                headers=self._headers(content_type),
+                body=body,
+                _request_timeout=timeout or self.timeout,
+            )
             data = response.read()
         except Exception as err:  # urllib3 raises a family of connection errors
-            raise KubeUnavailable(f"Kubernetes API {self.host} unreachable: "
-                                  f"{type(err).__name__}") from None
+            raise KubeUnavailable(
+                f"Kubernetes API {self.host} unreachable: {type(err).__name__}"
+            ) from None
         return _decode(response.status, data, f"{method} {path}")
 
     # Objects ----------------------------------------------------------------
@@ -131,15 +152,21 @@ class KubeClient:
         name = obj["metadata"]["name"]
         path = f"{self.collection_path(obj['kind'], namespace)}/{name}"
         query = {"fieldManager": FIELD_MANAGER, "fieldValidation": "Strict", "force": "true"}
-        result: dict[str, Any] = self.request("PATCH", path, query, body=obj,
-                                              content_type="application/apply-patch+yaml",
-                                              verb="apply")
+        result: dict[str, Any] = self.request(
+            "PATCH",
+            path,
+            query,
+            body=obj,
+            content_type="application/apply-patch+yaml",
+            verb="apply",
+        )
         return result
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             result: dict[str, Any] = self.request(
-                "GET", f"{self.collection_path(kind, namespace)}/{name}", verb="get")
+                "GET", f"{self.collection_path(kind, namespace)}/{name}", verb="get"
+            )
         except KubeError as err:
             if err.status == 404:
                 return None
@@ -148,24 +175,34 @@ class KubeClient:
 
     def create(self, obj: dict[str, Any], namespace: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request(
-            "POST", self.collection_path(obj["kind"], namespace), body=obj,
-            content_type="application/json", verb="create")
+            "POST",
+            self.collection_path(obj["kind"], namespace),
+            body=obj,
+            content_type="application/json",
+            verb="create",
+        )
         return result
 
     def delete(self, kind: str, namespace: str, name: str, propagation: str = "Foreground") -> bool:
         """Delete one object; False when it was already gone."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
         try:
-            self.request("DELETE", f"{self.collection_path(kind, namespace)}/{name}", body=body,
-                         content_type="application/json", verb="delete")
+            self.request(
+                "DELETE",
+                f"{self.collection_path(kind, namespace)}/{name}",
+                body=body,
+                content_type="application/json",
+                verb="delete",
+            )
         except KubeError as err:
             if err.status == 404:
                 return False
             raise
         return True
 
-    def list(self, kind: str, namespace: str, label_selector: str = "",
-             field_selector: str = "") -> tuple[list[dict[str, Any]], str]:
+    def list(
+        self, kind: str, namespace: str, label_selector: str = "", field_selector: str = ""
+    ) -> tuple[list[dict[str, Any]], str]:
         """Every matching object (paged) and the list's resourceVersion."""
         items: list[dict[str, Any]] = []
         query = {"limit": "500"}
@@ -181,25 +218,42 @@ class KubeClient:
                 return items, str(meta.get("resourceVersion", ""))
             query["continue"] = meta["continue"]
 
-    def watch(self, kind: str, namespace: str, label_selector: str, resource_version: str,
-              timeout_seconds: int = 300) -> Iterator[dict[str, Any]]:
+    def watch(
+        self,
+        kind: str,
+        namespace: str,
+        label_selector: str,
+        resource_version: str,
+        timeout_seconds: int = 300,
+    ) -> Iterator[dict[str, Any]]:
         """Events ({'type', 'object'}) from `resource_version` until the server ends the watch.
 
         BOOKMARK events are passed on (their object carries only a resourceVersion);
         a 410 Gone, as an HTTP status or an ERROR event, raises WatchExpired.
         """
-        query = {"watch": "true", "resourceVersion": resource_version,
-                 "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_seconds)}
+        query = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
         if label_selector:
             query["labelSelector"] = label_selector
-        url = self.host + self.collection_path(kind, namespace) + "?" + urllib.parse.urlencode(query)
+        url = (
+            self.host + self.collection_path(kind, namespace) + "?" + urllib.parse.urlencode(query)
+        )
         self._count("watch")
         try:
-            response = self._rest.request("GET", url, headers=self._headers(),
-                                          _request_timeout=(self.timeout, timeout_seconds + 30))
+            response = self._rest.request(
+                "GET",
+                url,
+                headers=self._headers(),
+                _request_timeout=(self.timeout, timeout_seconds + 30),
+            )
         except Exception as err:
-            raise KubeUnavailable(f"Kubernetes API {self.host} unreachable: "
-                                  f"{type(err).__name__}") from None
+            raise KubeUnavailable(
+                f"Kubernetes API {self.host} unreachable: {type(err).__name__}"
+            ) from None
         if response.status != 200:
             _decode(response.status, response.read(), f"watch {kind}")
         raw = response.response
@@ -237,7 +291,11 @@ def _decode(status: int, data: bytes, what: str) -> Any:
         payload = {"message": data[:200].decode("utf-8", "replace")}
     if 200 <= status < 300:
         return payload
-    message = str(payload.get("message") or f"HTTP {status}") if isinstance(payload, dict) else str(payload)
+    message = (
+        str(payload.get("message") or f"HTTP {status}")
+        if isinstance(payload, dict)
+        else str(payload)
+    )
     reason = str(payload.get("reason", "")) if isinstance(payload, dict) else ""
     if status == 410:
         raise WatchExpired(f"{what}: {message}", status, reason)

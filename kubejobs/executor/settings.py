@@ -56,12 +56,22 @@ class ExecutorSettings(RenderSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("max_jobs", "concurrency", "assign_timeout", "takeback_check_seconds",
-                     "colonies_timeout", "watch_timeout"):
+        for name in (
+            "max_jobs",
+            "concurrency",
+            "assign_timeout",
+            "takeback_check_seconds",
+            "colonies_timeout",
+            "watch_timeout",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
-        for name in ("unschedulable_timeout", "start_timeout", "keep_failed_seconds",
-                     "health_port"):
+        for name in (
+            "unschedulable_timeout",
+            "start_timeout",
+            "keep_failed_seconds",
+            "health_port",
+        ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must be >= 0")
         for name in ("capacity_cpu", "capacity_mem"):
@@ -83,11 +93,15 @@ class ExecutorSettings(RenderSettings):
         """Raise SettingsError unless the settings are enough to run an executor."""
         missing = [name for name in ("colony_name", "executor_name") if not getattr(self, name)]
         if missing:
-            raise SettingsError("the executor needs " + " and ".join(
-                f"--{m.replace('_', '-')} (KUBEJOBS_{m.upper()})" for m in missing))
+            raise SettingsError(
+                "the executor needs "
+                + " and ".join(f"--{m.replace('_', '-')} (KUBEJOBS_{m.upper()})" for m in missing)
+            )
         if not (self.executor_key() or self.colony_key()):
-            raise SettingsError("the executor needs a key: KUBEJOBS_EXECUTOR_PRVKEY or "
-                                "--executor-prvkey-file, or a colony key for self-registration")
+            raise SettingsError(
+                "the executor needs a key: KUBEJOBS_EXECUTOR_PRVKEY or "
+                "--executor-prvkey-file, or a colony key for self-registration"
+            )
 
     def executor_key(self) -> str:
         return self.executor_prvkey or _read_key(self.executor_prvkey_file, "executor_prvkey_file")

@@ -1,0 +1,99 @@
+"""From an assigned process to applied manifests, or to the problems that fail it.
+
+The server echoes a spec with every Go field filled in (0, "", null, empty
+structs); those zero values are dropped first so the spec validates as the user
+wrote it. Validation or rendering problems become the process's errors, each
+`process:<id>::<json path>: <message>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubejobs.adapters.kube import KubeClient
+from kubejobs.errors import InvalidInput, Problem, TemplateError
+from kubejobs.executor.admission import Request
+from kubejobs.render import Renderer, job_name
+from kubejobs.spec import validate_spec
+
+# Parts of the server's FunctionSpec where a zero value means "not given".
+_ZERO_MEANS_ABSENT = ("conditions", "fs", "gpu", "onconflicts", "onstart", "onclose")
+_TOP_LEVEL_OPTIONAL = ("nodename", "label", "channels", "fs", "env")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A process ready to apply."""
+
+    process_id: str
+    job_name: str
+    manifests: list[dict[str, Any]]
+    request: Request
+
+
+def spec_of(process: dict[str, Any]) -> dict[str, Any]:
+    """The process's function spec without the server's zero-value fill-ins."""
+    spec = dict(process.get("spec") or {})
+    for key in _TOP_LEVEL_OPTIONAL:
+        if _is_zero(spec.get(key)):
+            spec.pop(key, None)
+    if spec.get("args") is None:
+        spec.pop("args", None)
+    for key in ("conditions", "fs"):
+        if isinstance(spec.get(key), dict):
+            cleaned = _drop_zero(spec[key])
+            if cleaned:
+                spec[key] = cleaned
+            else:
+                spec.pop(key)
+    return spec
+
+
+def _is_zero(value: Any) -> bool:
+    return (
+        value is None
+        or value == ""
+        or (value == 0
+        and not isinstance(value, bool))
+        or value in ([], {})
+    )
+
+
+def _drop_zero(obj: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            value = _drop_zero(value) if key in _ZERO_MEANS_ABSENT else value
+        elif isinstance(value, list):
+            value = [_drop_zero(v) if isinstance(v, dict) else v for v in value]
+        if not _is_zero(value) or isinstance(value, bool):
+            out[key] = value
+    return out
+
+
+def prepare(process: dict[str, Any], renderer: Renderer) -> Prepared:
+    """Validate and render; InvalidInput or TemplateError when the process cannot run."""
+    process_id = str(process["processid"])
+    spec = validate_spec(spec_of(process), f"process:{process_id}")
+    manifests = renderer.render(spec, process_id)
+    # The Service goes first so the pods' DNS names exist when they start.
+    manifests.sort(key=lambda m: m.get("kind") != "Service")
+    return Prepared(process_id, job_name(process_id), manifests, Request.of_spec(spec))
+
+
+def rejection(err: InvalidInput | TemplateError) -> list[str]:
+    """The errors a process fails with when its spec cannot be run."""
+    if isinstance(err, InvalidInput):
+        return [str(p) for p in err.problems] or [str(err)]
+    return [f"template error: {err}"]
+
+
+def apply(kube: KubeClient, prepared: Prepared, namespace: str) -> None:
+    """Server-side apply every manifest; idempotent, so a retry or a restart never duplicates."""
+    for manifest in prepared.manifests:
+        kube.apply(manifest, namespace)
+
+
+def invalid(process_id: str, message: str) -> InvalidInput:
+    return InvalidInput([Problem(f"process:{process_id}", "$", message)])

@@ -1,0 +1,142 @@
+"""Assign workers: take a process when there is room, turn it into an applied Job.
+
+Each worker long-polls `assign` (so an idle executor makes one request per
+assign_timeout, not a busy loop), backs off while the server is down, and then
+validates, renders and applies. A process whose spec cannot run is failed at
+once with every problem; one the API server refuses is failed with the API's
+message. While the API server is unreachable the worker keeps retrying: the
+process stays RUNNING and, if the executor stops meanwhile, the next one
+applies it (see loop.recover_unapplied).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kubejobs.adapters.colonies import ColoniesClient, ColoniesError, ColoniesUnavailable
+from kubejobs.adapters.kube import KubeClient, KubeError, KubeUnavailable
+from kubejobs.errors import InvalidInput, TemplateError
+from kubejobs.executor.admission import Admission
+from kubejobs.executor.apply import apply, prepare, rejection
+from kubejobs.executor.backoff import Backoff
+from kubejobs.executor.metrics import Metrics
+from kubejobs.executor.reconcile import Reconciler
+from kubejobs.executor.settings import ExecutorSettings
+from kubejobs.render import Renderer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """What the workers share."""
+
+    settings: ExecutorSettings
+    namespace: str
+    colonies: ColoniesClient
+    kube: KubeClient
+    renderer: Renderer
+    admission: Admission
+    reconciler: Reconciler
+    metrics: Metrics
+    stop_assign: threading.Event
+    stop_all: threading.Event
+
+
+class AssignWorker(threading.Thread):
+    def __init__(self, ctx: Context, index: int) -> None:
+        super().__init__(name=f"assign-{index}", daemon=True)
+        self.ctx = ctx
+
+    def run(self) -> None:
+        ctx = self.ctx
+        backoff = Backoff()
+        while not ctx.stop_assign.is_set():
+            room = ctx.admission.acquire(ctx.stop_assign)
+            if room is None:
+                return
+            try:
+                process = ctx.colonies.assign(ctx.settings.colony_name, ctx.settings.assign_timeout,
+                                              room.cpu, room.mem)
+            except ColoniesError as err:
+                ctx.admission.cancel()
+                ctx.metrics.api_errors.labels(api="colonies").inc()
+                log.warning("assign failed: %s", err)
+                if backoff.wait(ctx.stop_assign):
+                    return
+                continue
+            backoff.reset()
+            if process is None:
+                ctx.admission.cancel()
+                continue
+            ctx.metrics.assigned.inc()
+            start_process(ctx, process, reserved=True)
+
+
+def start_process(ctx: Context, process: dict[str, Any], reserved: bool) -> None:
+    """Apply the Job of an assigned process; `reserved`: a pending admission slot is held."""
+    started = time.time()
+    pid = str(process["processid"])
+    try:
+        prepared = prepare(process, ctx.renderer)
+    except (InvalidInput, TemplateError) as err:
+        if reserved:
+            ctx.admission.cancel()
+        log.info("process %s cannot run: %s", pid, err)
+        ctx.metrics.processes.labels(outcome="rejected").inc()
+        fail_process(ctx, pid, rejection(err))
+        return
+    if reserved:
+        ctx.admission.commit(pid, prepared.request)
+    else:
+        ctx.admission.adopt(pid, prepared.request)
+    indexed = any(m.get("kind") == "Service" for m in prepared.manifests)
+    ctx.reconciler.post("applying", pid, prepared.job_name, indexed, started)
+    backoff = Backoff()
+    while True:
+        try:
+            apply(ctx.kube, prepared, ctx.namespace)
+            break
+        except KubeUnavailable as err:
+            ctx.metrics.api_errors.labels(api="kube").inc()
+            log.warning("process %s: cannot apply Job yet: %s", pid, err)
+            if backoff.wait(ctx.stop_all):
+                return
+        except KubeError as err:
+            ctx.metrics.api_errors.labels(api="kube").inc()
+            ctx.metrics.processes.labels(outcome="rejected").inc()
+            log.info("process %s: Kubernetes refused its Job: %s", pid, err)
+            fail_process(ctx, pid, [f"Kubernetes refused the Job {prepared.job_name}: {err}"])
+            _remove_partial(ctx, prepared.job_name, indexed)
+            ctx.reconciler.post("rejected", pid)
+            return
+    ctx.reconciler.post("applied", pid)
+
+
+def fail_process(ctx: Context, pid: str, errors: list[str]) -> None:
+    backoff = Backoff()
+    while True:
+        try:
+            ctx.colonies.fail(pid, errors)
+            return
+        except ColoniesUnavailable as err:
+            ctx.metrics.api_errors.labels(api="colonies").inc()
+            log.warning("process %s: cannot fail it yet: %s", pid, err)
+            if backoff.wait(ctx.stop_all):
+                return
+        except ColoniesError as err:
+            log.warning("process %s: fail refused: %s", pid, err)
+            return
+
+
+def _remove_partial(ctx: Context, job_name: str, indexed: bool) -> None:
+    try:
+        if indexed:
+            ctx.kube.delete("Service", ctx.namespace, job_name, propagation="Background")
+        ctx.kube.delete("Job", ctx.namespace, job_name)
+    except KubeError as err:
+        log.warning("cannot remove partly applied %s: %s", job_name, err)

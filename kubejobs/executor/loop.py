@@ -1,0 +1,167 @@
+"""The executor's lifecycle: start the threads in a safe order, stop them cleanly.
+
+Order at start: identity and registration; the Job and pod watches, and the
+reconciler until both have listed once (so capacity counts every Job already
+running, and Jobs of a predecessor are adopted); processes RUNNING on this
+executor that have no Job yet are applied; only then do assign workers take new
+work. On stop (SIGTERM) workers stop taking work, finish what they hold, and
+the executor returns; running Jobs are left to be found again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from kubejobs.adapters.colonies import RUNNING, ColoniesClient, ColoniesError
+from kubejobs.adapters.kube import KubeClient, default_namespace
+from kubejobs.executor import cleanup, report
+from kubejobs.executor.admission import Admission
+from kubejobs.executor.assign import AssignWorker, Context, start_process
+from kubejobs.executor.health import HealthServer
+from kubejobs.executor.identity import Identity, Stopped, establish
+from kubejobs.executor.metrics import Metrics
+from kubejobs.executor.outcome import Outcome, Timeouts
+from kubejobs.executor.reconcile import Actions, Reconciler
+from kubejobs.executor.settings import ExecutorSettings
+from kubejobs.executor.takeback import TakebackChecker
+from kubejobs.executor.watch import Watcher
+from kubejobs.render import Renderer
+from kubejobs.render.identity import MANAGED_BY, MANAGER
+
+log = logging.getLogger(__name__)
+SELECTOR = f"{MANAGED_BY}={MANAGER}"
+STALL_SECONDS = 60.0
+
+
+class ServerActions(Actions):
+    def __init__(self, colonies: ColoniesClient, kube: KubeClient, namespace: str,
+                 executor_id: str, metrics: Metrics) -> None:
+        self.colonies = colonies
+        self.kube = kube
+        self.namespace = namespace
+        self.executor_id = executor_id
+        self.metrics = metrics
+
+    def report(self, process_id: str, outcome: Outcome) -> tuple[object, ...]:
+        return report.report(self.colonies, self.executor_id, self.metrics, process_id, outcome)
+
+    def delete(self, process_id: str, job_name: str, indexed: bool) -> tuple[object, ...]:
+        return cleanup.delete_job(self.kube, self.namespace, self.metrics, process_id, job_name,
+                                  indexed)
+
+
+class Executor:
+    def __init__(self, settings: ExecutorSettings, kube: KubeClient | None = None,
+                 metrics: Metrics | None = None) -> None:
+        settings.required()
+        self.settings = settings
+        self.namespace = settings.namespace or default_namespace()
+        self.kube = kube or KubeClient(settings.kubeconfig)
+        self.metrics = metrics or Metrics()
+        self.stop_assign = threading.Event()
+        self.stop_all = threading.Event()
+        self.identity: Identity | None = None
+        self.reconciler: Reconciler | None = None
+        self.health: HealthServer | None = None
+
+    def _client(self, prvkey: str) -> ColoniesClient:
+        s = self.settings
+        return ColoniesClient(s.colonies_host, s.colonies_port, prvkey, s.colonies_tls,
+                              timeout=float(s.colonies_timeout))
+
+    def stop(self) -> None:
+        """Stop taking work (safe from a signal handler); run() then returns."""
+        self.stop_assign.set()
+
+    def alive(self) -> bool:
+        r = self.reconciler
+        return r is None or time.time() - r.heartbeat < STALL_SECONDS
+
+    def ready(self) -> bool:
+        r = self.reconciler
+        return bool(r and r.ready.is_set() and not self.stop_assign.is_set())
+
+    def _scrape(self) -> None:
+        for verb, count in list(self.kube.requests.items()):
+            self.metrics.kube_requests.labels(verb=verb).set(count)
+
+    def run(self) -> None:
+        """Serve until stop(); returns after the workers have finished what they hold."""
+        s = self.settings
+        if s.health_port:
+            self.health = HealthServer(s.health_host, s.health_port, self.metrics, self.alive,
+                                       self.ready, self._scrape)
+            self.health.start()
+        try:
+            self._run()
+        except Stopped:
+            log.info("stopped during startup")
+        finally:
+            self.stop_all.set()
+            if self.health:
+                self.health.stop()
+
+    def _run(self) -> None:
+        s = self.settings
+        self.identity = establish(s, self.kube, self.namespace, self._client, self.stop_assign)
+        colonies = self._client(self.identity.prvkey)
+        log.info("executor %s (%s) in colony %s, namespace %s", s.executor_name,
+                 self.identity.executor_id, s.colony_name, self.namespace)
+        admission = Admission(s.max_jobs, s.cpu_limit, s.mem_limit)
+        actions = ServerActions(colonies, self.kube, self.namespace, self.identity.executor_id,
+                                self.metrics)
+        reconciler = Reconciler(s.executor_name, admission, actions, self.metrics,
+                                Timeouts(s.unschedulable_timeout, s.start_timeout),
+                                s.keep_failed_seconds, workers=max(4, s.concurrency))
+        self.reconciler = reconciler
+        render_settings = s if s.namespace else _with_namespace(s, self.namespace)
+        ctx = Context(render_settings, self.namespace, colonies, self.kube,
+                      Renderer(render_settings), admission, reconciler, self.metrics,
+                      self.stop_assign, self.stop_all)
+        loop = threading.Thread(target=reconciler.run, args=(self.stop_all,), name="reconcile",
+                                daemon=True)
+        loop.start()
+        on_error = self.metrics.api_errors.labels
+        for kind in ("Pod", "Job"):
+            Watcher(self.kube, kind, self.namespace, SELECTOR, reconciler.watch_sink,
+                    self.stop_all, s.watch_timeout,
+                    on_error=lambda api: on_error(api=api).inc()).start()
+        while not reconciler.ready.wait(0.5):
+            if self.stop_assign.is_set():
+                return
+        recover_unapplied(ctx, self.identity.executor_id)
+        workers = [AssignWorker(ctx, i) for i in range(s.concurrency)]
+        for worker in workers:
+            worker.start()
+        TakebackChecker(colonies, self.identity.executor_id, reconciler,
+                        s.takeback_check_seconds, self.stop_all).start()
+        self.stop_assign.wait()
+        log.info("stopping: no new work; Jobs in flight are left running")
+        deadline = time.time() + s.assign_timeout + s.colonies_timeout
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.time()))
+        self.stop_all.set()
+        loop.join(10)
+
+
+def recover_unapplied(ctx: Context, executor_id: str) -> None:
+    """Apply processes RUNNING on this executor that have no Job (assigned just before a crash)."""
+    try:
+        processes = ctx.colonies.get_processes(ctx.settings.colony_name, RUNNING, 100)
+    except ColoniesError as err:
+        log.warning("cannot look for unapplied processes: %s", err)
+        return
+    for process in processes:
+        pid = str(process.get("processid", ""))
+        if process.get("assignedexecutorid") != executor_id or ctx.reconciler.known(pid):
+            continue
+        log.info("process %s is RUNNING on this executor without a Job; applying it", pid)
+        start_process(ctx, process, reserved=False)
+
+
+def _with_namespace(settings: ExecutorSettings, namespace: str) -> ExecutorSettings:
+    from dataclasses import replace
+
+    return replace(settings, namespace=namespace)

@@ -1,0 +1,218 @@
+"""How a Job's and its pods' status become a Colonies result: close with output, or fail with a reason.
+
+Pure functions over the API objects as dicts, so every mapping is unit-tested
+without a cluster. A reason names what a person must look at: the pod, the
+container, the exit code and Kubernetes' reason (Error, OOMKilled), the walltime
+for DeadlineExceeded, or the waiting reason and message for pods that cannot
+start (image pulls, config errors, unschedulable for too long).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+INJECTED_PREFIX = "kubejobs-"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+MESSAGE_LIMIT = 2000
+
+# Waiting reasons after which a container will not start without a change to the spec.
+CANNOT_START = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+        "PreCreateHookError",
+        "PreStartHookError",
+    }
+)
+LOG_SHIPPER = "kubejobs-log-shipper"
+_INJECTED_ROLES = {"kubejobs-data-stager": "data stager", LOG_SHIPPER: "log shipper"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to tell the Colonies server about one process."""
+
+    success: bool
+    kind: str
+    """Metric label: succeeded, failed, deadline, cannot_start, unschedulable, no_pods."""
+    output: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    pods_done: bool = True
+    """False when pods may still run (start failures): the Job must be deleted to free them."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    unschedulable: int = 300
+    start: int = 300
+
+
+def timestamp(text: str | None) -> float | None:
+    """An RFC 3339 API timestamp as epoch seconds."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return dict(cond)
+    return None
+
+
+def job_outcome(
+    job: dict[str, Any], pods: list[dict[str, Any]], now: float, timeouts: Timeouts = Timeouts()
+) -> Outcome | None:
+    """The result of a Job, or None while it is still running normally."""
+    pods = sorted(pods, key=_pod_order)
+    if condition(job, "Complete"):
+        return Outcome(True, "succeeded", output=_outputs(pods))
+    failed = condition(job, "Failed")
+    if failed:
+        return _failure(job, failed, pods)
+    return _start_problem(job, pods, now, timeouts)
+
+
+def _pod_order(pod: dict[str, Any]) -> tuple[int, str]:
+    meta = pod.get("metadata") or {}
+    index = (meta.get("annotations") or {}).get(COMPLETION_INDEX, "")
+    return (int(index) if str(index).isdigit() else 0, str(meta.get("name", "")))
+
+
+def is_injected(container_name: str) -> bool:
+    return container_name.startswith(INJECTED_PREFIX)
+
+
+def _outputs(pods: list[dict[str, Any]]) -> list[str]:
+    """Termination messages of the main containers, in completion-index order."""
+    out: list[str] = []
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") != "Succeeded":
+            continue
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            if is_injected(status.get("name", "")):
+                continue
+            message = ((status.get("state") or {}).get("terminated") or {}).get("message")
+            if message and message.strip():
+                out.append(_clip(message.strip()))
+    return out
+
+
+def _failure(job: dict[str, Any], failed: dict[str, Any], pods: list[dict[str, Any]]) -> Outcome:
+    reason = failed.get("reason", "")
+    name = (job.get("metadata") or {}).get("name", "")
+    if reason == "DeadlineExceeded":
+        walltime = (job.get("spec") or {}).get("activeDeadlineSeconds")
+        return Outcome(
+            False,
+            "deadline",
+            errors=[
+                f"walltime exceeded: Job {name} ran longer than conditions.walltime={walltime}s "
+                f"and was stopped (Kubernetes reason DeadlineExceeded)"
+            ],
+        )
+    errors = [e for pod in pods for e in _pod_errors(pod)]
+    if not errors:
+        message = failed.get("message") or "the Job failed"
+        errors = [f"Job {name} failed: {reason or 'Failed'}: {message}"]
+    return Outcome(False, "failed", errors=errors)
+
+
+def _pod_errors(pod: dict[str, Any]) -> list[str]:
+    status = pod.get("status") or {}
+    name = (pod.get("metadata") or {}).get("name", "")
+    if status.get("phase") != "Failed":
+        return []
+    errors: list[str] = []
+    shipper: list[str] = []  # the sidecar is stopped with the pod; its exit only matters alone
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in status.get(key) or []:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            code = term.get("exitCode")
+            if not term or (code in (0, None) and term.get("reason") != "OOMKilled"):
+                continue
+            found = _container_error(name, cs["name"], term)
+            (shipper if cs["name"] == LOG_SHIPPER else errors).append(found)
+    errors = errors or shipper
+    if not errors:
+        why = status.get("reason") or "Failed"
+        errors.append(f"pod {name} failed: {why}: {status.get('message') or 'no message'}")
+    return errors
+
+
+def _container_error(pod: str, container: str, term: dict[str, Any]) -> str:
+    code = term.get("exitCode")
+    reason = term.get("reason") or "Error"
+    role = _INJECTED_ROLES.get(container)
+    who = f"container {container}" + (f" (injected {role})" if role else "")
+    text = f"pod {pod} {who} exited with code {code} ({reason})"
+    if reason == "OOMKilled":
+        text += ": it used more memory than its limit (raise conditions.mem)"
+    message = (term.get("message") or "").strip()
+    if message:
+        text += f": {_clip(message)}"
+    return text
+
+
+def _start_problem(
+    job: dict[str, Any], pods: list[dict[str, Any]], now: float, timeouts: Timeouts
+) -> Outcome | None:
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") not in (None, "Pending", "Running"):
+            continue
+        name = (pod.get("metadata") or {}).get("name", "")
+        for key in ("initContainerStatuses", "containerStatuses"):
+            for cs in status.get(key) or []:
+                waiting = (cs.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason") in CANNOT_START:
+                    detail = waiting.get("message") or "no message"
+                    return Outcome(
+                        False,
+                        "cannot_start",
+                        pods_done=False,
+                        errors=[
+                            f"pod {name} container {cs.get('name')} cannot start: "
+                            f"{waiting['reason']}: {_clip(detail)}"
+                        ],
+                    )
+        for cond in status.get("conditions") or []:
+            if (
+                cond.get("type") == "PodScheduled"
+                and cond.get("status") == "False"
+                and cond.get("reason") == "Unschedulable"
+            ):
+                since = timestamp(cond.get("lastTransitionTime")) or now
+                if now - since >= timeouts.unschedulable:
+                    return Outcome(
+                        False,
+                        "unschedulable",
+                        pods_done=False,
+                        errors=[
+                            f"pod {name} could not be scheduled for {timeouts.unschedulable}s: "
+                            f"{cond.get('message') or 'Unschedulable'}"
+                        ],
+                    )
+    if not pods and timeouts.start:
+        created = timestamp((job.get("metadata") or {}).get("creationTimestamp"))
+        if created is not None and now - created >= timeouts.start:
+            name = (job.get("metadata") or {}).get("name", "")
+            return Outcome(
+                False,
+                "no_pods",
+                pods_done=False,
+                errors=[f"Job {name} created no pod within {timeouts.start}s"],
+            )
+    return None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + "... (truncated)"

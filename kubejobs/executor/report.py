@@ -1,0 +1,55 @@
+"""Telling the Colonies server how a process ended, and telling a refusal from an outage.
+
+When the server refuses a close or fail, the process is looked up: if it is no
+longer RUNNING on this executor (maxexectime passed, closed already before a
+restart, removed) the refusal is final and the Job is only cleaned up; if it is
+still ours, the report is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kubejobs.adapters.colonies import RUNNING, ColoniesClient, ColoniesError, ColoniesUnavailable
+from kubejobs.executor.metrics import Metrics
+from kubejobs.executor.outcome import Outcome
+
+log = logging.getLogger(__name__)
+
+
+def still_ours(colonies: ColoniesClient, process_id: str, executor_id: str) -> bool | None:
+    """True while the process is RUNNING on this executor; None when the server cannot say."""
+    try:
+        process = colonies.get_process(process_id)
+    except ColoniesUnavailable:
+        return None
+    except ColoniesError:
+        return False  # removed, or no longer visible to us
+    return bool(process.get("state") == RUNNING
+                and process.get("assignedexecutorid") == executor_id)
+
+
+def report(colonies: ColoniesClient, executor_id: str, metrics: Metrics, process_id: str,
+           outcome: Outcome) -> tuple[Any, ...]:
+    """('reported', pid, accepted) or ('retry', pid)."""
+    try:
+        if outcome.success:
+            colonies.close(process_id, list(outcome.output))
+        else:
+            colonies.fail(process_id, list(outcome.errors))
+    except ColoniesUnavailable as err:
+        metrics.api_errors.labels(api="colonies").inc()
+        log.warning("process %s: cannot report yet: %s", process_id, err)
+        return ("retry", process_id)
+    except ColoniesError as err:
+        ours = still_ours(colonies, process_id, executor_id)
+        if ours is None or ours:
+            metrics.api_errors.labels(api="colonies").inc()
+            log.warning("process %s: report refused, will retry: %s", process_id, err)
+            return ("retry", process_id)
+        log.info("process %s is no longer running on this executor (%s)", process_id, err)
+        return ("reported", process_id, False)
+    log.info("process %s %s", process_id, "closed" if outcome.success else "failed: "
+             + "; ".join(outcome.errors)[:500])
+    return ("reported", process_id, True)
