@@ -69,11 +69,15 @@ def _prepare_version(src_root: Path, dest_root: Path, version: str, stamp: str) 
             continue
         dest.mkdir(parents=True, exist_ok=True)
         for f in src.glob("*.json"):
-            text = f.read_text()
-            # kubernetes-validate's schemas refer to "/api/_definitions.json#...";
-            # kubeconform resolves refs against the file's own location, so make
-            # them relative to the sibling _definitions.json.
-            (dest / f.name).write_text(_REF.sub('"$ref": "_definitions.json#', text))
+            # kubernetes-validate's schemas carry "$id": "https://kubernetes.io/api/..."
+            # and refer to "/api/_definitions.json#...", which kubeconform would
+            # fetch over the network. Drop the top-level $id (so the file's own
+            # path is the base) and make the refs relative to the sibling
+            # _definitions.json.
+            doc = json.loads(_REF.sub('"$ref": "_definitions.json#', f.read_text()))
+            if isinstance(doc, dict):
+                doc.pop("$id", None)
+            (dest / f.name).write_text(json.dumps(doc))
         stamp_file.write_text(stamp)
 
 
@@ -96,7 +100,7 @@ def kubeconform_schema_location(versions: tuple[str, ...] = KUBECONFORM_VERSIONS
     try:
         from importlib.metadata import version as dist_version
 
-        stamp = json.dumps({"kubernetes-validate": dist_version("kubernetes-validate")})
+        stamp = json.dumps({"kubernetes-validate": dist_version("kubernetes-validate"), "layout": 2})
     except Exception:  # pragma: no cover - metadata missing
         stamp = str(src_root.stat().st_mtime)
     dest_root = kubeconform_schema_root()
