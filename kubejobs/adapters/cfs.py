@@ -14,10 +14,11 @@ sub-labels are found with the prefix query and filtered on the client.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -77,23 +78,53 @@ class CfsClient:
     def labels_under(self, label: str) -> list[str]:
         """`label` and every sub-label that holds files, sorted."""
         root = normalize_label(label)
-        reply = self.client.rpc({"msgtype": "getfilelabelsmsg", "colonyname": self.colony,
-                                 "name": root, "exact": False}) or []
+        reply = (
+            self.client.rpc(
+                {
+                    "msgtype": "getfilelabelsmsg",
+                    "colonyname": self.colony,
+                    "name": root,
+                    "exact": False,
+                }
+            )
+            or []
+        )
         names = {str(item.get("name", "")) for item in reply}
         return sorted(n for n in names if is_under(n, root))
 
     def files(self, label: str) -> list[RemoteFile]:
         """The latest revision of each file directly under `label` (no sub-labels)."""
         label = normalize_label(label)
-        reply = self.client.rpc({"msgtype": "getfilesmsg", "colonyname": self.colony, "label": label}) or []
-        return sorted((RemoteFile(label=label, name=str(d["name"]), size=int(d.get("size", 0)),
-                                  checksum=str(d.get("checksum", "")), s3_object=str(d.get("s3filename", "")))
-                       for d in reply), key=lambda f: f.name)
+        reply = (
+            self.client.rpc({"msgtype": "getfilesmsg", "colonyname": self.colony, "label": label})
+            or []
+        )
+        return sorted(
+            (
+                RemoteFile(
+                    label=label,
+                    name=str(d["name"]),
+                    size=int(d.get("size", 0)),
+                    checksum=str(d.get("checksum", "")),
+                    s3_object=str(d.get("s3filename", "")),
+                )
+                for d in reply
+            ),
+            key=lambda f: f.name,
+        )
 
     def file_by_id(self, fileid: str) -> RemoteFile:
         try:
-            reply = self.client.rpc({"msgtype": "getfilemsg", "colonyname": self.colony, "fileid": fileid,
-                                     "label": "", "name": "", "latest": True})
+            reply = self.client.rpc(
+                {
+                    "msgtype": "getfilemsg",
+                    "colonyname": self.colony,
+                    "fileid": fileid,
+                    "label": "",
+                    "name": "",
+                    "latest": True,
+                }
+            )
         except ColoniesError as err:
             if isinstance(err, ColoniesUnavailable):
                 raise
@@ -105,37 +136,82 @@ class CfsClient:
     def snapshot(self, snapshotid: str = "", name: str = "") -> Snapshot:
         """A snapshot by id (preferred) or by name; CfsError when the server has none."""
         try:
-            reply = self.client.rpc({"msgtype": "getsnapshotmsg", "colonyname": self.colony,
-                                     "snapshotid": snapshotid, "name": "" if snapshotid else name})
+            reply = self.client.rpc(
+                {
+                    "msgtype": "getsnapshotmsg",
+                    "colonyname": self.colony,
+                    "snapshotid": snapshotid,
+                    "name": "" if snapshotid else name,
+                }
+            )
         except ColoniesError as err:
             if isinstance(err, ColoniesUnavailable) or "not found" not in str(err).lower():
                 raise
-            raise CfsError(f"snapshot {snapshotid or name!r} not found in colony "
-                           f"{self.colony!r}") from None
-        return Snapshot(snapshotid=str(reply["snapshotid"]), label=normalize_label(str(reply["label"])),
-                        name=str(reply.get("name", "")), fileids=tuple(reply.get("fileids") or ()))
+            raise CfsError(
+                f"snapshot {snapshotid or name!r} not found in colony {self.colony!r}"
+            ) from None
+        return Snapshot(
+            snapshotid=str(reply["snapshotid"]),
+            label=normalize_label(str(reply["label"])),
+            name=str(reply.get("name", "")),
+            fileids=tuple(reply.get("fileids") or ()),
+        )
 
     def create_snapshot(self, label: str, name: str) -> Snapshot:
-        reply = self.client.rpc({"msgtype": "createsnapshotmsg", "colonyname": self.colony,
-                                 "label": normalize_label(label), "name": name})
-        return Snapshot(snapshotid=str(reply["snapshotid"]), label=str(reply["label"]),
-                        name=str(reply.get("name", "")), fileids=tuple(reply.get("fileids") or ()))
+        reply = self.client.rpc(
+            {
+                "msgtype": "createsnapshotmsg",
+                "colonyname": self.colony,
+                "label": normalize_label(label),
+                "name": name,
+            }
+        )
+        return Snapshot(
+            snapshotid=str(reply["snapshotid"]),
+            label=str(reply["label"]),
+            name=str(reply.get("name", "")),
+            fileids=tuple(reply.get("fileids") or ()),
+        )
 
     def remove_snapshot(self, snapshotid: str) -> None:
-        self.client.rpc({"msgtype": "removesnapshotmsg", "colonyname": self.colony,
-                         "snapshotid": snapshotid, "name": ""})
+        self.client.rpc(
+            {
+                "msgtype": "removesnapshotmsg",
+                "colonyname": self.colony,
+                "snapshotid": snapshotid,
+                "name": "",
+            }
+        )
 
-    def add_file(self, label: str, name: str, size: int, checksum: str, s3_object: str,
-                 store: S3Store) -> RemoteFile:
+    def add_file(
+        self, label: str, name: str, size: int, checksum: str, s3_object: str, store: S3Store
+    ) -> RemoteFile:
         """Record a file whose body is already in S3 as the newest revision of label/name."""
         file = {
-            "fileid": "", "colonyname": self.colony, "label": normalize_label(label), "name": name,
-            "size": size, "sequencenr": 1, "checksum": checksum, "checksumalg": "SHA256",
+            "fileid": "",
+            "colonyname": self.colony,
+            "label": normalize_label(label),
+            "name": name,
+            "size": size,
+            "sequencenr": 1,
+            "checksum": checksum,
+            "checksumalg": "SHA256",
             # No credentials in metadata: every reader brings its own (unlike the Go client).
-            "ref": {"protocol": "s3", "s3object": {
-                "server": store.endpoint, "port": -1, "tls": store.tls, "accesskey": "", "secretkey": "",
-                "region": store.region, "encryptionkey": "", "encryptionalg": "",
-                "object": s3_object, "bucket": store.bucket}},
+            "ref": {
+                "protocol": "s3",
+                "s3object": {
+                    "server": store.endpoint,
+                    "port": -1,
+                    "tls": store.tls,
+                    "accesskey": "",
+                    "secretkey": "",
+                    "region": store.region,
+                    "encryptionkey": "",
+                    "encryptionalg": "",
+                    "object": s3_object,
+                    "bucket": store.bucket,
+                },
+            },
         }
         reply = self.client.rpc({"msgtype": "addfilemsg", "file": file})
         return _remote_file(reply)
@@ -143,10 +219,15 @@ class CfsClient:
 
 def _remote_file(data: Mapping[str, Any]) -> RemoteFile:
     s3 = data.get("ref", {}).get("s3object", {})
-    return RemoteFile(label=normalize_label(str(data["label"])), name=str(data["name"]),
-                      size=int(data.get("size", 0)), checksum=str(data.get("checksum", "")),
-                      s3_object=str(s3.get("object", "")), bucket=str(s3.get("bucket", "")),
-                      fileid=str(data.get("fileid", "")))
+    return RemoteFile(
+        label=normalize_label(str(data["label"])),
+        name=str(data["name"]),
+        size=int(data.get("size", 0)),
+        checksum=str(data.get("checksum", "")),
+        s3_object=str(s3.get("object", "")),
+        bucket=str(s3.get("bucket", "")),
+        fileid=str(data.get("fileid", "")),
+    )
 
 
 def _true(value: str | None) -> bool:
@@ -156,10 +237,19 @@ def _true(value: str | None) -> bool:
 class S3Store:
     """File bodies in one S3 bucket, configured like every Colonies client (AWS_S3_* variables)."""
 
-    def __init__(self, endpoint: str, bucket: str, access_key: str, secret_key: str, region: str = "",
-                 tls: bool = False, skip_verify: bool = False, timeout: float = 30.0) -> None:
-        import boto3
-        from botocore.config import Config
+    def __init__(
+        self,
+        endpoint: str,
+        bucket: str,
+        access_key: str,
+        secret_key: str,
+        region: str = "",
+        tls: bool = False,
+        skip_verify: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
 
         self.endpoint = endpoint
         self.bucket = bucket
@@ -167,10 +257,19 @@ class S3Store:
         self.tls = tls
         url = endpoint if "://" in endpoint else f"{'https' if tls else 'http'}://{endpoint}"
         self._s3 = boto3.client(
-            "s3", endpoint_url=url, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-            region_name=region or "us-east-1", verify=not skip_verify,
-            config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1},
-                          s3={"addressing_style": "path"}))
+            "s3",
+            endpoint_url=url,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            region_name=region or "us-east-1",
+            verify=not skip_verify,
+            config=Config(
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                retries={"max_attempts": 1},
+                s3={"addressing_style": "path"},
+            ),
+        )
         self._bucket_checked = False
 
     def __repr__(self) -> str:
@@ -181,17 +280,27 @@ class S3Store:
         missing = [k for k in ("AWS_S3_ENDPOINT", "AWS_S3_BUCKET") if not environ.get(k)]
         if missing:
             raise CfsError(f"S3 is not configured: {', '.join(missing)} not set")
-        return cls(environ["AWS_S3_ENDPOINT"], environ["AWS_S3_BUCKET"], environ.get("AWS_S3_ACCESSKEY", ""),
-                   environ.get("AWS_S3_SECRETKEY", ""), environ.get("AWS_S3_REGION", ""),
-                   _true(environ.get("AWS_S3_TLS")), _true(environ.get("AWS_S3_SKIPVERIFY")))
+        return cls(
+            environ["AWS_S3_ENDPOINT"],
+            environ["AWS_S3_BUCKET"],
+            environ.get("AWS_S3_ACCESSKEY", ""),
+            environ.get("AWS_S3_SECRETKEY", ""),
+            environ.get("AWS_S3_REGION", ""),
+            _true(environ.get("AWS_S3_TLS")),
+            _true(environ.get("AWS_S3_SKIPVERIFY")),
+        )
 
-    def download(self, file: RemoteFile, target: BinaryIO, progress: Callable[[int], None] | None = None) -> str:
+    def download(
+        self, file: RemoteFile, target: BinaryIO, progress: Callable[[int], None] | None = None
+    ) -> str:
         """Write the body of `file` to `target`; the SHA-256 of what was written."""
         digest = hashlib.sha256()
-        if file.size == 0 and not file.s3_object:
+        if file.size == 0:  # empty files have no S3 body (the Go client never uploads one)
             return digest.hexdigest()
         with _s3_errors(f"download s3://{file.bucket or self.bucket}/{file.s3_object}"):
-            body = self._s3.get_object(Bucket=file.bucket or self.bucket, Key=file.s3_object)["Body"]
+            body = self._s3.get_object(Bucket=file.bucket or self.bucket, Key=file.s3_object)[
+                "Body"
+            ]
             try:
                 for chunk in iter(lambda: body.read(CHUNK), b""):
                     digest.update(chunk)
@@ -213,7 +322,7 @@ class S3Store:
     def _ensure_bucket(self) -> None:
         if self._bucket_checked:
             return
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
         try:
             self._s3.head_bucket(Bucket=self.bucket)
@@ -224,26 +333,18 @@ class S3Store:
         self._bucket_checked = True
 
 
-class _s3_errors:
+@contextlib.contextmanager
+def _s3_errors(what: str) -> Iterator[None]:
     """Map botocore errors: connection problems and 5xx -> StorageUnavailable, the rest -> CfsError."""
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: Any) -> bool:
-        if err is None:
-            return False
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if isinstance(err, ClientError):
-            code = str(err.response.get("Error", {}).get("Code", ""))
-            status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
-                raise StorageUnavailable(f"{self.what}: S3 answered {code or status}") from None
-            raise CfsError(f"{self.what}: S3 answered {code or status}") from None
-        if isinstance(err, BotoCoreError):
-            raise StorageUnavailable(f"{self.what}: S3 unreachable ({type(err).__name__})") from None
-        return False
+    try:
+        yield
+    except ClientError as err:
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
+            raise StorageUnavailable(f"{what}: S3 answered {code or status}") from None
+        raise CfsError(f"{what}: S3 answered {code or status}") from None
+    except BotoCoreError as err:
+        raise StorageUnavailable(f"{what}: S3 unreachable ({type(err).__name__})") from None
