@@ -8,10 +8,12 @@ wrote it. Validation or rendering problems become the process's errors, each
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from kubejobs.adapters.kube import KubeClient
+from kubejobs.adapters.kube import KubeClient, KubeUnavailable
 from kubejobs.errors import InvalidInput, Problem, TemplateError
 from kubejobs.executor.admission import Request
 from kubejobs.render import Renderer, job_name
@@ -19,6 +21,7 @@ from kubejobs.spec import validate_spec
 
 # Parts of the server's FunctionSpec where a zero value means "not given".
 _ZERO_MEANS_ABSENT = ("conditions", "fs", "gpu", "onconflicts", "onstart", "onclose")
+_SERVER_ENFORCED = ("maxwaittime", "maxexectime", "maxretries")
 _TOP_LEVEL_OPTIONAL = ("nodename", "label", "channels", "fs", "env")
 
 
@@ -38,6 +41,9 @@ def spec_of(process: dict[str, Any]) -> dict[str, Any]:
     for key in _TOP_LEVEL_OPTIONAL:
         if _is_zero(spec.get(key)):
             spec.pop(key, None)
+    for key in _SERVER_ENFORCED:
+        if spec.get(key) == 0:  # accepted and enforced by the server; not the Job's business
+            spec.pop(key)
     if spec.get("args") is None:
         spec.pop("args", None)
     for key in ("conditions", "fs"):
@@ -89,9 +95,24 @@ def rejection(err: InvalidInput | TemplateError) -> list[str]:
     return [f"template error: {err}"]
 
 
-def apply(kube: KubeClient, prepared: Prepared, namespace: str) -> None:
-    """Server-side apply every manifest; idempotent, so a retry or a restart never duplicates."""
+def apply(kube: KubeClient, prepared: Prepared, namespace: str, stop: threading.Event,
+          gone_wait: float = 120.0) -> None:
+    """Server-side apply every manifest; idempotent, so a retry or a restart never duplicates.
+
+    A process the server took back and assigned again has the same Job name; if
+    the earlier Job is still being deleted, wait until it has gone, then apply.
+    """
     for manifest in prepared.manifests:
+        result = kube.apply(manifest, namespace)
+        if not (result.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        deadline = time.monotonic() + gone_wait
+        while kube.get(manifest["kind"], namespace, manifest["metadata"]["name"]) is not None:
+            if time.monotonic() > deadline:
+                raise KubeUnavailable(f"{manifest['kind']} {manifest['metadata']['name']} "
+                                      "of an earlier attempt is still being deleted")
+            if stop.wait(0.5):
+                return
         kube.apply(manifest, namespace)
 
 

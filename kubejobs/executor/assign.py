@@ -99,7 +99,7 @@ def start_process(ctx: Context, process: dict[str, Any], reserved: bool) -> None
     backoff = Backoff()
     while True:
         try:
-            apply(ctx.kube, prepared, ctx.namespace)
+            apply(ctx.kube, prepared, ctx.namespace, ctx.stop_all)
             break
         except KubeUnavailable as err:
             ctx.metrics.api_errors.labels(api="kube").inc()

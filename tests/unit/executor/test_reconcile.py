@@ -1,0 +1,142 @@
+"""The reconciler's state machine with recorded side effects (no servers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubejobs.executor.admission import Admission
+from kubejobs.executor.metrics import Metrics
+from kubejobs.executor.outcome import Outcome, Timeouts
+from kubejobs.executor.reconcile import DELETING, FINISHED, RUNNING, Actions, Reconciler
+
+PID = "cd" * 32
+NAME = "kj-" + PID[:40]
+
+
+class Recorded(Actions):
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def report(self, process_id: str, outcome: Outcome) -> tuple[Any, ...]:
+        self.calls.append(("report", process_id, outcome))
+        return ("reported", process_id, True)
+
+    def delete(self, process_id: str, job_name: str, indexed: bool) -> tuple[Any, ...]:
+        self.calls.append(("delete", process_id, job_name))
+        return ("deleted", process_id)
+
+
+def job(executor: str = "e", **status: Any) -> dict[str, Any]:
+    conditions = [{"type": t, "status": "True"} for t in status.get("conditions", [])]
+    return {"metadata": {"name": NAME, "annotations": {"kubejobs.io/executor": executor,
+                                                       "kubejobs.io/process-id": PID}},
+            "spec": {"parallelism": 1, "template": {"spec": {"containers": [
+                {"name": "main", "resources": {"requests": {"cpu": "1"}}}]}}},
+            "status": {"conditions": conditions}}
+
+
+def reconciler(keep: int = 0) -> tuple[Reconciler, Recorded, Admission]:
+    actions = Recorded()
+    admission = Admission(10)
+    r = Reconciler("e", admission, actions, Metrics(), Timeouts(), keep, workers=1,
+                   clock=lambda: 1000.0)
+    r.watch_sink("Pod", "SYNC", [])
+    r.watch_sink("Job", "SYNC", [])
+    r.drain()
+    return r, actions, admission
+
+
+def settle(r: Reconciler) -> None:
+    """Let the pool's side effects come back and be handled."""
+    for _ in range(20):
+        r._pool.shutdown(wait=True)
+        r.drain()
+        from concurrent.futures import ThreadPoolExecutor
+        r._pool = ThreadPoolExecutor(max_workers=1)
+        if r.inbox.empty():
+            return
+
+
+def test_applied_job_completes_is_closed_then_deleted() -> None:
+    r, actions, admission = reconciler()
+    admission.adopt(PID, admission.used())
+    r.post("applying", PID, NAME, False, 999.0)
+    r.watch_sink("Job", "ADDED", job())
+    r.post("applied", PID)
+    r.drain()
+    assert r.flights[PID].phase == RUNNING
+    r.watch_sink("Job", "MODIFIED", job(conditions=["Complete"]))
+    r.drain()
+    settle(r)
+    kinds = [c[0] for c in actions.calls]
+    assert kinds == ["report", "delete"]
+    assert actions.calls[0][2].success
+    assert not admission.holds(PID)
+    r.watch_sink("Job", "DELETED", job(conditions=["Complete"]))
+    r.drain()
+    assert PID not in r.flights
+
+
+def test_unknown_job_of_this_executor_is_adopted_and_counted() -> None:
+    r, _actions, admission = reconciler()
+    r.watch_sink("Job", "ADDED", job())
+    r.drain()
+    assert r.flights[PID].phase == RUNNING and admission.holds(PID)
+    assert str(admission.used().cpu) == "1"
+
+
+def test_jobs_of_other_executors_are_ignored() -> None:
+    r, _actions, admission = reconciler()
+    r.watch_sink("Job", "ADDED", job(executor="other"))
+    r.drain()
+    assert not r.flights and admission.in_flight == 0
+
+
+def test_adopted_finished_job_is_reported_without_counting_capacity() -> None:
+    r, actions, admission = reconciler()
+    r.watch_sink("Job", "ADDED", job(conditions=["Failed"]))
+    r.drain()
+    settle(r)
+    assert [c[0] for c in actions.calls] == ["report", "delete"]
+    assert admission.in_flight == 0
+
+
+def test_taken_back_process_has_its_job_deleted() -> None:
+    r, actions, admission = reconciler()
+    r.watch_sink("Job", "ADDED", job())
+    r.post("takenback", PID, "maxexectime")
+    r.drain()
+    settle(r)
+    assert [c[0] for c in actions.calls] == ["delete"]
+    assert not admission.holds(PID)
+    assert r.flights[PID].phase == DELETING
+
+
+def test_failed_job_is_kept_for_the_keep_period() -> None:
+    r, actions, _admission = reconciler(keep=60)
+    r.watch_sink("Job", "ADDED", job(conditions=["Failed"]))
+    r.drain()
+    settle(r)
+    assert [c[0] for c in actions.calls] == ["report"]
+    assert r.flights[PID].phase == FINISHED and r.flights[PID].delete_at == 1060.0
+
+
+def test_job_deleted_by_someone_else_fails_the_process() -> None:
+    r, actions, _admission = reconciler()
+    r.watch_sink("Job", "ADDED", job())
+    r.watch_sink("Job", "DELETED", job())
+    r.drain()
+    settle(r)
+    report = actions.calls[0]
+    assert report[0] == "report" and not report[2].success
+    assert "was deleted before it finished" in report[2].errors[0]
+
+
+def test_relist_notices_jobs_deleted_while_not_watching() -> None:
+    r, actions, _admission = reconciler()
+    r.watch_sink("Job", "ADDED", job())
+    r.drain()
+    r.watch_sink("Job", "SYNC", [])
+    r.drain()
+    settle(r)
+    assert actions.calls and actions.calls[0][0] == "report"
