@@ -25,9 +25,13 @@ def parse_ns(stamp: bytes) -> int:
     else:
         # An explicit offset: rare (the kubelet writes UTC); let datetime handle it.
         when = dt.datetime.fromisoformat(stamp.decode("ascii"))
-        frac = stamp.split(b".", 1)[1][:9] if b"." in stamp else b""
-        digits = bytes(c for c in frac if 48 <= c <= 57)
-        return int(when.timestamp()) * 1_000_000_000 + int(digits.ljust(9, b"0") or b"0")
+        digits = b""
+        if rest.startswith(b"."):
+            for c in rest[1:]:
+                if not 48 <= c <= 57:
+                    break
+                digits += bytes((c,))
+        return int(when.timestamp()) * 1_000_000_000 + int(digits[:9].ljust(9, b"0"))
     nanos = 0
     if rest.startswith(b"."):
         nanos = int(rest[1:10].ljust(9, b"0"))

@@ -1,0 +1,126 @@
+"""Followers, delivery and the whole shipper against a fake pod and a fake Colonies log."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from kubejobs.inpod.journal import Journal, parse_record
+from kubejobs.inpod.logsource import Follower, container_state
+from kubejobs.inpod.shipper import Shipper, ShipperOptions
+from kubejobs.inpod.state import LogPosition
+from tests.unit.inpod.fakes import Crash, FakePod, FakeSink
+
+OPTIONS = ShipperOptions(max_batch_bytes=2000, linger=0.05, poll=0.01, idle_timeout=0.01)
+
+
+def _expected(pod: FakePod, container: str, prefix: str = "") -> list[str]:
+    return [prefix + text.decode() for _, text in pod.lines[container]]
+
+
+def _shipper(pod: FakePod, sink: FakeSink, state: Path, first: tuple[str, ...] = (),
+             containers: tuple[str, ...] = ("main",), tagged: bool = False) -> Shipper:
+    return Shipper(pod, sink, state, "pid", "colony", first=first, containers=containers, rank="0",
+                   tagged=lambda: tagged, options=OPTIONS)
+
+
+def test_container_state_reads_init_and_main_statuses() -> None:
+    pod = {"status": {"phase": "Pending",
+                      "initContainerStatuses": [{"name": "s", "state": {"terminated": {}}}],
+                      "containerStatuses": [{"name": "m", "state": {"waiting": {}}}]}}
+    assert container_state(pod, "s") == "terminated"
+    assert container_state(pod, "m") == "waiting"
+    assert container_state({"status": {"phase": "Failed"}}, "m") == "never"
+
+
+def test_follower_reconnects_without_loss_or_duplicates(tmp_path: Path) -> None:
+    pod = FakePod(["main"])
+    pod.state["main"] = "running"
+    pod.write("main", [f"a{i}" for i in range(30)])
+    pod.write("main", ["same"] * 25, same_ts=True)  # many lines with one timestamp
+    pod.fail_next_streams = 3
+    journal = Journal(tmp_path)
+    stop = threading.Event()
+    follower = Follower("main", pod, journal, LogPosition(), stop, poll=0.001, idle_timeout=0.001,
+                        sleep=lambda s: None)
+    thread = threading.Thread(target=follower.run)
+    thread.start()
+    pod.write("main", [f"b{i}" for i in range(40)])
+    with pod.lock:
+        pod.state["main"] = "terminated"
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    records, _ = journal.read((0, 0), 10**9)
+    journal.close()
+    parsed = [parse_record(r) for r in records]
+    assert [r.text.decode() for r in parsed if r.kind == "L"] == _expected(pod, "main")
+    assert parsed[-1].kind == "E"
+    assert pod.streams > 2
+
+
+def test_ships_everything_in_order_with_tags(tmp_path: Path) -> None:
+    pod = FakePod(["kubejobs-data-stager", "a", "b"])
+    pod.write("kubejobs-data-stager", ["stage-in: done"])
+    pod.write("a", [f"a{i}" for i in range(500)])
+    pod.write("b", [f"b{i}" for i in range(500)])
+    pod.state = dict.fromkeys(pod.state, "terminated")
+    sink = FakeSink()
+    result = _shipper(pod, sink, tmp_path, first=("kubejobs-data-stager",), containers=("a", "b"),
+                      tagged=True).run()
+    assert result.complete and result.delivered_lines == 1001
+    lines = sink.text().splitlines()
+    assert lines[0] == "[0/kubejobs-data-stager] stage-in: done"
+    for name in ("a", "b"):
+        assert [x for x in lines if x.startswith(f"[0/{name}]")] == _expected(pod, name, f"[0/{name}] ")
+    assert all(len(m.encode()) <= 2000 for m in sink.messages)
+
+
+@pytest.mark.parametrize("crash", ["after_send", "before_send"])
+def test_restart_after_a_kill_resumes_without_loss_or_duplicates(tmp_path: Path, crash: str) -> None:
+    pod = FakePod(["main"])
+    # Repeated identical lines make identical batches: recovery must count, not just look.
+    pod.write("main", ["tick"] * 2000)
+    pod.write("main", [f"line {i}" for i in range(2000)])
+    pod.state["main"] = "terminated"
+    sink = FakeSink()
+    if crash == "after_send":
+        sink.crash_after = 3
+    else:
+        sink.crash_before = 3
+    with pytest.raises(Crash):
+        _shipper(pod, sink, tmp_path).run()
+    result = _shipper(pod, sink, tmp_path).run()
+    assert result.complete
+    assert sink.text().splitlines() == _expected(pod, "main")
+    # A third start finds the work finished.
+    assert _shipper(pod, sink, tmp_path).run().complete
+    assert sink.text().splitlines() == _expected(pod, "main")
+
+
+def test_server_outage_is_ridden_out(tmp_path: Path) -> None:
+    pod = FakePod(["main"])
+    pod.write("main", [f"x{i}" for i in range(300)])
+    pod.state["main"] = "terminated"
+    sink = FakeSink()
+    sink.down_calls = 3
+    result = _shipper(pod, sink, tmp_path).run()
+    assert result.complete
+    assert sink.text().splitlines() == _expected(pod, "main")
+    assert sink.calls == len(sink.messages) + 3
+
+
+def test_a_container_that_never_ran_completes_its_log(tmp_path: Path) -> None:
+    pod = FakePod(["main"])
+    original = pod.pod
+
+    def finished_pod() -> dict[str, object]:
+        status = original()
+        status["status"]["phase"] = "Failed"  # type: ignore[index]
+        return status
+
+    pod.pod = finished_pod  # type: ignore[method-assign]
+    sink = FakeSink()
+    assert _shipper(pod, sink, tmp_path).run().complete
+    assert sink.messages == []
