@@ -1,0 +1,309 @@
+"""The executor as a subprocess against the test Colonies server and a real kube control plane.
+
+Each test gets its own namespace and its own executor name and type, so the
+session's colony is shared without one test's processes reaching another's
+executor. kwok plays the kubelet; pod behaviour (exit code, reason, run time,
+run forever) is steered by the executor's extra pod annotations. Waits are
+bounded (a hung executor fails the test) but nothing asserts on durations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testenv._proc import free_port
+
+pytestmark = pytest.mark.integration
+
+WAITING, RUNNING, SUCCESS, FAILED = 0, 1, 2, 3
+ROOT = Path(__file__).resolve().parents[2]
+WAIT = 120.0
+
+
+def spec(executor_type: str, **extra: Any) -> dict[str, Any]:
+    conditions = {"executortype": executor_type, "cpu": "100m", "mem": "64Mi"}
+    conditions.update(extra.pop("conditions", {}))
+    doc = {"funcname": "execute",
+           "kwargs": {"docker-image": "busybox:1.36", "cmd": "echo hello"},
+           "conditions": conditions, "maxexectime": -1, "maxretries": -1, "maxwaittime": -1}
+    doc.update(extra)
+    return doc
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.2)
+
+
+@dataclass
+class ExecutorRun:
+    """One executor subprocess (restartable with the same identity)."""
+
+    colonies: Any
+    namespace: Any
+    name: str
+    type: str
+    prvkey: str
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ExecutorRun:
+        self.env["KUBEJOBS_HEALTH_PORT"] = str(free_port())
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "kubejobs.executor"],
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=ROOT)
+        until(self.ready, "executor /readyz", 60)
+        return self
+
+    def ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"executor exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            url = f"http://127.0.0.1:{self.env['KUBEJOBS_HEALTH_PORT']}/readyz"
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.env['KUBEJOBS_HEALTH_PORT']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return str(reply.read().decode())
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-20000:]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(60)
+
+    def submit(self, doc: dict[str, Any]) -> str:
+        return str(self.colonies.submit(doc)["processid"])
+
+    def wait_done(self, pid: str, timeout: float = WAIT) -> dict[str, Any]:
+        try:
+            process: dict[str, Any] = self.colonies.wait_state(pid, (SUCCESS, FAILED), timeout)
+        except Exception as err:
+            raise AssertionError(f"{err}\nexecutor log:\n{self.log()}") from None
+        return process
+
+    def jobs(self) -> list[dict[str, Any]]:
+        out = self.namespace.kubectl("get", "jobs", "-o", "json").stdout
+        return list(json.loads(out)["items"])
+
+    def services(self) -> list[str]:
+        out = self.namespace.kubectl("get", "services", "-o", "json").stdout
+        return [s["metadata"]["name"] for s in json.loads(out)["items"]]
+
+    def wait_no_jobs(self) -> None:
+        until(lambda: not self.jobs(), f"no Jobs left in {self.namespace.name}")
+
+
+@pytest.fixture
+def executor(colonies: Any, kube: Any, kube_namespace: Any,
+             tmp_path: Path) -> Iterator[Callable[..., ExecutorRun]]:
+    """start(annotations=..., **settings) -> a running executor in this test's namespace."""
+    kube_namespace.kubectl("create", "serviceaccount", "kubejobs-log-shipper")
+    suffix = os.urandom(4).hex()
+    name, prvkey = colonies.add_executor(f"kj-test-{suffix}", f"kj-type-{suffix}")
+    runs: list[ExecutorRun] = []
+
+    def start(annotations: dict[str, str] | None = None, **settings: Any) -> ExecutorRun:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEJOBS_")}
+        env.update({
+            "KUBEJOBS_COLONIES_HOST": colonies.host, "KUBEJOBS_COLONIES_PORT": str(colonies.port),
+            "KUBEJOBS_COLONY_NAME": colonies.colony_name, "KUBEJOBS_EXECUTOR_NAME": name,
+            "KUBEJOBS_EXECUTOR_TYPE": f"kj-type-{suffix}", "KUBEJOBS_EXECUTOR_PRVKEY": prvkey,
+            "KUBEJOBS_NAMESPACE": kube_namespace.name, "KUBEJOBS_KUBECONFIG": str(kube.kubeconfig),
+            "KUBEJOBS_ASSIGN_TIMEOUT": "2", "KUBEJOBS_TAKEBACK_CHECK_SECONDS": "1",
+            "KUBEJOBS_HEALTH_HOST": "127.0.0.1", "KUBEJOBS_LOG_LEVEL": "DEBUG",
+            "KUBEJOBS_EXTRA_ANNOTATIONS": json.dumps(annotations or {}),
+        })
+        env.update({f"KUBEJOBS_{k.upper()}": str(v) for k, v in settings.items()})
+        run = ExecutorRun(colonies, kube_namespace, name, f"kj-type-{suffix}", prvkey,
+                          tmp_path / "executor.log", env)
+        runs.append(run)
+        return run.start()
+
+    yield start
+    for run in runs:
+        if run.proc and run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait(30)
+
+
+# --- outcomes -----------------------------------------------------------------
+
+
+def test_success_closes_the_process_and_deletes_the_job(executor: Callable[..., ExecutorRun]) -> None:
+    run = executor()
+    pid = run.submit(spec(run.type))
+    process = run.wait_done(pid)
+    assert process["state"] == SUCCESS, process["errors"]
+    run.wait_no_jobs()
+    metrics = run.metrics()
+    assert 'kubejobs_processes_total{outcome="succeeded"} 1.0' in metrics
+    assert "kubejobs_assign_to_apply_seconds_count 1.0" in metrics
+
+
+def test_exit_code_fails_with_pod_container_and_code(executor: Callable[..., ExecutorRun]) -> None:
+    run = executor({"kwok.test/exit-code": "3"})
+    pid = run.submit(spec(run.type))
+    process = run.wait_done(pid)
+    assert process["state"] == FAILED
+    assert "container main exited with code 3 (Error)" in process["errors"][0]
+    assert "pod kj-" in process["errors"][0]
+    run.wait_no_jobs()
+
+
+def test_oom_killed_is_named(executor: Callable[..., ExecutorRun]) -> None:
+    run = executor({"kwok.test/exit-code": "137", "kwok.test/reason": "OOMKilled"})
+    process = run.wait_done(run.submit(spec(run.type)))
+    assert process["state"] == FAILED
+    assert "exited with code 137 (OOMKilled)" in process["errors"][0]
+
+
+def test_failed_job_is_kept_when_asked(executor: Callable[..., ExecutorRun]) -> None:
+    run = executor({"kwok.test/exit-code": "1"}, keep_failed_seconds=3600)
+    pid = run.submit(spec(run.type))
+    assert run.wait_done(pid)["state"] == FAILED
+    assert [j["metadata"]["name"] for j in run.jobs()] == ["kj-" + pid[:40]]
+
+
+def test_unschedulable_pod_fails_with_the_scheduler_message(
+        executor: Callable[..., ExecutorRun]) -> None:
+    run = executor(unschedulable_timeout=2)
+    pid = run.submit(spec(run.type, conditions={"cpu": "900"}))
+    process = run.wait_done(pid)
+    assert process["state"] == FAILED
+    assert "could not be scheduled" in process["errors"][0]
+    assert "Insufficient cpu" in process["errors"][0]
+    run.wait_no_jobs()
+
+
+def test_walltime_fails_with_deadline_exceeded(executor: Callable[..., ExecutorRun]) -> None:
+    run = executor({"kwok.test/run-forever": "true"})
+    pid = run.submit(spec(run.type, conditions={"walltime": 3}))
+    process = run.wait_done(pid)
+    assert process["state"] == FAILED
+    assert "walltime=3s" in process["errors"][0] and "DeadlineExceeded" in process["errors"][0]
+    run.wait_no_jobs()
+
+
+def test_maxexectime_takeback_deletes_the_job(executor: Callable[..., ExecutorRun]) -> None:
+    run = executor({"kwok.test/run-forever": "true"})
+    pid = run.submit(spec(run.type, maxexectime=3, maxretries=0))
+    until(lambda: run.jobs(), "the Job")
+    process = run.wait_done(pid)
+    assert process["state"] == FAILED  # by the server, not the executor
+    run.wait_no_jobs()
+    assert 'kubejobs_processes_total{outcome="taken_back"} 1.0' in run.metrics()
+
+
+def test_takeback_then_reassignment_runs_a_fresh_job(executor: Callable[..., ExecutorRun]) -> None:
+    run = executor({"kwok.test/run": "6s"})
+    pid = run.submit(spec(run.type, maxexectime=2, maxretries=1))
+    process = run.wait_done(pid)
+    # attempt 1 is taken back at 2 s; attempt 2 is taken back too and fails at maxretries
+    assert process["state"] == FAILED and process["retries"] >= 1
+    run.wait_no_jobs()
+
+
+def test_invalid_spec_fails_at_once_with_every_problem(executor: Callable[..., ExecutorRun]) -> None:
+    run = executor()
+    bad = spec(run.type, conditions={"mem": "1 GB"})
+    bad["kwargs"] = {"docker-image": "busybox:1.36"}
+    process = run.wait_done(run.submit(bad))
+    assert process["state"] == FAILED
+    text = "\n".join(process["errors"])
+    assert "$.conditions.mem" in text and "$.kwargs" in text
+    train = run.wait_done(run.submit(spec(run.type, funcname="train")))
+    assert train["state"] == FAILED and "'train'" in train["errors"][0]
+    assert run.jobs() == []
+    assert run.proc is not None and run.proc.poll() is None
+
+
+def test_multi_node_runs_an_indexed_job_with_a_service(executor: Callable[..., ExecutorRun]) -> None:
+    run = executor({"kwok.test/run": "3s"})
+    pid = run.submit(spec(run.type, conditions={"nodes": 3, "processespernode": 2}))
+    job = until(lambda: run.jobs(), "the Job")[0]
+    assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 3
+    assert "kj-" + pid[:40] in run.services()
+    assert run.wait_done(pid)["state"] == SUCCESS
+    run.wait_no_jobs()
+    until(lambda: "kj-" + pid[:40] not in run.services(), "the Service to be deleted")
+
+
+# --- faults -------------------------------------------------------------------
+
+
+def test_sigkill_mid_run_then_restart_finishes_every_process(
+        executor: Callable[..., ExecutorRun]) -> None:
+    run = executor({"kwok.test/run": "5s"})
+    pids = [run.submit(spec(run.type)) for _ in range(3)]
+    until(lambda: len(run.jobs()) == 3, "three Jobs")
+    uids = {j["metadata"]["name"]: j["metadata"]["uid"] for j in run.jobs()}
+    run.stop(signal.SIGKILL)
+    run.start()
+    for pid in pids:
+        assert run.wait_done(pid)["state"] == SUCCESS
+    run.wait_no_jobs()
+    assert sorted(uids) == sorted("kj-" + p[:40] for p in pids)
+    for pid in pids:  # one attempt each: no process was lost and re-run
+        assert run.colonies.get_process(pid)["retries"] == 0
+
+
+def test_sigterm_stops_cleanly_and_leaves_running_jobs(executor: Callable[..., ExecutorRun]) -> None:
+    run = executor({"kwok.test/run": "4s"})
+    pid = run.submit(spec(run.type))
+    until(lambda: run.jobs(), "the Job")
+    assert run.stop(signal.SIGTERM) == 0
+    assert [j["metadata"]["name"] for j in run.jobs()] == ["kj-" + pid[:40]]
+    run.start()
+    assert run.wait_done(pid)["state"] == SUCCESS
+    run.wait_no_jobs()
+
+
+def test_colonies_server_restart(executor: Callable[..., ExecutorRun], colonies: Any) -> None:
+    run = executor({"kwok.test/run": "2s"})
+    pid = run.submit(spec(run.type))
+    until(lambda: run.jobs(), "the Job")
+    colonies.restart(down_seconds=4)  # the Job completes while the server is down
+    assert run.wait_done(pid)["state"] == SUCCESS
+    later = run.submit(spec(run.type))
+    assert run.wait_done(later)["state"] == SUCCESS
+    run.wait_no_jobs()
+
+
+def test_kube_apiserver_restart(executor: Callable[..., ExecutorRun], kube: Any) -> None:
+    run = executor({"kwok.test/run": "2s"})
+    pid = run.submit(spec(run.type))
+    until(lambda: run.jobs(), "the Job")
+    kube.restart_apiserver(down_seconds=4)
+    assert run.wait_done(pid)["state"] == SUCCESS
+    later = run.submit(spec(run.type))
+    assert run.wait_done(later)["state"] == SUCCESS
+    run.wait_no_jobs()
