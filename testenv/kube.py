@@ -331,8 +331,8 @@ spec:
       message: Containers failed (kwok)
     statusTemplate: |
 {_terminated_status(
-    '{{ index .metadata.annotations "kwok.test/exit-code" }}',
-    '{{ or (index .metadata.annotations "kwok.test/reason") "Error" | Quote }}',
+    '{{ index $root.metadata.annotations "kwok.test/exit-code" }}',
+    '{{ or (index $root.metadata.annotations "kwok.test/reason") "Error" | Quote }}',
     "Failed",
 )}
 ---
@@ -469,6 +469,7 @@ def _write_pki(pki: Path) -> None:
     issue("apiserver", "kube-apiserver", server=True)
     issue("admin", "kubernetes-admin", ("system:masters",))
     issue("kwok", "kwok", ("system:masters",), server=True)
+    issue("front-proxy-client", "front-proxy-client")
 
     sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (pki / "sa.key").write_bytes(
@@ -589,6 +590,14 @@ class KubeCluster:
             "--profiling=false",
             "--event-ttl=30m",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            # front-proxy settings: keep the components' authentication config complete
+            f"--requestheader-client-ca-file={p / 'ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={p / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={p / 'front-proxy-client.key'}",
         ]
 
     def _start_apiserver(self) -> None:
