@@ -612,14 +612,14 @@ class KubeCluster:
     def restart_apiserver(self, down_seconds: float = 0.0) -> None:
         """Stop the kube-apiserver, optionally stay down a while, start it again, wait ready."""
         svc = self.services["kube-apiserver"]
-        svc.stop()
+        svc.stop(timeout=3)  # graceful shutdown can hang on open watches; then SIGKILL
         if down_seconds:
             time.sleep(down_seconds)
         svc.start()
         self.wait_apiserver_ready(svc)
 
     def stop_apiserver(self) -> None:
-        self.services["kube-apiserver"].stop()
+        self.services["kube-apiserver"].stop(timeout=3)
 
     def start_apiserver(self) -> None:
         svc = self.services["kube-apiserver"].start()
@@ -711,7 +711,7 @@ class KubeCluster:
         for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             svc = self.services.get(name)
             if svc is not None:
-                svc.stop()
+                svc.stop(timeout=5)
 
     def logs(self) -> dict[str, Service]:
         return dict(self.services)
