@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import yaml
 
 from kubejobs import __version__
 from kubejobs.check import check_manifests
 from kubejobs.errors import InvalidInput, KubejobsError, Problem, SettingsError, TemplateError
 from kubejobs.render import Renderer, RenderSettings, default_process_id
+from kubejobs.render.output import to_json, to_yaml
 from kubejobs.resources import data_dir, load_json
 from kubejobs.settings import load_settings
 from kubejobs.spec import (
@@ -97,16 +97,8 @@ def render(
     manifests = [
         m for spec in _read_specs(spec_file) for m in _render_one(renderer, spec, process_id)
     ]
-    if output == "json":
-        click.echo(
-            json.dumps(
-                {"apiVersion": "v1", "kind": "List", "items": manifests},
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
-    else:
-        click.echo(yaml.safe_dump_all(manifests, sort_keys=False, allow_unicode=True), nl=False)
+    text = to_json(manifests) + "\n" if output == "json" else to_yaml(manifests)
+    click.echo(text, nl=False)
 
 
 @cli.command()

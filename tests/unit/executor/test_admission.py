@@ -10,8 +10,11 @@ from kubejobs.spec import validate_spec
 
 
 def spec(nodes: int = 1, ppn: int = 1, cpu: str = "500m", mem: str = "1Gi") -> dict[str, object]:
-    return {"funcname": "execute", "kwargs": {"docker-image": "busybox", "cmd": "true"},
-            "conditions": {"nodes": nodes, "processespernode": ppn, "cpu": cpu, "mem": mem}}
+    return {
+        "funcname": "execute",
+        "kwargs": {"docker-image": "busybox", "cmd": "true"},
+        "conditions": {"nodes": nodes, "processespernode": ppn, "cpu": cpu, "mem": mem},
+    }
 
 
 def test_request_counts_nodes_times_processes_per_node() -> None:
@@ -20,9 +23,25 @@ def test_request_counts_nodes_times_processes_per_node() -> None:
 
 
 def test_request_of_a_job_found_on_the_cluster() -> None:
-    job = {"spec": {"parallelism": 2, "template": {"spec": {"containers": [
-        {"name": "main-0", "resources": {"requests": {"cpu": "250m", "memory": "1Mi"}}},
-        {"name": "main-1", "resources": {"requests": {"cpu": "250m", "memory": "1Mi"}}}]}}}}
+    job = {
+        "spec": {
+            "parallelism": 2,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "main-0",
+                            "resources": {"requests": {"cpu": "250m", "memory": "1Mi"}},
+                        },
+                        {
+                            "name": "main-1",
+                            "resources": {"requests": {"cpu": "250m", "memory": "1Mi"}},
+                        },
+                    ]
+                }
+            },
+        }
+    }
     assert Request.of_job(job) == Request(Decimal("1.000"), Decimal(4 * 2**20))
 
 

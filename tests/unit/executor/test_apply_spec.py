@@ -14,15 +14,38 @@ PID = "ab" * 32
 
 
 def echoed(kwargs: dict[str, Any], funcname: str = "execute", **conditions: Any) -> dict[str, Any]:
-    cond = {"colonyname": "c", "executornames": None, "executortype": "kubejobs",
-            "dependencies": [], "nodes": 0, "cpu": "", "processes": 0, "processespernode": 0,
-            "mem": "", "storage": "", "gpu": {"name": "", "mem": "", "count": 0, "nodecount": 0},
-            "walltime": 0}
+    cond = {
+        "colonyname": "c",
+        "executornames": None,
+        "executortype": "kubejobs",
+        "dependencies": [],
+        "nodes": 0,
+        "cpu": "",
+        "processes": 0,
+        "processespernode": 0,
+        "mem": "",
+        "storage": "",
+        "gpu": {"name": "", "mem": "", "count": 0, "nodecount": 0},
+        "walltime": 0,
+    }
     cond.update(conditions)
-    return {"processid": PID, "spec": {
-        "nodename": "", "funcname": funcname, "args": None, "kwargs": kwargs, "priority": 0,
-        "maxwaittime": -1, "maxexectime": -1, "maxretries": 0, "conditions": cond, "label": "",
-        "fs": {"mount": "", "snapshots": None, "dirs": None}, "env": {}}}
+    return {
+        "processid": PID,
+        "spec": {
+            "nodename": "",
+            "funcname": funcname,
+            "args": None,
+            "kwargs": kwargs,
+            "priority": 0,
+            "maxwaittime": -1,
+            "maxexectime": -1,
+            "maxretries": 0,
+            "conditions": cond,
+            "label": "",
+            "fs": {"mount": "", "snapshots": None, "dirs": None},
+            "env": {},
+        },
+    }
 
 
 def renderer() -> Renderer:
@@ -32,13 +55,18 @@ def renderer() -> Renderer:
 def test_zero_values_are_dropped() -> None:
     spec = spec_of(echoed({"docker-image": "busybox", "cmd": "true"}, nodes=2, cpu="1"))
     assert "fs" not in spec and "env" not in spec and "nodename" not in spec
-    assert spec["conditions"] == {"colonyname": "c", "executortype": "kubejobs", "nodes": 2,
-                                  "cpu": "1"}
+    assert spec["conditions"] == {
+        "colonyname": "c",
+        "executortype": "kubejobs",
+        "nodes": 2,
+        "cpu": "1",
+    }
 
 
 def test_prepare_renders_job_and_service_first_for_multi_node() -> None:
-    prepared = prepare(echoed({"docker-image": "busybox", "cmd": "true"}, nodes=2, cpu="1"),
-                       renderer())
+    prepared = prepare(
+        echoed({"docker-image": "busybox", "cmd": "true"}, nodes=2, cpu="1"), renderer()
+    )
     assert [m["kind"] for m in prepared.manifests] == ["Service", "Job"]
     assert prepared.job_name == "kj-" + PID[:40]
     assert str(prepared.request.cpu) == "2"

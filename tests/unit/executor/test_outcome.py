@@ -10,34 +10,58 @@ NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 NOW_TEXT = "2027-01-15T08:00:00Z"
 
 
-def job(*conditions: dict[str, Any], deadline: int | None = None, created: str = NOW_TEXT) -> dict[str, Any]:
+def job(
+    *conditions: dict[str, Any], deadline: int | None = None, created: str = NOW_TEXT
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"completions": 1}
     if deadline:
         spec["activeDeadlineSeconds"] = deadline
-    return {"metadata": {"name": "kj-abc", "creationTimestamp": created}, "spec": spec,
-            "status": {"conditions": list(conditions)}}
+    return {
+        "metadata": {"name": "kj-abc", "creationTimestamp": created},
+        "spec": spec,
+        "status": {"conditions": list(conditions)},
+    }
 
 
-def cond(kind: str, reason: str = "", message: str = "", status: str = "True",
-         when: str = NOW_TEXT) -> dict[str, Any]:
-    return {"type": kind, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": when}
+def cond(
+    kind: str, reason: str = "", message: str = "", status: str = "True", when: str = NOW_TEXT
+) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": when,
+    }
 
 
-def pod(name: str, phase: str, containers: list[dict[str, Any]] | None = None,
-        init: list[dict[str, Any]] | None = None, index: int | None = None,
-        conditions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def pod(
+    name: str,
+    phase: str,
+    containers: list[dict[str, Any]] | None = None,
+    init: list[dict[str, Any]] | None = None,
+    index: int | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "annotations": {}}
     if index is not None:
         meta["annotations"]["batch.kubernetes.io/job-completion-index"] = str(index)
-    return {"metadata": meta, "status": {"phase": phase, "containerStatuses": containers or [],
-                                         "initContainerStatuses": init or [],
-                                         "conditions": conditions or []}}
+    return {
+        "metadata": meta,
+        "status": {
+            "phase": phase,
+            "containerStatuses": containers or [],
+            "initContainerStatuses": init or [],
+            "conditions": conditions or [],
+        },
+    }
 
 
 def terminated(name: str, code: int, reason: str = "", message: str = "") -> dict[str, Any]:
-    return {"name": name, "state": {"terminated": {"exitCode": code, "reason": reason,
-                                                   "message": message}}}
+    return {
+        "name": name,
+        "state": {"terminated": {"exitCode": code, "reason": reason, "message": message}},
+    }
 
 
 def waiting(name: str, reason: str, message: str = "") -> dict[str, Any]:
@@ -51,9 +75,15 @@ def test_running_job_has_no_outcome() -> None:
 def test_complete_closes_with_main_termination_messages_in_index_order() -> None:
     pods = [
         pod("kj-abc-1-x", "Succeeded", [terminated("main", 0, "Completed", "rank1\n")], index=1),
-        pod("kj-abc-0-y", "Succeeded", [terminated("main", 0, "Completed", "rank0"),
-                                        terminated("kubejobs-log-shipper", 0, "", "shipper")],
-            index=0),
+        pod(
+            "kj-abc-0-y",
+            "Succeeded",
+            [
+                terminated("main", 0, "Completed", "rank0"),
+                terminated("kubejobs-log-shipper", 0, "", "shipper"),
+            ],
+            index=0,
+        ),
     ]
     result = job_outcome(job(cond("Complete")), pods, NOW)
     assert result is not None and result.success
@@ -61,13 +91,21 @@ def test_complete_closes_with_main_termination_messages_in_index_order() -> None
 
 
 def test_complete_without_messages_closes_with_empty_output() -> None:
-    result = job_outcome(job(cond("Complete")), [pod("p", "Succeeded", [terminated("main", 0)])], NOW)
+    result = job_outcome(
+        job(cond("Complete")), [pod("p", "Succeeded", [terminated("main", 0)])], NOW
+    )
     assert result is not None and result.success and result.output == []
 
 
 def test_exit_code_names_pod_container_code_and_reason() -> None:
-    pods = [pod("kj-abc-x", "Failed", [terminated("main", 3, "Error", "boom")],
-                init=[terminated("kubejobs-log-shipper", 143, "Error")])]
+    pods = [
+        pod(
+            "kj-abc-x",
+            "Failed",
+            [terminated("main", 3, "Error", "boom")],
+            init=[terminated("kubejobs-log-shipper", 143, "Error")],
+        )
+    ]
     result = job_outcome(job(cond("Failed", "BackoffLimitExceeded")), pods, NOW)
     assert result is not None and not result.success and result.kind == "failed"
     assert result.errors == ["pod kj-abc-x container main exited with code 3 (Error): boom"]
@@ -82,21 +120,29 @@ def test_oom_killed_says_to_raise_mem() -> None:
 
 
 def test_stager_failure_is_named_as_injected() -> None:
-    pods = [pod("p", "Failed", init=[terminated("kubejobs-data-stager", 1, "Error", "no such label")])]
+    pods = [
+        pod("p", "Failed", init=[terminated("kubejobs-data-stager", 1, "Error", "no such label")])
+    ]
     result = job_outcome(job(cond("Failed", "BackoffLimitExceeded")), pods, NOW)
     assert result is not None
-    assert "container kubejobs-data-stager (injected data stager) exited with code 1" in result.errors[0]
+    assert (
+        "container kubejobs-data-stager (injected data stager) exited with code 1"
+        in result.errors[0]
+    )
 
 
 def test_deadline_exceeded_reports_walltime() -> None:
-    result = job_outcome(job(cond("Failed", "DeadlineExceeded", "Job was active longer"), deadline=30),
-                         [], NOW)
+    result = job_outcome(
+        job(cond("Failed", "DeadlineExceeded", "Job was active longer"), deadline=30), [], NOW
+    )
     assert result is not None and result.kind == "deadline"
     assert "walltime=30s" in result.errors[0] and "DeadlineExceeded" in result.errors[0]
 
 
 def test_failed_without_pod_details_uses_job_condition() -> None:
-    result = job_outcome(job(cond("Failed", "BackoffLimitExceeded", "Job has reached the limit")), [], NOW)
+    result = job_outcome(
+        job(cond("Failed", "BackoffLimitExceeded", "Job has reached the limit")), [], NOW
+    )
     assert result is not None
     assert result.errors == ["Job kj-abc failed: BackoffLimitExceeded: Job has reached the limit"]
 
@@ -109,27 +155,51 @@ def test_evicted_pod_without_container_status() -> None:
 
 
 def test_image_pull_fails_promptly_with_kubernetes_message() -> None:
-    pods = [pod("p", "Pending", [waiting("main", "ImagePullBackOff", 'Back-off pulling image "nope"')])]
+    pods = [
+        pod("p", "Pending", [waiting("main", "ImagePullBackOff", 'Back-off pulling image "nope"')])
+    ]
     result = job_outcome(job(), pods, NOW)
     assert result is not None and result.kind == "cannot_start" and not result.pods_done
-    assert result.errors == ['pod p container main cannot start: ImagePullBackOff: '
-                             'Back-off pulling image "nope"']
+    assert result.errors == [
+        'pod p container main cannot start: ImagePullBackOff: Back-off pulling image "nope"'
+    ]
 
 
 def test_config_error_in_init_container() -> None:
-    pods = [pod("p", "Pending", init=[waiting("kubejobs-data-stager", "CreateContainerConfigError",
-                                              'secret "kubejobs-s3" not found')])]
+    pods = [
+        pod(
+            "p",
+            "Pending",
+            init=[
+                waiting(
+                    "kubejobs-data-stager",
+                    "CreateContainerConfigError",
+                    'secret "kubejobs-s3" not found',
+                )
+            ],
+        )
+    ]
     result = job_outcome(job(), pods, NOW)
     assert result is not None and "CreateContainerConfigError" in result.errors[0]
 
 
 def test_container_creating_is_not_a_failure() -> None:
-    assert job_outcome(job(), [pod("p", "Pending", [waiting("main", "ContainerCreating")])], NOW) is None
+    assert (
+        job_outcome(job(), [pod("p", "Pending", [waiting("main", "ContainerCreating")])], NOW)
+        is None
+    )
 
 
 def test_unschedulable_fails_only_after_the_timeout() -> None:
-    unsched = [cond("PodScheduled", "Unschedulable", "0/3 nodes: Insufficient cpu", status="False",
-                    when="2027-01-15T07:59:50Z")]
+    unsched = [
+        cond(
+            "PodScheduled",
+            "Unschedulable",
+            "0/3 nodes: Insufficient cpu",
+            status="False",
+            when="2027-01-15T07:59:50Z",
+        )
+    ]
     pods = [pod("p", "Pending", conditions=unsched)]
     assert job_outcome(job(), pods, NOW, Timeouts(unschedulable=60)) is None
     result = job_outcome(job(), pods, NOW, Timeouts(unschedulable=5))

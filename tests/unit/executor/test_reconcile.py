@@ -28,18 +28,27 @@ class Recorded(Actions):
 
 def job(executor: str = "e", **status: Any) -> dict[str, Any]:
     conditions = [{"type": t, "status": "True"} for t in status.get("conditions", [])]
-    return {"metadata": {"name": NAME, "annotations": {"kubejobs.io/executor": executor,
-                                                       "kubejobs.io/process-id": PID}},
-            "spec": {"parallelism": 1, "template": {"spec": {"containers": [
-                {"name": "main", "resources": {"requests": {"cpu": "1"}}}]}}},
-            "status": {"conditions": conditions}}
+    return {
+        "metadata": {
+            "name": NAME,
+            "annotations": {"kubejobs.io/executor": executor, "kubejobs.io/process-id": PID},
+        },
+        "spec": {
+            "parallelism": 1,
+            "template": {
+                "spec": {"containers": [{"name": "main", "resources": {"requests": {"cpu": "1"}}}]}
+            },
+        },
+        "status": {"conditions": conditions},
+    }
 
 
 def reconciler(keep: int = 0) -> tuple[Reconciler, Recorded, Admission]:
     actions = Recorded()
     admission = Admission(10)
-    r = Reconciler("e", admission, actions, Metrics(), Timeouts(), keep, workers=1,
-                   clock=lambda: 1000.0)
+    r = Reconciler(
+        "e", admission, actions, Metrics(), Timeouts(), keep, workers=1, clock=lambda: 1000.0
+    )
     r.watch_sink("Pod", "SYNC", [])
     r.watch_sink("Job", "SYNC", [])
     r.drain()
@@ -52,6 +61,7 @@ def settle(r: Reconciler) -> None:
         r._pool.shutdown(wait=True)
         r.drain()
         from concurrent.futures import ThreadPoolExecutor
+
         r._pool = ThreadPoolExecutor(max_workers=1)
         if r.inbox.empty():
             return

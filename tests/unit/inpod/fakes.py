@@ -15,12 +15,15 @@ BASE_NS = 1_700_000_000 * 1_000_000_000
 
 def stamp(ns: int) -> bytes:
     seconds, nanos = divmod(ns, 1_000_000_000)
-    return (dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            + f".{nanos:09d}Z").encode()
+    return (
+        dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+    ).encode()
 
 
 class FakeStream:
-    def __init__(self, lines: list[bytes], idle: bool, chunk: int = 7, broken: bool = False) -> None:
+    def __init__(
+        self, lines: list[bytes], idle: bool, chunk: int = 7, broken: bool = False
+    ) -> None:
         self.lines = lines
         self.idle = False
         self._end_idle = idle
@@ -29,7 +32,7 @@ class FakeStream:
 
     def __iter__(self) -> Iterator[list[bytes]]:
         for i in range(0, len(self.lines), self.chunk):
-            yield self.lines[i:i + self.chunk]
+            yield self.lines[i : i + self.chunk]
         if self.broken:
             raise KubeUnavailable("log stream broke: ChunkedEncodingError")
         self.idle = self._end_idle
@@ -49,9 +52,13 @@ class FakePod:
         self.lines: dict[str, list[tuple[int, bytes]]] = {c: [] for c in containers}
         self.state: dict[str, str] = dict.fromkeys(containers, "waiting")
         self.streams = 0
-        self.fail_next_streams = 0  # raise after delivering part of the log, like a broken connection
+        self.fail_next_streams = (
+            0  # raise after delivering part of the log, like a broken connection
+        )
 
-    def write(self, container: str, texts: list[str], ns: int | None = None, same_ts: bool = False) -> None:
+    def write(
+        self, container: str, texts: list[str], ns: int | None = None, same_ts: bool = False
+    ) -> None:
         with self.lock:
             lines = self.lines[container]
             last = lines[-1][0] if lines else BASE_NS
@@ -73,8 +80,14 @@ class FakePod:
                 statuses.append({"name": name, "state": st})
             return {"status": {"phase": "Running", "containerStatuses": statuses}}
 
-    def stream(self, container: str, since: Any = None, follow: bool = True,
-               idle_timeout: float = 5.0, previous: bool = False) -> FakeStream:
+    def stream(
+        self,
+        container: str,
+        since: Any = None,
+        follow: bool = True,
+        idle_timeout: float = 5.0,
+        previous: bool = False,
+    ) -> FakeStream:
         with self.lock:
             self.streams += 1
             if self.state[container] == "waiting":
@@ -85,7 +98,9 @@ class FakePod:
             if broken:
                 self.fail_next_streams -= 1
                 lines = lines[: len(lines) // 2]
-            return FakeStream(lines, idle=follow and self.state[container] == "running", broken=broken)
+            return FakeStream(
+                lines, idle=follow and self.state[container] == "running", broken=broken
+            )
 
 
 class FakeSink:
@@ -111,7 +126,9 @@ class FakeSink:
             self.crash_after = None
             raise Crash("killed after send, before commit")
 
-    def get_logs(self, colony: str, process_id: str, count: int = 500, since: int = 0) -> list[dict[str, Any]]:
+    def get_logs(
+        self, colony: str, process_id: str, count: int = 500, since: int = 0
+    ) -> list[dict[str, Any]]:
         entries = [{"message": m, "timestamp": i + 1} for i, m in enumerate(self.messages)]
         return [e for e in entries if e["timestamp"] > since][:count]
 

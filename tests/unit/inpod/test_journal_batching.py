@@ -45,7 +45,7 @@ def test_journal_reads_across_segments_and_cuts_torn_records(tmp_path: Path) -> 
     OPEN.append(journal)
     records = [line_record("main", BASE_NS + i, f"line {i}".encode()) for i in range(50)]
     for i in range(0, 50, 5):
-        journal.append(records[i:i + 5])
+        journal.append(records[i : i + 5])
     assert len(journal.segments()) > 3
     got, pos = [], (0, 0)
     while True:
@@ -90,8 +90,12 @@ def test_line_with_tabs_and_carriage_returns_survives(tmp_path: Path) -> None:
 
 def test_cursor_round_trip(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
-    cursor = Cursor(pos=(3, 10), positions={"main": LogPosition(5, 2, False)},
-                    pending=Pending("abc", (3, 99), {"main": LogPosition(9, 1, True)}, 33), tagged=True)
+    cursor = Cursor(
+        pos=(3, 10),
+        positions={"main": LogPosition(5, 2, False)},
+        pending=Pending("abc", (3, 99), {"main": LogPosition(9, 1, True)}, 33),
+        tagged=True,
+    )
     store.save(cursor)
     assert store.load() == cursor
     store.add_sent("abc")
@@ -102,12 +106,25 @@ def test_cursor_round_trip(tmp_path: Path) -> None:
     assert store.sent_count("abc") == 1
 
 
-def _batcher(tmp_path: Path, clock: FakeClock, expected: tuple[str, ...] = ("main",),
-             tagged: bool = False, max_bytes: int = 1000) -> tuple[Journal, Batcher]:
+def _batcher(
+    tmp_path: Path,
+    clock: FakeClock,
+    expected: tuple[str, ...] = ("main",),
+    tagged: bool = False,
+    max_bytes: int = 1000,
+) -> tuple[Journal, Batcher]:
     journal = Journal(tmp_path / "j")
     OPEN.append(journal)
-    return journal, Batcher(journal, (0, 0), {}, expected, LineFormat(tagged, "2"),
-                            max_bytes=max_bytes, linger=0.5, clock=clock)
+    return journal, Batcher(
+        journal,
+        (0, 0),
+        {},
+        expected,
+        LineFormat(tagged, "2"),
+        max_bytes=max_bytes,
+        linger=0.5,
+        clock=clock,
+    )
 
 
 def test_batches_are_bounded_by_size(tmp_path: Path) -> None:
@@ -143,8 +160,14 @@ def test_a_small_batch_waits_for_linger_then_goes(tmp_path: Path) -> None:
 def test_all_logs_complete_flushes_at_once_and_then_ends(tmp_path: Path) -> None:
     clock = FakeClock()
     journal, batcher = _batcher(tmp_path, clock, expected=("a", "b"), tagged=True)
-    journal.append([line_record("a", 1, b"from a"), end_record("a"), line_record("b", 2, b"from b"),
-                    end_record("b")])
+    journal.append(
+        [
+            line_record("a", 1, b"from a"),
+            end_record("a"),
+            line_record("b", 2, b"from b"),
+            end_record("b"),
+        ]
+    )
     batch = batcher.next()
     assert batch is not None
     assert batch.text == "[2/a] from a\n[2/b] from b\n"

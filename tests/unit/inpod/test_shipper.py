@@ -20,16 +20,36 @@ def _expected(pod: FakePod, container: str, prefix: str = "") -> list[str]:
     return [prefix + text.decode() for _, text in pod.lines[container]]
 
 
-def _shipper(pod: FakePod, sink: FakeSink, state: Path, first: tuple[str, ...] = (),
-             containers: tuple[str, ...] = ("main",), tagged: bool = False) -> Shipper:
-    return Shipper(pod, sink, state, "pid", "colony", first=first, containers=containers, rank="0",
-                   tagged=lambda: tagged, options=OPTIONS)
+def _shipper(
+    pod: FakePod,
+    sink: FakeSink,
+    state: Path,
+    first: tuple[str, ...] = (),
+    containers: tuple[str, ...] = ("main",),
+    tagged: bool = False,
+) -> Shipper:
+    return Shipper(
+        pod,
+        sink,
+        state,
+        "pid",
+        "colony",
+        first=first,
+        containers=containers,
+        rank="0",
+        tagged=lambda: tagged,
+        options=OPTIONS,
+    )
 
 
 def test_container_state_reads_init_and_main_statuses() -> None:
-    pod = {"status": {"phase": "Pending",
-                      "initContainerStatuses": [{"name": "s", "state": {"terminated": {}}}],
-                      "containerStatuses": [{"name": "m", "state": {"waiting": {}}}]}}
+    pod = {
+        "status": {
+            "phase": "Pending",
+            "initContainerStatuses": [{"name": "s", "state": {"terminated": {}}}],
+            "containerStatuses": [{"name": "m", "state": {"waiting": {}}}],
+        }
+    }
     assert container_state(pod, "s") == "terminated"
     assert container_state(pod, "m") == "waiting"
     assert container_state({"status": {"phase": "Failed"}}, "m") == "never"
@@ -43,8 +63,16 @@ def test_follower_reconnects_without_loss_or_duplicates(tmp_path: Path) -> None:
     pod.fail_next_streams = 3
     journal = Journal(tmp_path)
     stop = threading.Event()
-    follower = Follower("main", pod, journal, LogPosition(), stop, poll=0.001, idle_timeout=0.001,
-                        sleep=lambda s: None)
+    follower = Follower(
+        "main",
+        pod,
+        journal,
+        LogPosition(),
+        stop,
+        poll=0.001,
+        idle_timeout=0.001,
+        sleep=lambda s: None,
+    )
     thread = threading.Thread(target=follower.run)
     thread.start()
     pod.write("main", [f"b{i}" for i in range(40)])
@@ -67,18 +95,23 @@ def test_ships_everything_in_order_with_tags(tmp_path: Path) -> None:
     pod.write("b", [f"b{i}" for i in range(500)])
     pod.state = dict.fromkeys(pod.state, "terminated")
     sink = FakeSink()
-    result = _shipper(pod, sink, tmp_path, first=("kubejobs-data-stager",), containers=("a", "b"),
-                      tagged=True).run()
+    result = _shipper(
+        pod, sink, tmp_path, first=("kubejobs-data-stager",), containers=("a", "b"), tagged=True
+    ).run()
     assert result.complete and result.delivered_lines == 1001
     lines = sink.text().splitlines()
     assert lines[0] == "[0/kubejobs-data-stager] stage-in: done"
     for name in ("a", "b"):
-        assert [x for x in lines if x.startswith(f"[0/{name}]")] == _expected(pod, name, f"[0/{name}] ")
+        assert [x for x in lines if x.startswith(f"[0/{name}]")] == _expected(
+            pod, name, f"[0/{name}] "
+        )
     assert all(len(m.encode()) <= 2000 for m in sink.messages)
 
 
 @pytest.mark.parametrize("crash", ["after_send", "before_send"])
-def test_restart_after_a_kill_resumes_without_loss_or_duplicates(tmp_path: Path, crash: str) -> None:
+def test_restart_after_a_kill_resumes_without_loss_or_duplicates(
+    tmp_path: Path, crash: str
+) -> None:
     pod = FakePod(["main"])
     # Repeated identical lines make identical batches: recovery must count, not just look.
     pod.write("main", ["tick"] * 2000)
