@@ -52,6 +52,7 @@ def executor_command(config_file: str | None, log_level: str, **overrides: Any) 
     """Run processes of a colony as Kubernetes Jobs until SIGTERM."""
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
     settings = load_settings(ExecutorSettings, config_file, os.environ, overrides)
     executor = Executor(settings)
 
