@@ -99,12 +99,14 @@ class PodLogs:
         self._host = str(configuration.host).rstrip("/")
         self._configuration = configuration
         self._session = requests.Session()
+        # Per request, not on the session: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+        self._tls: dict[str, Any] = {}
         if configuration.cert_file and configuration.key_file:
-            self._session.cert = (configuration.cert_file, configuration.key_file)
+            self._tls["cert"] = (configuration.cert_file, configuration.key_file)
         if not configuration.verify_ssl:
-            self._session.verify = False
+            self._tls["verify"] = False
         elif configuration.ssl_ca_cert:
-            self._session.verify = configuration.ssl_ca_cert
+            self._tls["verify"] = configuration.ssl_ca_cert
         self._path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}"
 
     def __repr__(self) -> str:
@@ -122,7 +124,7 @@ class PodLogs:
         """The pod object (JSON); PodGone when it was deleted."""
         try:
             reply = self._session.get(
-                self._host + self._path, headers=self._headers(), timeout=self.timeout
+                self._host + self._path, headers=self._headers(), timeout=self.timeout, **self._tls
             )
         except requests.RequestException as err:
             raise KubeUnavailable(f"API server unreachable: {type(err).__name__}") from None
@@ -161,6 +163,7 @@ class PodLogs:
                 headers=self._headers(),
                 stream=True,
                 timeout=(self.timeout, idle_timeout),
+                **self._tls,
             )
         except requests.RequestException as err:
             raise KubeUnavailable(f"API server unreachable: {type(err).__name__}") from None

@@ -39,7 +39,12 @@ class PodApi(Protocol):
 
 
 def container_state(pod: dict[str, Any], name: str) -> str:
-    """'waiting', 'running', 'terminated', or 'never' (the pod finished without running it)."""
+    """'waiting', 'running', 'terminated', 'never' (the pod finished without running it), or
+    'absent' (the pod has no such container)."""
+    spec = pod.get("spec") or {}
+    if spec and all(c.get("name") != name for c in [*(spec.get("initContainers") or []),
+                                                     *(spec.get("containers") or [])]):
+        return "absent"
     status = pod.get("status") or {}
     for item in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
         if item.get("name") == name:
@@ -97,7 +102,9 @@ class Follower:
         if state == "waiting":
             self.sleep(self.poll)
             return
-        if state == "never":
+        if state in ("never", "absent"):
+            if state == "absent":
+                log.warning("the pod has no container %s; nothing to follow", self.container)
             self._finish()
             return
         final = state == "terminated"
