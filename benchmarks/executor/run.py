@@ -1,0 +1,200 @@
+"""Executor throughput: N processes submitted at once, pods completing at once in kwok.
+
+Starts the test servers (testenv), one executor subprocess, submits N specs in
+parallel and waits for every process to close. Prints processes closed/s, median
+and p99 submit-to-close (server timestamps), Kubernetes API requests per process
+(the executor's own count), the executor's peak RSS, and the floor: the same N
+Jobs applied, awaited (one list+watch) and deleted by a bare client loop, as a
+ratio. Figures only; nothing is asserted.
+
+    .venv/bin/python -m benchmarks.executor.run --n 200 --n 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from kubejobs.adapters.kube import KubeClient
+from kubejobs.render import Renderer, RenderSettings
+from kubejobs.render.identity import default_process_id
+from kubejobs.spec import validate_spec
+from testenv._proc import free_port
+from testenv.colonies import ColoniesServer
+from testenv.kube import FakeNode, KubeCluster
+
+ROOT = Path(__file__).resolve().parents[2]
+SUCCESS, FAILED = 2, 3
+RUN = "500ms"
+
+
+def spec(executor_type: str, index: int) -> dict[str, Any]:
+    return {"funcname": "execute", "kwargs": {"docker-image": "busybox:1.36",
+                                              "cmd": f"echo {index}"},
+            "conditions": {"executortype": executor_type, "cpu": "10m", "mem": "16Mi"},
+            "maxexectime": -1, "maxretries": -1, "maxwaittime": -1}
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def rss_peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def metric_sum(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def run_executor(colonies: ColoniesServer, kube: KubeCluster, namespace: str, n: int,
+                 workdir: Path) -> dict[str, float]:
+    suffix = os.urandom(4).hex()
+    etype = f"bench-{suffix}"
+    name, prvkey = colonies.add_executor(f"bench-{suffix}", etype)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEJOBS_")}
+    env.update({
+        "KUBEJOBS_COLONIES_HOST": colonies.host, "KUBEJOBS_COLONIES_PORT": str(colonies.port),
+        "KUBEJOBS_COLONY_NAME": colonies.colony_name, "KUBEJOBS_EXECUTOR_NAME": name,
+        "KUBEJOBS_EXECUTOR_TYPE": etype, "KUBEJOBS_EXECUTOR_PRVKEY": prvkey,
+        "KUBEJOBS_NAMESPACE": namespace, "KUBEJOBS_KUBECONFIG": str(kube.kubeconfig),
+        "KUBEJOBS_MAX_JOBS": str(n), "KUBEJOBS_CONCURRENCY": "8", "KUBEJOBS_ASSIGN_TIMEOUT": "2",
+        "KUBEJOBS_HEALTH_PORT": str(port), "KUBEJOBS_HEALTH_HOST": "127.0.0.1",
+        "KUBEJOBS_LOG_LEVEL": "WARNING", "KUBEJOBS_TAKEBACK_CHECK_SECONDS": "10",
+        "KUBEJOBS_EXTRA_ANNOTATIONS": json.dumps({"kwok.test/run": RUN}),
+    })
+    with (workdir / f"executor-{n}.log").open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "kubejobs.executor"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        _wait_ready(port)
+        start = time.time()
+        with ThreadPoolExecutor(16) as pool:
+            pids = list(pool.map(lambda i: colonies.submit(spec(etype, i))["processid"], range(n)))
+        submitted = time.time()
+        done: dict[str, dict[str, Any]] = {}
+        while len(done) < n:
+            for pid in pids:
+                if pid not in done:
+                    process = colonies.get_process(pid)
+                    if process["state"] in (SUCCESS, FAILED):
+                        done[pid] = process
+            time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            metrics = reply.read().decode()
+        peak = rss_peak_kib(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    latencies = sorted(ts(p["endtime"]) - ts(p["submissiontime"]) for p in done.values())
+    last_close = max(ts(p["endtime"]) for p in done.values())
+    failed = sum(1 for p in done.values() if p["state"] == FAILED)
+    return {
+        "n": n, "failed": failed, "submit_seconds": submitted - start,
+        "wall_seconds": last_close - start,
+        "closed_per_second": n / (last_close - start),
+        "median_submit_to_close": statistics.median(latencies),
+        "p99_submit_to_close": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "kube_requests_per_process": metric_sum(metrics, "kubejobs_kube_requests") / n,
+        "peak_rss_mib": peak / 1024,
+    }
+
+
+def _wait_ready(port: int) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("executor not ready")
+
+
+def run_floor(kube: KubeCluster, namespace: str, n: int) -> float:
+    """Apply N Jobs (8 threads), await them with one list+watch, delete them: seconds."""
+    client = KubeClient(str(kube.kubeconfig))
+    renderer = Renderer(RenderSettings(namespace=namespace, executor_name="floor",
+                                       colony_name="floor",
+                                       extra_annotations={"kwok.test/run": RUN}))
+    manifests = []
+    for i in range(n):
+        data = spec("floor", i)
+        manifests.append(renderer.render(validate_spec(data), default_process_id(
+            {**data, "i": i}))[0])
+    start = time.time()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda m: client.apply(m, namespace), manifests))
+    names = {m["metadata"]["name"] for m in manifests}
+    finished: set[str] = set()
+    items, version = client.list("Job", namespace, "app.kubernetes.io/managed-by=kubejobs")
+    for job in items:
+        if _finished(job):
+            finished.add(job["metadata"]["name"])
+    while finished < names:
+        for event in client.watch("Job", namespace, "app.kubernetes.io/managed-by=kubejobs",
+                                  version, 60):
+            obj = event["object"]
+            version = obj["metadata"].get("resourceVersion", version)
+            if event["type"] != "BOOKMARK" and _finished(obj):
+                finished.add(obj["metadata"]["name"])
+            if finished >= names:
+                break
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda name: client.delete("Job", namespace, name), sorted(names)))
+    return time.time() - start
+
+
+def _finished(job: dict[str, Any]) -> bool:
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in (job.get("status") or {}).get("conditions") or [])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, action="append", help="processes per round (repeatable)")
+    args = parser.parse_args()
+    sizes = args.n or [200, 1000]
+    workdir = Path(tempfile.mkdtemp(prefix="kubejobs-bench-"))
+    nodes = tuple(FakeNode(f"bench-node-{i}", {"cpu": "256", "memory": "1Ti", "pods": "1100"})
+                  for i in range(2))
+    kube = KubeCluster(workdir / "kube", nodes=nodes).start()
+    colonies = ColoniesServer(workdir / "colonies").start()
+    try:
+        for n in sizes:
+            namespace = kube.create_namespace("bench")
+            kube.kubectl("-n", namespace, "create", "serviceaccount", "kubejobs-log-shipper")
+            result = run_executor(colonies, kube, namespace, n, workdir)
+            floor_ns = kube.create_namespace("floor")
+            kube.kubectl("-n", floor_ns, "create", "serviceaccount", "kubejobs-log-shipper")
+            floor = run_floor(kube, floor_ns, n)
+            result["floor_seconds"] = floor
+            result["ratio_to_floor"] = result["wall_seconds"] / floor
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                              for k, v in result.items()}), flush=True)
+    finally:
+        colonies.stop()
+        kube.stop()
+
+
+if __name__ == "__main__":
+    main()
