@@ -9,9 +9,11 @@ so nothing is fetched from the network.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import as_file, files
@@ -64,12 +66,63 @@ def schema_version(kube_version: str) -> str:
     return fitting[-1][1]
 
 
-def kubeconform_schema_location() -> str:
-    """kubeconform's -schema-location template for the shipped schemas."""
-    return (
-        str(schema_root())
-        + "/{{ .NormalizedKubernetesVersion }}-local-strict/{{ .ResourceKind }}-{{ .Group }}-{{ .ResourceAPIVersion }}.json"
+def kubeconform_schema_location(kube_version: str) -> str:
+    """kubeconform's -schema-location template, with the target version's schemas prepared.
+
+    kubernetes-validate's files refer to "/api/_definitions.json" under an https $id,
+    which kubeconform would fetch from the network; a converted copy with the $id
+    dropped and the refs relative to the sibling file is kept in the user's cache.
+    """
+    version = schema_version(kube_version)
+    root = _cache_dir() / f"kubernetes-validate-{_schemas_release()}"
+    target = root / f"{version}-standalone-strict"
+    if not (target / ".complete").exists():
+        _convert(schema_root() / f"{version}-local-strict", target)
+    return str(root) + (
+        "/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}"
+        "/{{ .ResourceKind }}{{ .KindSuffix }}.json"
     )
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kubejobs" / "kubeconform-schemas"
+
+
+def _schemas_release() -> str:
+    from importlib.metadata import version
+
+    return version("kubernetes-validate")
+
+
+_ABSOLUTE_REF = re.compile(r'"\$ref":\s*"/api/_definitions\.json#')
+
+
+def _convert(source: Path, target: Path) -> None:
+    # Written next to the target, then renamed: concurrent checks never see half a folder.
+    staging = Path(
+        tempfile.mkdtemp(
+            prefix=".staging-",
+            dir=target.parent if target.parent.exists() else _mkdir(target.parent),
+        )
+    )
+    for schema in source.glob("*.json"):
+        doc = json.loads(
+            _ABSOLUTE_REF.sub('"$ref": "_definitions.json#', schema.read_text("utf-8"))
+        )
+        if isinstance(doc, dict):
+            doc.pop("$id", None)
+        (staging / schema.name).write_text(json.dumps(doc), encoding="utf-8")
+    (staging / ".complete").touch()
+    try:
+        staging.rename(target)
+    except OSError:  # another process finished first
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def check_manifests(
@@ -129,7 +182,7 @@ def _kubeconform(manifests: list[dict[str, Any]], kube_version: str) -> list[Man
             "-kubernetes-version",
             version,
             "-schema-location",
-            kubeconform_schema_location(),
+            kubeconform_schema_location(kube_version),
             "-",
         ],
         input=text,
@@ -143,21 +196,28 @@ def _kubeconform(manifests: list[dict[str, Any]], kube_version: str) -> list[Man
         raise KubejobsError(
             f"kubeconform failed: {result.stderr.strip() or result.stdout.strip()}"
         ) from None
-    problems = []
-    for resource in report.get("resources", []):
-        if resource.get("status") in ("statusInvalid", "statusError"):
-            errors = resource.get("validationErrors") or [
-                {"path": "", "msg": resource.get("msg", "")}
-            ]
-            for error in errors:
-                problems.append(
-                    ManifestProblem(
-                        resource.get("kind", ""),
-                        resource.get("name", ""),
-                        "$" + error.get("path", "").replace("/", "."),
-                        error.get("msg", ""),
-                    )
-                )
+    problems = [
+        ManifestProblem(str(r.get("kind", "")), str(r.get("name", "")), path, message)
+        for r in report.get("resources", [])
+        if r.get("status") in ("statusInvalid", "statusError")
+        for path, message in _kubeconform_errors(r)
+    ]
     if result.returncode not in (0, 1) or (result.returncode == 1 and not problems):
         raise KubejobsError(f"kubeconform failed: {result.stderr.strip() or result.stdout.strip()}")
     return problems
+
+
+# kubeconform's validationErrors often say only "validation failed" at a parent path;
+# its msg carries the detail: "... - at '/spec/template/spec': additional properties ...".
+_DETAIL = re.compile(r"- at '([^']*)': (.+)")
+
+
+def _kubeconform_errors(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    def path(pointer: str) -> str:
+        return "$" + pointer.replace("/", ".") if pointer != "/" else "$"
+
+    details = _DETAIL.findall(str(resource.get("msg", "")))
+    if details:
+        return [(path(pointer), message.strip()) for pointer, message in details]
+    errors = resource.get("validationErrors") or [{"path": "", "msg": resource.get("msg", "")}]
+    return [(path(str(e.get("path", ""))), str(e.get("msg", ""))) for e in errors]

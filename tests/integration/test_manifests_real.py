@@ -1,0 +1,108 @@
+"""Rendered manifests against real tools: kubeconform -strict with offline schemas, and a
+server-side dry run (strict field validation) against the test kube-apiserver."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubejobs.render import Renderer, RenderSettings
+from kubejobs.render.output import to_yaml
+from kubejobs.spec import validate_spec
+from tests.unit.test_golden import CASES, EXAMPLES, GOLDEN, PID
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN_FILES = sorted(GOLDEN.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("version", ["1.29.0", "1.34.0"])
+@pytest.mark.parametrize("golden", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
+def test_golden_manifest_passes_kubeconform_strict(kubeconform, golden: Path, version: str) -> None:  # type: ignore[no-untyped-def]
+    result = kubeconform.run(str(golden), kubernetes_version=version, strict=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)["summary"]
+    assert (
+        summary["valid"] == len(list(yaml.safe_load_all(golden.read_text())))
+        and summary["invalid"] == 0
+    )
+
+
+def test_kubeconform_strict_catches_what_a_template_gets_wrong(kubeconform, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    text = (
+        (ROOT / "templates/job.yaml.j2")
+        .read_text()
+        .replace("restartPolicy: Never", "restartPolicy: Never\n      restartPolicyy: Never")
+    )
+    (tmp_path / "job.yaml.j2").write_text(text)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubejobs",
+            "check",
+            "--kubeconform",
+            "--templates",
+            str(tmp_path),
+            "examples/hello-world.json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "examples/hello-world.json::$: Kubernetes 1.34: Job/kj-" in result.stderr
+    assert "restartPolicyy" in result.stderr
+
+
+def test_kubejobs_check_with_kubeconform_passes_every_example(kubeconform) -> None:  # type: ignore[no-untyped-def]
+    files = [str(p.relative_to(ROOT)) for p in EXAMPLES]
+    for version in ("1.28", "1.29", "1.34"):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kubejobs",
+                "check",
+                "--kubeconform",
+                "--kube-version",
+                version,
+                *files,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("example", "suffix"), CASES, ids=[p.stem + s for p, s in CASES])
+def test_server_side_dry_run_accepts_every_example(
+    kube_namespace, example: Path, suffix: str
+) -> None:  # type: ignore[no-untyped-def]
+    settings = RenderSettings(
+        namespace=kube_namespace.name, kube_version="1.28" if suffix else "1.34"
+    )
+    from kubejobs.spec import load_documents
+
+    (doc,), _ = load_documents([str(example)])
+    specs = doc.data["functionspecs"] if doc.kind == "workflow" else [doc.data]
+    manifests = [m for s in specs for m in Renderer(settings).render(validate_spec(s), PID)]
+    result = kube_namespace.kubectl(
+        "apply",
+        "--dry-run=server",
+        "--validate=strict",
+        "-f",
+        "-",
+        input=to_yaml(manifests),
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("(server dry run)") == len(manifests)

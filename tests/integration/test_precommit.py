@@ -1,0 +1,85 @@
+"""The published hooks (.pre-commit-hooks.yaml) run by the real pre-commit tool against a
+repository of good and bad specs. pre-commit builds the hook's own environment from
+this checkout, as a user's `pre-commit install` would."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.unit.helpers import spec_with
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def spec_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("specs-repo")
+    (repo / "specs").mkdir()
+    (repo / "specs" / "good.json").write_text(json.dumps(spec_with()))
+    shutil.copy(ROOT / "examples" / "init-cmd.yaml", repo / "specs" / "good.yaml")
+    (repo / "specs" / "bad.json").write_text(
+        json.dumps(spec_with(conditions={"mem": "1 GB", "processes-per-node": 2}))
+    )
+    (repo / "specs" / "bad-template-input.json").write_text(json.dumps(spec_with(maxretries=0)))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "specs"], cwd=repo, check=True)
+    return repo
+
+
+def pre_commit(repo: Path, hook: str, *files: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PRE_COMMIT_HOME": str(repo.parent / "pre-commit-home"), "NO_COLOR": "1"}
+    binary = str(Path(sys.executable).parent / "pre-commit")
+    return subprocess.run(
+        [binary, "try-repo", str(ROOT), hook, "--color", "never", "--files", *files],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def test_validate_hook_passes_good_specs(spec_repo: Path) -> None:
+    result = pre_commit(spec_repo, "kubejobs-validate", "specs/good.json", "specs/good.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "kubejobs validate (function specs)" in result.stdout and "Passed" in result.stdout
+
+
+def test_validate_hook_fails_bad_specs_with_located_errors(spec_repo: Path) -> None:
+    result = pre_commit(
+        spec_repo,
+        "kubejobs-validate",
+        "specs/good.json",
+        "specs/bad.json",
+        "specs/bad-template-input.json",
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Failed" in result.stdout
+    assert "specs/bad.json::$.conditions.mem: '1 GB' is not a Kubernetes quantity" in result.stdout
+    assert (
+        "specs/bad.json::$.conditions['processes-per-node']: unknown key 'processes-per-node'; did you mean 'processespernode'?"
+        in result.stdout
+    )
+    assert (
+        "specs/bad-template-input.json::$.maxretries: 0 makes the Colonies server expire"
+        in result.stdout
+    )
+
+
+def test_check_hook_renders_and_checks(spec_repo: Path) -> None:
+    good = pre_commit(spec_repo, "kubejobs-check", "specs/good.json", "specs/good.yaml")
+    assert good.returncode == 0, good.stdout + good.stderr
+    bad = pre_commit(spec_repo, "kubejobs-check", "specs/bad.json")
+    assert bad.returncode == 1
+    assert "specs/bad.json::$.conditions.mem" in bad.stdout
