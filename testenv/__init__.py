@@ -93,17 +93,22 @@ def kubeconform_schema_location(versions: tuple[str, ...] = KUBECONFORM_VERSIONS
         kubeconform -schema-location "$(python -c 'import testenv; print(testenv.kubeconform_schema_location())')" \\
             -kubernetes-version 1.34.0 -strict job.yaml
     """
-    import kubernetes_validate  # type: ignore[import-untyped]
+    import kubernetes_validate
 
     pkg = Path(kubernetes_validate.__file__).parent
     src_root = pkg / "kubernetes-json-schema"
     try:
         from importlib.metadata import version as dist_version
 
-        stamp = json.dumps({"kubernetes-validate": dist_version("kubernetes-validate"), "layout": 2})
+        stamp = json.dumps(
+            {"kubernetes-validate": dist_version("kubernetes-validate"), "layout": 2}
+        )
     except Exception:  # pragma: no cover - metadata missing
         stamp = str(src_root.stat().st_mtime)
     dest_root = kubeconform_schema_root()
     for v in versions:
         _prepare_version(src_root, dest_root, v, stamp)
-    return str(dest_root) + "/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json"
+    return (
+        str(dest_root)
+        + "/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json"
+    )

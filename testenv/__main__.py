@@ -112,16 +112,21 @@ def cmd_up(args: argparse.Namespace) -> int:
         shutil.rmtree(RUN)
     RUN.mkdir(parents=True)
     only = [c for c in args.only.split(",") if c]
-    log = open(RUN / "testenv.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "testenv", "_serve", ",".join(only)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
+    with open(RUN / "testenv.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "testenv", "_serve", ",".join(only)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         st = _state()
         if st and st.get("ready"):
             break
-        if st and st.get("error") or proc.poll() is not None:
+        if (st and st.get("error")) or proc.poll() is not None:
             print((RUN / "testenv.log").read_text(errors="replace")[-5000:], file=sys.stderr)
             print("testenv failed to start", file=sys.stderr)
             return 1
@@ -131,7 +136,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     if "kubeconfig" in st:
         print(f"# kubeconfig: {st['kubeconfig']}")
-    print(f"# environment up (pid {proc.pid}); eval \"$(python -m testenv env)\" or source {ENV_FILE}")
+    print(
+        f'# environment up (pid {proc.pid}); eval "$(python -m testenv env)" or source {ENV_FILE}'
+    )
     print(ENV_FILE.read_text(), end="")
     return 0
 

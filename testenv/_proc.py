@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +17,15 @@ PREFIX = Path(os.environ.get("KUBEJOBS_TESTENV_DIR", ROOT / ".testenv"))
 BIN = PREFIX / "bin"
 
 _used_ports: set[int] = set()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Kill the server when the process that started it dies (even by SIGKILL)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class TestEnvError(RuntimeError):
@@ -42,8 +52,13 @@ def binary(name: str) -> str:
     return str(path)
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1,
-               service: Service | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    service: Service | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     last_err: BaseException | None = None
     while time.monotonic() < deadline:
@@ -56,7 +71,9 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
             last_err = err
         time.sleep(interval)
     tail = f"\n{service.tail()}" if service is not None else ""
-    raise TestEnvError(f"timed out after {timeout}s waiting for {what} (last error: {last_err!r}){tail}")
+    raise TestEnvError(
+        f"timed out after {timeout}s waiting for {what} (last error: {last_err!r}){tail}"
+    )
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -68,9 +85,15 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 class Service:
     """One server process: started in its own process group, output in a log file."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_dir: Path,
-                 env: dict[str, str] | None = None, cwd: Path | None = None,
-                 user: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        user: str | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = Path(log_dir) / f"{name}.log"
@@ -95,8 +118,17 @@ class Service:
             log.write(f"\n===== start #{self.starts}: {' '.join(self.argv)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=self.cwd, start_new_session=True,
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.cwd,
+                start_new_session=True,
+                # PDEATHSIG follows the starting *thread*: only from the main thread
+                preexec_fn=_die_with_parent
+                if threading.current_thread() is threading.main_thread()
+                else None,
             )
         return self
 

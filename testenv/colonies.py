@@ -37,8 +37,13 @@ class ColoniesRPCError(RuntimeError):
 
 
 class ColoniesServer:
-    def __init__(self, workdir: Path | None = None, colony_name: str = "testcolony",
-                 executor_type: str = "kubejobs-test", executor_name: str = "kubejobs-test-executor") -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        colony_name: str = "testcolony",
+        executor_type: str = "kubejobs-test",
+        executor_name: str = "kubejobs-test-executor",
+    ) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kubejobs-colonies-"))
         self.host = "127.0.0.1"
         self.port = free_port()
@@ -54,10 +59,25 @@ class ColoniesServer:
         self.executor_id = key_id(self.executor_prvkey)
         self.service = Service(
             "colonies-server",
-            [sys.executable, "-m", "testenv.colonies_server", "--host", self.host, "--port", str(self.port),
-             "--data-dir", str(self.workdir / "data"), "--server-id", self.server_id],
+            [
+                sys.executable,
+                "-m",
+                "testenv.colonies_server",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.workdir / "data"),
+                "--server-id",
+                self.server_id,
+            ],
             self.workdir / "logs",
-            env={"TZ": "UTC", "COLONIES_ALLOW_EXECUTOR_REREGISTER": "true", "COLONIES_TLS": "false"},
+            env={
+                "TZ": "UTC",
+                "COLONIES_ALLOW_EXECUTOR_REREGISTER": "true",
+                "COLONIES_TLS": "false",
+            },
             cwd=Path(__file__).resolve().parent.parent,
         )
         self._initialised = False
@@ -89,8 +109,13 @@ class ColoniesServer:
         self.service.start()
         wait_until(self.healthy, 30, "Colonies /health", interval=0.1, service=self.service)
         if not self._initialised:
-            self.rpc({"msgtype": "addcolonymsg",
-                      "colony": {"colonyid": self.colony_id, "name": self.colony_name}}, self.server_prvkey)
+            self.rpc(
+                {
+                    "msgtype": "addcolonymsg",
+                    "colony": {"colonyid": self.colony_id, "name": self.colony_name},
+                },
+                self.server_prvkey,
+            )
             self.add_executor(self.executor_name, self.executor_type, self.executor_prvkey)
             self._initialised = True
         return self
@@ -109,10 +134,19 @@ class ColoniesServer:
     def rpc(self, msg: dict[str, Any], prvkey: str | None = None, timeout: float = 30) -> Any:
         """Send one signed RPC message (default key: the test executor's)."""
         payload = base64.b64encode(json.dumps(msg).encode()).decode()
-        body = json.dumps({"payloadtype": msg["msgtype"], "payload": payload,
-                           "signature": sign(payload, prvkey or self.executor_prvkey)}).encode()
-        req = urllib.request.Request(f"{self.url}/api", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+        body = json.dumps(
+            {
+                "payloadtype": msg["msgtype"],
+                "payload": payload,
+                "signature": sign(payload, prvkey or self.executor_prvkey),
+            }
+        ).encode()
+        req = urllib.request.Request(
+            f"{self.url}/api",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 reply = json.loads(r.read())
@@ -120,23 +154,39 @@ class ColoniesServer:
             reply = json.loads(err.read())
         data = json.loads(base64.b64decode(reply["payload"])) if reply.get("payload") else None
         if reply.get("error"):
-            raise ColoniesRPCError(str((data or {}).get("message")), int((data or {}).get("status", 0)))
+            raise ColoniesRPCError(
+                str((data or {}).get("message")), int((data or {}).get("status", 0))
+            )
         return data
 
-    def add_executor(self, name: str, executor_type: str | None = None,
-                     prvkey: str | None = None) -> tuple[str, str]:
+    def add_executor(
+        self, name: str, executor_type: str | None = None, prvkey: str | None = None
+    ) -> tuple[str, str]:
         """Add and approve an executor; returns (name, prvkey)."""
         prvkey = prvkey or generate_prvkey()
-        self.rpc({"msgtype": "addexecutormsg", "executor": {
-            "executorid": key_id(prvkey), "executortype": executor_type or self.executor_type,
-            "executorname": name, "colonyname": self.colony_name}}, self.colony_prvkey)
-        self.rpc({"msgtype": "approveexecutormsg", "colonyname": self.colony_name, "executorname": name},
-                 self.colony_prvkey)
+        self.rpc(
+            {
+                "msgtype": "addexecutormsg",
+                "executor": {
+                    "executorid": key_id(prvkey),
+                    "executortype": executor_type or self.executor_type,
+                    "executorname": name,
+                    "colonyname": self.colony_name,
+                },
+            },
+            self.colony_prvkey,
+        )
+        self.rpc(
+            {"msgtype": "approveexecutormsg", "colonyname": self.colony_name, "executorname": name},
+            self.colony_prvkey,
+        )
         return name, prvkey
 
     def remove_executor(self, name: str) -> None:
-        self.rpc({"msgtype": "removeexecutormsg", "colonyname": self.colony_name, "executorname": name},
-                 self.colony_prvkey)
+        self.rpc(
+            {"msgtype": "removeexecutormsg", "colonyname": self.colony_name, "executorname": name},
+            self.colony_prvkey,
+        )
 
     def submit(self, spec: dict[str, Any], prvkey: str | None = None) -> dict[str, Any]:
         """Submit a function spec (raw dict); colony and executor type default to the test ones,
@@ -154,8 +204,9 @@ class ColoniesServer:
         result: dict[str, Any] = self.rpc({"msgtype": "getprocessmsg", "processid": processid})
         return result
 
-    def wait_state(self, processid: str, states: tuple[int, ...] = (SUCCESS, FAILED),
-                   timeout: float = 60) -> dict[str, Any]:
+    def wait_state(
+        self, processid: str, states: tuple[int, ...] = (SUCCESS, FAILED), timeout: float = 60
+    ) -> dict[str, Any]:
         """Poll until the process is in one of ``states``; returns it."""
         deadline = time.monotonic() + timeout
         while True:
@@ -163,29 +214,55 @@ class ColoniesServer:
             if proc["state"] in states:
                 return proc
             if time.monotonic() > deadline:
-                raise TestEnvError(f"process {processid} still in state {proc['state']} after {timeout}s")
+                raise TestEnvError(
+                    f"process {processid} still in state {proc['state']} after {timeout}s"
+                )
             time.sleep(0.2)
 
     def assign(self, timeout: int = 5, prvkey: str | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = self.rpc({"msgtype": "assignprocessmsg", "colonyname": self.colony_name,
-                                           "timeout": timeout, "availablecpu": "", "availablemem": ""},
-                                          prvkey, timeout=timeout + 10)
+        result: dict[str, Any] = self.rpc(
+            {
+                "msgtype": "assignprocessmsg",
+                "colonyname": self.colony_name,
+                "timeout": timeout,
+                "availablecpu": "",
+                "availablemem": "",
+            },
+            prvkey,
+            timeout=timeout + 10,
+        )
         return result
 
     def add_log(self, processid: str, message: str, prvkey: str | None = None) -> None:
         self.rpc({"msgtype": "addlogmsg", "processid": processid, "message": message}, prvkey)
 
-    def close(self, processid: str, out: list[Any] | None = None, prvkey: str | None = None) -> None:
-        self.rpc({"msgtype": "closesuccessfulmsg", "processid": processid, "out": out or []}, prvkey)
+    def close(
+        self, processid: str, out: list[Any] | None = None, prvkey: str | None = None
+    ) -> None:
+        self.rpc(
+            {"msgtype": "closesuccessfulmsg", "processid": processid, "out": out or []}, prvkey
+        )
 
-    def fail(self, processid: str, errors: list[str] | None = None, prvkey: str | None = None) -> None:
-        self.rpc({"msgtype": "closefailedmsg", "processid": processid, "errors": errors or []}, prvkey)
+    def fail(
+        self, processid: str, errors: list[str] | None = None, prvkey: str | None = None
+    ) -> None:
+        self.rpc(
+            {"msgtype": "closefailedmsg", "processid": processid, "errors": errors or []}, prvkey
+        )
 
     def get_logs(self, processid: str, count: int = 500, since: int = 0) -> list[dict[str, Any]]:
         """Log entries of a process (at most 500 per call; ``since`` in ns)."""
-        result: list[dict[str, Any]] = self.rpc({
-            "msgtype": "getlogsmsg", "colonyname": self.colony_name, "processid": processid,
-            "executorname": "", "count": count, "since": since, "latest": False})
+        result: list[dict[str, Any]] = self.rpc(
+            {
+                "msgtype": "getlogsmsg",
+                "colonyname": self.colony_name,
+                "processid": processid,
+                "executorname": "",
+                "count": count,
+                "since": since,
+                "latest": False,
+            }
+        )
         return result
 
     def log_text(self, processid: str) -> str:
@@ -199,22 +276,61 @@ class ColoniesServer:
                 return "".join(out)
             since = logs[-1]["timestamp"]
 
-    def add_file(self, label: str, name: str, size: int, checksum: str, s3_object: str,
-                 s3: Any, prvkey: str | None = None) -> dict[str, Any]:
+    def add_file(
+        self,
+        label: str,
+        name: str,
+        size: int,
+        checksum: str,
+        s3_object: str,
+        s3: Any,
+        prvkey: str | None = None,
+    ) -> dict[str, Any]:
         """Register CFS metadata for an object already in S3 (``s3``: an S3Config)."""
         host, _, port = s3.endpoint.partition(":")
-        result: dict[str, Any] = self.rpc({"msgtype": "addfilemsg", "file": {
-            "fileid": "", "colonyname": self.colony_name, "label": label, "name": name, "size": size,
-            "sequencenr": 1, "checksum": checksum, "checksumalg": "SHA256",
-            "ref": {"protocol": "s3", "s3object": {
-                "server": host, "port": int(port or 0), "tls": s3.tls, "accesskey": s3.accesskey,
-                "secretkey": s3.secretkey, "region": s3.region, "encryptionkey": "",
-                "encryptionalg": "", "object": s3_object, "bucket": s3.bucket}},
-            "added": "0001-01-01T00:00:00Z"}}, prvkey)
+        result: dict[str, Any] = self.rpc(
+            {
+                "msgtype": "addfilemsg",
+                "file": {
+                    "fileid": "",
+                    "colonyname": self.colony_name,
+                    "label": label,
+                    "name": name,
+                    "size": size,
+                    "sequencenr": 1,
+                    "checksum": checksum,
+                    "checksumalg": "SHA256",
+                    "ref": {
+                        "protocol": "s3",
+                        "s3object": {
+                            "server": host,
+                            "port": int(port or 0),
+                            "tls": s3.tls,
+                            "accesskey": s3.accesskey,
+                            "secretkey": s3.secretkey,
+                            "region": s3.region,
+                            "encryptionkey": "",
+                            "encryptionalg": "",
+                            "object": s3_object,
+                            "bucket": s3.bucket,
+                        },
+                    },
+                    "added": "0001-01-01T00:00:00Z",
+                },
+            },
+            prvkey,
+        )
         return result
 
     def get_file(self, label: str, name: str, latest: bool = True) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.rpc({
-            "msgtype": "getfilemsg", "colonyname": self.colony_name, "fileid": "", "label": label,
-            "name": name, "latest": latest})
+        result: list[dict[str, Any]] = self.rpc(
+            {
+                "msgtype": "getfilemsg",
+                "colonyname": self.colony_name,
+                "fileid": "",
+                "label": label,
+                "name": name,
+                "latest": latest,
+            }
+        )
         return result

@@ -375,9 +375,8 @@ class ColoniesLite:
         self.require_colony_owner(caller, ex["colonyname"])
         key = f"{ex['colonyname']}/{ex['executorname']}"
         old = self.store.get("executors", key)
-        if old is not None:
-            if not (old.get("removed") and self.allow_reregister):
-                raise RPCError(f"Executor with name <{ex['executorname']}> already exists", 400)
+        if old is not None and not (old.get("removed") and self.allow_reregister):
+            raise RPCError(f"Executor with name <{ex['executorname']}> already exists", 400)
         if self.executor_by_id(ex["executorid"]) not in (None, old):
             raise RPCError("Executor with the same Id already exists", 400)
         now = _ts(_now())
@@ -470,7 +469,9 @@ class ColoniesLite:
             "errors": [],
         }
         if spec["maxwaittime"] > 0:
-            proc["waitdeadline"] = _ts(datetime.fromtimestamp(now.timestamp() + spec["maxwaittime"], UTC))
+            proc["waitdeadline"] = _ts(
+                datetime.fromtimestamp(now.timestamp() + spec["maxwaittime"], UTC)
+            )
         self.store.put("processes", proc["processid"], proc)
         self.cond.notify_all()
         return proc
@@ -509,7 +510,9 @@ class ColoniesLite:
                     proc["starttime"] = _ts(now)
                     maxexec = proc["spec"]["maxexectime"]
                     if maxexec >= 0:
-                        proc["execdeadline"] = _ts(datetime.fromtimestamp(now.timestamp() + maxexec, UTC))
+                        proc["execdeadline"] = _ts(
+                            datetime.fromtimestamp(now.timestamp() + maxexec, UTC)
+                        )
                     else:
                         proc["execdeadline"] = ZERO_TIME
                     self.store.put("processes", proc["processid"], proc)
@@ -531,7 +534,10 @@ class ColoniesLite:
             for p in self.store.all("processes")
             if p["spec"]["conditions"]["colonyname"] == msg["colonyname"]
             and p["state"] == msg.get("state", p["state"])
-            and (not msg.get("executortype") or p["spec"]["conditions"]["executortype"] == msg["executortype"])
+            and (
+                not msg.get("executortype")
+                or p["spec"]["conditions"]["executortype"] == msg["executortype"]
+            )
             and (not msg.get("label") or p["spec"]["label"] == msg["label"])
         ]
         procs.sort(key=lambda p: p["submissiontime"])
@@ -599,7 +605,11 @@ class ColoniesLite:
         changed = False
         for proc in self.store.all("processes"):
             spec = proc["spec"]
-            if proc["state"] == RUNNING and spec["maxexectime"] >= 0 and proc["execdeadline"] != ZERO_TIME:
+            if (
+                proc["state"] == RUNNING
+                and spec["maxexectime"] >= 0
+                and proc["execdeadline"] != ZERO_TIME
+            ):
                 if proc["execdeadline"] <= stamp:
                     if spec["maxretries"] >= 0 and proc["retries"] >= spec["maxretries"]:
                         proc["errors"] = ["Maximum execution time limit exceeded"]
@@ -610,7 +620,11 @@ class ColoniesLite:
                         proc["retries"] += 1
                         self._unassign(proc)
                     changed = True
-            elif proc["state"] == WAITING and proc["waitdeadline"] != ZERO_TIME and proc["waitdeadline"] <= stamp:
+            elif (
+                proc["state"] == WAITING
+                and proc["waitdeadline"] != ZERO_TIME
+                and proc["waitdeadline"] <= stamp
+            ):
                 proc["errors"] = ["Maximum waiting time limit exceeded"]
                 proc["state"] = FAILED
                 proc["endtime"] = stamp
@@ -643,8 +657,11 @@ class ColoniesLite:
         count = int(msg.get("count") or 0)
         if count > MAX_LOG_COUNT:
             raise RPCError(f"Count exceeds max log count ({MAX_LOG_COUNT})", 403)
-        col, val = ("processid", msg.get("processid")) if msg.get("processid") else (
-            "executorname", msg.get("executorname"))
+        col, val = (
+            ("processid", msg.get("processid"))
+            if msg.get("processid")
+            else ("executorname", msg.get("executorname"))
+        )
         since = int(msg.get("since") or 0)
         if msg.get("latest"):
             rows = self.store.db.execute(
@@ -664,8 +681,11 @@ class ColoniesLite:
         if not f.get("label", "").startswith("/"):
             raise RPCError("Label must start with /", 400)
         same = [
-            x for x in self.store.all("files")
-            if x["colonyname"] == f["colonyname"] and x["label"] == f["label"] and x["name"] == f["name"]
+            x
+            for x in self.store.all("files")
+            if x["colonyname"] == f["colonyname"]
+            and x["label"] == f["label"]
+            and x["name"] == f["name"]
         ]
         f["fileid"] = _new_id()
         f["sequencenr"] = max((x["sequencenr"] for x in same), default=0) + 1
@@ -684,7 +704,8 @@ class ColoniesLite:
                 raise RPCError("File not found", 404)
             return [f]
         files = [
-            x for x in self._files(msg["colonyname"])
+            x
+            for x in self._files(msg["colonyname"])
             if x["label"] == msg.get("label") and x["name"] == msg.get("name")
         ]
         if not files:
@@ -694,13 +715,28 @@ class ColoniesLite:
 
     def rpc_getfilesmsg(self, caller: str, msg: dict[str, Any]) -> Any:
         self.require_member(caller, msg["colonyname"])
-        names = sorted({x["name"] for x in self._files(msg["colonyname"]) if x["label"] == msg["label"]})
+        names = sorted(
+            {x["name"] for x in self._files(msg["colonyname"]) if x["label"] == msg["label"]}
+        )
         out = []
         for name in names:
-            latest = self.rpc_getfilemsg(caller, {"colonyname": msg["colonyname"], "label": msg["label"],
-                                                  "name": name, "latest": True})[0]
-            out.append({"name": name, "checksum": latest["checksum"], "size": latest["size"],
-                        "s3filename": latest["ref"]["s3object"]["object"]})
+            latest = self.rpc_getfilemsg(
+                caller,
+                {
+                    "colonyname": msg["colonyname"],
+                    "label": msg["label"],
+                    "name": name,
+                    "latest": True,
+                },
+            )[0]
+            out.append(
+                {
+                    "name": name,
+                    "checksum": latest["checksum"],
+                    "size": latest["size"],
+                    "s3filename": latest["ref"]["s3object"]["object"],
+                }
+            )
         return out
 
     def rpc_getfilelabelsmsg(self, caller: str, msg: dict[str, Any]) -> Any:
@@ -746,7 +782,8 @@ class ColoniesLite:
     def _snapshot(self, msg: dict[str, Any]) -> dict[str, Any]:
         for s in self.store.all("snapshots"):
             if s["colonyname"] == msg["colonyname"] and (
-                s["snapshotid"] == msg.get("snapshotid") or (msg.get("name") and s["name"] == msg["name"])
+                s["snapshotid"] == msg.get("snapshotid")
+                or (msg.get("name") and s["name"] == msg["name"])
             ):
                 return s
         raise RPCError("Snapshot not found", 404)
@@ -772,8 +809,8 @@ def make_handler(app: ColoniesLite) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            sys.stderr.write("%s %s\n" % (_ts(_now()), format % args))
+        def log_message(self, format: str, *args: Any) -> None:
+            sys.stderr.write(f"{_ts(_now())} {format % args}\n")
 
         def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
             self.send_response(status)
@@ -782,7 +819,7 @@ def make_handler(app: ColoniesLite) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path.split("?")[0] == "/health":
                 self._send(200, b'{"status":"ok"}')
             else:
@@ -791,11 +828,15 @@ def make_handler(app: ColoniesLite) -> type[BaseHTTPRequestHandler]:
         def _reply(self, payloadtype: str, payload: Any, error: bool, status: int) -> None:
             raw = json.dumps(payload).encode()
             body = json.dumps(
-                {"payloadtype": payloadtype, "payload": base64.b64encode(raw).decode(), "error": error}
+                {
+                    "payloadtype": payloadtype,
+                    "payload": base64.b64encode(raw).decode(),
+                    "error": error,
+                }
             ).encode()
             self._send(status, body)
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             if self.path.split("?")[0] != "/api":
                 self._send(404, b'{"error":"not found"}')
                 return
@@ -821,7 +862,9 @@ def make_handler(app: ColoniesLite) -> type[BaseHTTPRequestHandler]:
                 self._reply("error", {"status": 400, "message": f"Bad request: {err!r}"}, True, 400)
             except Exception as err:  # pragma: no cover - surfaced in logs
                 self.log_message("internal error: %r", err)
-                self._reply("error", {"status": 500, "message": f"Internal error: {err!r}"}, True, 500)
+                self._reply(
+                    "error", {"status": 500, "message": f"Internal error: {err!r}"}, True, 500
+                )
 
     return Handler
 

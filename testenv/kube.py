@@ -57,11 +57,21 @@ class FakeNode:
 
 
 DEFAULT_NODES = (
-    FakeNode("kwok-node-0", {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "500Gi"}),
-    FakeNode("kwok-node-1", {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "500Gi"}),
+    FakeNode(
+        "kwok-node-0", {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "500Gi"}
+    ),
+    FakeNode(
+        "kwok-node-1", {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "500Gi"}
+    ),
     FakeNode(
         "kwok-gpu-node-0",
-        {"cpu": "64", "memory": "512Gi", "pods": "110", "ephemeral-storage": "1Ti", "nvidia.com/gpu": "8"},
+        {
+            "cpu": "64",
+            "memory": "512Gi",
+            "pods": "110",
+            "ephemeral-storage": "1Ti",
+            "nvidia.com/gpu": "8",
+        },
         {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "nvidia.com/gpu.present": "true"},
     ),
 )
@@ -330,11 +340,13 @@ spec:
       reason: Failed
       message: Containers failed (kwok)
     statusTemplate: |
-{_terminated_status(
-    '{{ index $root.metadata.annotations "kwok.test/exit-code" }}',
-    '{{ or (index $root.metadata.annotations "kwok.test/reason") "Error" | Quote }}',
-    "Failed",
-)}
+{
+    _terminated_status(
+        '{{ index $root.metadata.annotations "kwok.test/exit-code" }}',
+        '{{ or (index $root.metadata.annotations "kwok.test/reason") "Error" | Quote }}',
+        "Failed",
+    )
+}
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
@@ -423,20 +435,39 @@ def _write_pki(pki: Path) -> None:
     later = now + dt.timedelta(days=30)
 
     def key_pem(key: Any) -> bytes:
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+        return bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubejobs-testenv-ca")])
     ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(later)
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(later)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
@@ -447,21 +478,36 @@ def _write_pki(pki: Path) -> None:
         attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
         attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
         b = (
-            x509.CertificateBuilder().subject_name(x509.Name(attrs)).issuer_name(ca_name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(later)
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(attrs))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(later)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
         )
         if server:
-            b = b.add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.DNSName("kubernetes"),
-                x509.DNSName("kubernetes.default"), x509.DNSName("kubernetes.default.svc"),
-                x509.DNSName("kubernetes.default.svc.cluster.local"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
-            ]), critical=False)
+            b = b.add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.DNSName("kubernetes"),
+                        x509.DNSName("kubernetes.default"),
+                        x509.DNSName("kubernetes.default.svc"),
+                        x509.DNSName("kubernetes.default.svc.cluster.local"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
+                    ]
+                ),
+                critical=False,
+            )
         cert = b.sign(ca_key, hashes.SHA256())
         (pki / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         (pki / f"{name}.key").write_bytes(key_pem(key))
@@ -473,23 +519,44 @@ def _write_pki(pki: Path) -> None:
 
     sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (pki / "sa.key").write_bytes(
-        sa.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                         serialization.NoEncryption()))
-    (pki / "sa.pub").write_bytes(sa.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        sa.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    (pki / "sa.pub").write_bytes(
+        sa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
 
 
 def _kubeconfig(server: str, pki: Path) -> str:
-    return json.dumps({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "testenv", "cluster": {
-            "server": server, "certificate-authority": str(pki / "ca.crt")}}],
-        "users": [{"name": "admin", "user": {
-            "client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")}}],
-        "contexts": [{"name": "testenv", "context": {"cluster": "testenv", "user": "admin"}}],
-        "current-context": "testenv",
-    }, indent=2)
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "testenv",
+                    "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate": str(pki / "admin.crt"),
+                        "client-key": str(pki / "admin.key"),
+                    },
+                }
+            ],
+            "contexts": [{"name": "testenv", "context": {"cluster": "testenv", "user": "admin"}}],
+            "current-context": "testenv",
+        },
+        indent=2,
+    )
 
 
 def _cri_log(lines: list[str] | str, stream: str = "stdout") -> str:
@@ -511,7 +578,9 @@ class KubeCluster:
 
     version = KUBE_VERSION
 
-    def __init__(self, workdir: Path | None = None, nodes: tuple[FakeNode, ...] = DEFAULT_NODES) -> None:
+    def __init__(
+        self, workdir: Path | None = None, nodes: tuple[FakeNode, ...] = DEFAULT_NODES
+    ) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kubejobs-kube-"))
         self.pki = self.workdir / "pki"
         self.log_dir = self.workdir / "logs"
@@ -560,13 +629,33 @@ class KubeCluster:
     def _start_etcd(self) -> None:
         peer = f"http://127.0.0.1:{self.etcd_peer_port}"
         client = f"http://127.0.0.1:{self.etcd_port}"
-        svc = self._svc("etcd", [
-            binary("etcd"), "--name", "testenv", "--data-dir", str(self.workdir / "etcd"),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"testenv={peer}", "--initial-cluster-state", "new",
-            "--unsafe-no-fsync", "--log-level", "warn", "--quota-backend-bytes", str(2 * 1024**3),
-        ]).start()
+        svc = self._svc(
+            "etcd",
+            [
+                binary("etcd"),
+                "--name",
+                "testenv",
+                "--data-dir",
+                str(self.workdir / "etcd"),
+                "--listen-client-urls",
+                client,
+                "--advertise-client-urls",
+                client,
+                "--listen-peer-urls",
+                peer,
+                "--initial-advertise-peer-urls",
+                peer,
+                "--initial-cluster",
+                f"testenv={peer}",
+                "--initial-cluster-state",
+                "new",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+                "--quota-backend-bytes",
+                str(2 * 1024**3),
+            ],
+        ).start()
         wait_until(lambda: self._http_ok(f"{client}/health"), 60, "etcd /health", service=svc)
 
     def _apiserver_argv(self) -> list[str]:
@@ -574,9 +663,11 @@ class KubeCluster:
         return [
             binary("kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-            "--advertise-address=127.0.0.1", "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--bind-address=127.0.0.1",
             f"--secure-port={self.apiserver_port}",
-            f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
+            f"--tls-cert-file={p / 'apiserver.crt'}",
+            f"--tls-private-key-file={p / 'apiserver.key'}",
             f"--client-ca-file={p / 'ca.crt'}",
             "--service-cluster-ip-range=10.96.0.0/16",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -606,8 +697,13 @@ class KubeCluster:
 
     def wait_apiserver_ready(self, svc: Service | None = None, timeout: float = 120) -> None:
         svc = svc or self.services["kube-apiserver"]
-        wait_until(lambda: self._api_get("/readyz") is not None, timeout, "kube-apiserver /readyz",
-                   interval=0.25, service=svc)
+        wait_until(
+            lambda: self._api_get("/readyz") is not None,
+            timeout,
+            "kube-apiserver /readyz",
+            interval=0.25,
+            service=svc,
+        )
 
     def restart_apiserver(self, down_seconds: float = 0.0) -> None:
         """Stop the kube-apiserver, optionally stay down a while, start it again, wait ready."""
@@ -631,64 +727,103 @@ class KubeCluster:
         if not files:
             raise TestEnvError(f"kwok CRDs missing in {crd_dir}: run testenv/install.sh")
         self.kubectl("apply", "--server-side", *[a for f in files for a in ("-f", str(f))])
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                     "crd/logs.kwok.x-k8s.io", "crd/clusterlogs.kwok.x-k8s.io")
+        self.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/logs.kwok.x-k8s.io",
+            "crd/clusterlogs.kwok.x-k8s.io",
+        )
 
     def _start_controllers(self) -> None:
         p = self.pki
         kc = str(self.kubeconfig)
-        self._svc("kube-controller-manager", [
-            binary("kube-controller-manager"),
-            f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
-            "--leader-elect=false",
-            "--controllers=*",
-            f"--service-account-private-key-file={p / 'sa.key'}",
-            f"--root-ca-file={p / 'ca.crt'}",
-            "--use-service-account-credentials=false",
-            "--concurrent-job-syncs=10",
-            "--node-monitor-grace-period=60s",
-            "--profiling=false",
-            f"--cert-dir={self.workdir / 'kcm-certs'}",
-        ]).start()
-        self._svc("kube-scheduler", [
-            binary("kube-scheduler"),
-            f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
-            "--leader-elect=false", "--profiling=false",
-            f"--cert-dir={self.workdir / 'scheduler-certs'}",
-        ]).start()
+        self._svc(
+            "kube-controller-manager",
+            [
+                binary("kube-controller-manager"),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                "--controllers=*",
+                f"--service-account-private-key-file={p / 'sa.key'}",
+                f"--root-ca-file={p / 'ca.crt'}",
+                "--use-service-account-credentials=false",
+                "--concurrent-job-syncs=10",
+                "--node-monitor-grace-period=60s",
+                "--profiling=false",
+                f"--cert-dir={self.workdir / 'kcm-certs'}",
+            ],
+        ).start()
+        self._svc(
+            "kube-scheduler",
+            [
+                binary("kube-scheduler"),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                "--profiling=false",
+                f"--cert-dir={self.workdir / 'scheduler-certs'}",
+            ],
+        ).start()
 
     def _start_kwok(self) -> None:
         p = self.pki
-        svc = self._svc("kwok", [
-            binary("kwok"),
-            f"--kubeconfig={self.kubeconfig}",
-            f"--config={self.workdir / 'kwok-stages.yaml'}",
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
-            "--node-ip=127.0.0.1", f"--node-port={self.kwok_port}",
-            f"--server-address=127.0.0.1:{self.kwok_port}",
-            f"--tls-cert-file={p / 'kwok.crt'}", f"--tls-private-key-file={p / 'kwok.key'}",
-            "--node-lease-duration-seconds=40",
-            "--enable-crds=Logs,ClusterLogs",
-            "--cidr=10.244.0.1/16",
-        ]).start()
+        svc = self._svc(
+            "kwok",
+            [
+                binary("kwok"),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={self.workdir / 'kwok-stages.yaml'}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                "--node-ip=127.0.0.1",
+                f"--node-port={self.kwok_port}",
+                f"--server-address=127.0.0.1:{self.kwok_port}",
+                f"--tls-cert-file={p / 'kwok.crt'}",
+                f"--tls-private-key-file={p / 'kwok.key'}",
+                "--node-lease-duration-seconds=40",
+                "--enable-crds=Logs,ClusterLogs",
+                "--cidr=10.244.0.1/16",
+            ],
+        ).start()
         wait_until(lambda: port_open(self.kwok_port), 60, "kwok server port", service=svc)
 
     def add_node(self, node: FakeNode, wait: bool = True) -> None:
-        labels = {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": "amd64", "type": "kwok", **node.labels}
-        body = {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": node.name, "labels": labels,
-                             "annotations": {KWOK_NODE_ANNOTATION: "fake",
-                                             "node.alpha.kubernetes.io/ttl": "0"}},
-                "status": {"allocatable": node.allocatable, "capacity": node.allocatable}}
+        labels = {
+            "kubernetes.io/hostname": node.name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "type": "kwok",
+            **node.labels,
+        }
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": node.name,
+                "labels": labels,
+                "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            },
+            "status": {"allocatable": node.allocatable, "capacity": node.allocatable},
+        }
         self.kubectl("create", "-f", "-", input=json.dumps(body))
         # make sure the resources are there whatever kwok's initialize stage did first
-        self.kubectl("patch", "node", node.name, "--subresource=status", "--type=merge",
-                     "-p", json.dumps({"status": {"allocatable": node.allocatable,
-                                                   "capacity": node.allocatable}}))
+        self.kubectl(
+            "patch",
+            "node",
+            node.name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"allocatable": node.allocatable, "capacity": node.allocatable}}),
+        )
         if wait:
             self.wait_node_ready(node.name)
 
@@ -698,8 +833,12 @@ class KubeCluster:
             conds = {c["type"]: c["status"] for c in n.get("status", {}).get("conditions", [])}
             taints = [t["key"] for t in n.get("spec", {}).get("taints", []) or []]
             return conds.get("Ready") == "True" and not any(
-                k.startswith("node.kubernetes.io/") for k in taints)
-        wait_until(ready, timeout, f"node {name} Ready", interval=0.25, service=self.services["kwok"])
+                k.startswith("node.kubernetes.io/") for k in taints
+            )
+
+        wait_until(
+            ready, timeout, f"node {name} Ready", interval=0.25, service=self.services["kwok"]
+        )
 
     def _create_nodes(self) -> None:
         for node in self.nodes:
@@ -726,14 +865,18 @@ class KubeCluster:
 
     @staticmethod
     def _http_ok(url: str) -> bool:
-        with contextlib.suppress(OSError, urllib.error.URLError):
-            with urllib.request.urlopen(url, timeout=2) as r:
-                return bool(r.status == 200)
+        with (
+            contextlib.suppress(OSError, urllib.error.URLError),
+            urllib.request.urlopen(url, timeout=2) as r,
+        ):
+            return bool(r.status == 200)
         return False
 
     def _api_get(self, path: str) -> bytes | None:
         try:
-            with urllib.request.urlopen(self.server + path, timeout=5, context=self._ssl_context()) as r:
+            with urllib.request.urlopen(
+                self.server + path, timeout=5, context=self._ssl_context()
+            ) as r:
                 return bytes(r.read()) if r.status == 200 else None
         except (OSError, urllib.error.URLError):
             return None
@@ -745,19 +888,27 @@ class KubeCluster:
         result: dict[str, Any] = json.loads(data)
         return result
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against the cluster (admin); raises with stderr on failure."""
-        res = subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args], input=input,
-                             capture_output=True, text=True, timeout=timeout, check=False)
+        res = subprocess.run(
+            ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check and res.returncode != 0:
             raise TestEnvError(f"kubectl {' '.join(args)} failed ({res.returncode}): {res.stderr}")
         return res
 
     def api_client(self) -> Any:
         """A kubernetes.client.ApiClient (python client) for the admin kubeconfig."""
-        from kubernetes import config  # type: ignore[import-untyped]
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
 
     # -- namespaces and logs -------------------------------------------
     def create_namespace(self, prefix: str = "t") -> str:
@@ -766,18 +917,41 @@ class KubeCluster:
         self.kubectl("create", "namespace", name)
 
         def has_sa() -> bool:
-            return self.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0
+            return (
+                self.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
+                == 0
+            )
+
         wait_until(has_sa, 30, f"default service account in {name}", interval=0.1)
         return name
 
     def delete_namespace(self, name: str, wait: bool = False) -> None:
-        self.kubectl("delete", "namespace", name, f"--wait={'true' if wait else 'false'}",
-                     "--ignore-not-found", check=False)
-        self.kubectl("delete", "clusterlogs", "-l", f"kwok.test/namespace={name}",
-                     "--ignore-not-found", check=False)
+        self.kubectl(
+            "delete",
+            "namespace",
+            name,
+            f"--wait={'true' if wait else 'false'}",
+            "--ignore-not-found",
+            check=False,
+        )
+        self.kubectl(
+            "delete",
+            "clusterlogs",
+            "-l",
+            f"kwok.test/namespace={name}",
+            "--ignore-not-found",
+            check=False,
+        )
 
-    def set_logs(self, namespace: str, container: str, lines: list[str] | str,
-                 pod: str | None = None, follow: bool = False, append: bool = False) -> Path:
+    def set_logs(
+        self,
+        namespace: str,
+        container: str,
+        lines: list[str] | str,
+        pod: str | None = None,
+        follow: bool = False,
+        append: bool = False,
+    ) -> Path:
         """Make ``pods/log`` of ``container`` in ``namespace`` (one pod or all) return ``lines``.
 
         The file is written in the CRI log format kwok reads; with ``append`` the
@@ -792,11 +966,17 @@ class KubeCluster:
             selector: dict[str, Any] = {"matchNamespaces": [namespace]}
             if pod:
                 selector["matchNames"] = [pod]
-            body = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs",
-                    "metadata": {"name": f"ns-{key}"[:253].lower(),
-                                 "labels": {"kwok.test/namespace": namespace}},
-                    "spec": {"selector": selector,
-                             "logs": [{"containers": [container], "logsFile": str(path),
-                                       "follow": follow}]}}
+            body = {
+                "apiVersion": "kwok.x-k8s.io/v1alpha1",
+                "kind": "ClusterLogs",
+                "metadata": {
+                    "name": f"ns-{key}"[:253].lower(),
+                    "labels": {"kwok.test/namespace": namespace},
+                },
+                "spec": {
+                    "selector": selector,
+                    "logs": [{"containers": [container], "logsFile": str(path), "follow": follow}],
+                },
+            }
             self.kubectl("apply", "-f", "-", input=json.dumps(body))
         return path

@@ -44,13 +44,22 @@ class S3Server:
     def __init__(self, workdir: Path | None = None, bucket: str = "kubejobs-test") -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kubejobs-s3-"))
         self.port = free_port()
-        self.config = S3Config(endpoint=f"127.0.0.1:{self.port}", accesskey="testenvaccesskey",
-                               secretkey="testenvsecretkey", bucket=bucket)
-        self.service = Service("moto-s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                           "-p", str(self.port)], self.workdir / "logs",
-                               env={"AWS_ACCESS_KEY_ID": self.config.accesskey,
-                                    "AWS_SECRET_ACCESS_KEY": self.config.secretkey,
-                                    "MOTO_ALLOW_NONEXISTENT_REGION": "true"})
+        self.config = S3Config(
+            endpoint=f"127.0.0.1:{self.port}",
+            accesskey="testenvaccesskey",
+            secretkey="testenvsecretkey",
+            bucket=bucket,
+        )
+        self.service = Service(
+            "moto-s3",
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            self.workdir / "logs",
+            env={
+                "AWS_ACCESS_KEY_ID": self.config.accesskey,
+                "AWS_SECRET_ACCESS_KEY": self.config.secretkey,
+                "MOTO_ALLOW_NONEXISTENT_REGION": "true",
+            },
+        )
 
     def start(self) -> S3Server:
         self.service.start()
@@ -58,6 +67,7 @@ class S3Server:
         def up() -> bool:
             with urllib.request.urlopen(f"{self.config.url}/moto-api/", timeout=2) as r:
                 return bool(r.status == 200)
+
         wait_until(up, 60, "moto S3 server", interval=0.2, service=self.service)
         self.client().create_bucket(Bucket=self.config.bucket)
         return self
@@ -69,5 +79,10 @@ class S3Server:
         """A boto3 S3 client for this endpoint."""
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.config.url, aws_access_key_id=self.config.accesskey,
-                            aws_secret_access_key=self.config.secretkey, region_name=self.config.region)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.config.url,
+            aws_access_key_id=self.config.accesskey,
+            aws_secret_access_key=self.config.secretkey,
+            region_name=self.config.region,
+        )

@@ -13,8 +13,12 @@ pytestmark = pytest.mark.integration
 
 
 def spec(**extra):
-    body = {"funcname": "echo", "kwargs": {"docker-image": "busybox:1.36", "cmd": "echo"},
-            "args": ["hello"], "label": "smoke"}
+    body = {
+        "funcname": "echo",
+        "kwargs": {"docker-image": "busybox:1.36", "cmd": "echo"},
+        "args": ["hello"],
+        "label": "smoke",
+    }
     body.update(extra)
     return body
 
@@ -38,7 +42,9 @@ def test_submit_assign_log_close_and_read_logs(colonies):
     assert colonies.log_text(proc["processid"]) == "line 1\nline 2\nline 3\n"
     logs = colonies.get_logs(proc["processid"])
     assert len(logs) == 2 and logs[0]["timestamp"] < logs[1]["timestamp"]
-    assert colonies.get_logs(proc["processid"], since=logs[0]["timestamp"])[0]["message"] == "line 3\n"
+    assert (
+        colonies.get_logs(proc["processid"], since=logs[0]["timestamp"])[0]["message"] == "line 3\n"
+    )
 
 
 def test_fail_and_no_work_is_an_error(colonies):
@@ -88,7 +94,9 @@ def test_pycolonies_client_interoperates(colonies):
     assigned = client.assign(colonies.colony_name, 5, colonies.executor_prvkey)
     client.add_log(assigned.processid, "from pycolonies\n", colonies.executor_prvkey)
     client.close(assigned.processid, [], colonies.executor_prvkey)
-    logs = client.get_process_log(colonies.colony_name, assigned.processid, 100, 0, colonies.executor_prvkey)
+    logs = client.get_process_log(
+        colonies.colony_name, assigned.processid, 100, 0, colonies.executor_prvkey
+    )
     assert [entry["message"] for entry in logs] == ["from pycolonies\n"]
 
 
@@ -114,11 +122,18 @@ def test_pycolonies_cfs_upload_and_download(colonies, s3, tmp_path, monkeypatch)
     client = Colonies(colonies.host, colonies.port)
     src = tmp_path / "hello.txt"
     src.write_text("hello cfs\n")
-    client.upload_file(colonies.colony_name, colonies.executor_prvkey, filepath=str(src), label="/smoke/py")
+    client.upload_file(
+        colonies.colony_name, colonies.executor_prvkey, filepath=str(src), label="/smoke/py"
+    )
     (meta,) = colonies.get_file("/smoke/py", "hello.txt")
     dest = tmp_path / "out"
     dest.mkdir()
-    client.download_file(colonies.colony_name, colonies.executor_prvkey, dst=str(dest),
-                         label="/smoke/py", filename="hello.txt")
+    client.download_file(
+        colonies.colony_name,
+        colonies.executor_prvkey,
+        dst=str(dest),
+        label="/smoke/py",
+        filename="hello.txt",
+    )
     assert (dest / "hello.txt").read_text() == "hello cfs\n"
     assert meta["size"] == len("hello cfs\n")
