@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+import requests.adapters
 
 from kubejobs.errors import KubejobsError
 
@@ -81,6 +82,10 @@ class ColoniesClient:
         self._prvkey = prvkey
         self.timeout = timeout
         self._session = requests.Session()
+        # one pool shared by the executor's threads (assign workers, reports, take-back checks)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=32)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
 
     def __repr__(self) -> str:  # never show the key
         return f"ColoniesClient({self.url!r})"

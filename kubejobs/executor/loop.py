@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 
 from kubejobs.adapters.colonies import RUNNING, ColoniesClient, ColoniesError
-from kubejobs.adapters.kube import KubeClient, default_namespace
+from kubejobs.adapters.kube import KubeClient, KubeError, default_namespace
 from kubejobs.executor import cleanup, report
 from kubejobs.executor.admission import Admission
 from kubejobs.executor.assign import AssignWorker, Context, start_process
@@ -27,7 +28,7 @@ from kubejobs.executor.reconcile import Actions, Reconciler
 from kubejobs.executor.settings import ExecutorSettings
 from kubejobs.executor.takeback import TakebackChecker
 from kubejobs.executor.watch import Watcher
-from kubejobs.render import Renderer
+from kubejobs.render import Renderer, job_name
 from kubejobs.render.identity import MANAGED_BY, MANAGER
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,20 @@ class ServerActions(Actions):
         self.metrics = metrics
 
     def report(self, process_id: str, outcome: Outcome) -> tuple[object, ...]:
+        if outcome.kind == "no_pods":
+            outcome = replace(outcome, errors=[*outcome.errors, *self._why_no_pods(process_id)])
         return report.report(self.colonies, self.executor_id, self.metrics, process_id, outcome)
+
+    def _why_no_pods(self, process_id: str) -> list[str]:
+        """The Job controller's FailedCreate events (quota, admission, missing service account)."""
+        try:
+            events, _ = self.kube.list("Event", self.namespace, field_selector=(
+                f"involvedObject.kind=Job,involvedObject.name={job_name(process_id)}"))
+        except KubeError:
+            return []
+        found = [f"{e.get('reason')}: {e.get('message')}" for e in events
+                 if e.get("type") == "Warning"]
+        return list(dict.fromkeys(found))[-3:]
 
     def delete(self, process_id: str, job_name: str, indexed: bool) -> tuple[object, ...]:
         return cleanup.delete_job(self.kube, self.namespace, self.metrics, process_id, job_name,
@@ -162,6 +176,4 @@ def recover_unapplied(ctx: Context, executor_id: str) -> None:
 
 
 def _with_namespace(settings: ExecutorSettings, namespace: str) -> ExecutorSettings:
-    from dataclasses import replace
-
     return replace(settings, namespace=namespace)

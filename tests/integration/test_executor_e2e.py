@@ -204,6 +204,17 @@ def test_unschedulable_pod_fails_with_the_scheduler_message(
     run.wait_no_jobs()
 
 
+def test_job_without_pods_fails_with_the_job_controller_reason(
+        executor: Callable[..., ExecutorRun], kube_namespace: Any) -> None:
+    kube_namespace.kubectl("delete", "serviceaccount", "kubejobs-log-shipper")
+    run = executor(start_timeout=3)
+    process = run.wait_done(run.submit(spec(run.type)))
+    assert process["state"] == FAILED
+    assert "created no pod within 3s" in process["errors"][0]
+    assert any("kubejobs-log-shipper" in e for e in process["errors"][1:]), process["errors"]
+    run.wait_no_jobs()
+
+
 def test_walltime_fails_with_deadline_exceeded(executor: Callable[..., ExecutorRun]) -> None:
     run = executor({"kwok.test/run-forever": "true"})
     pid = run.submit(spec(run.type, conditions={"walltime": 3}))
