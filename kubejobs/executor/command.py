@@ -26,7 +26,7 @@ from kubejobs.settings import load_settings
 @click.option("--colonies-host", help="Colonies server host.")
 @click.option("--colonies-port", type=int, help="Colonies server port.")
 @click.option("--colonies-tls/--no-colonies-tls", default=None, help="TLS to the Colonies server.")
-@click.option("--colony", "colony_name", help="Colony name.")
+@click.option("--colony", "--colony-name", "colony_name", help="Colony name.")
 @click.option("--executor-name", help="This executor's name (also marks its Jobs).")
 @click.option("--executor-type", help="Executor type specs target [default: kubejobs].")
 @click.option("--executor-prvkey-file", type=click.Path(dir_okay=False),

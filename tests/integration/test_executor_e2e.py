@@ -131,7 +131,8 @@ def executor(colonies: Any, kube: Any, kube_namespace: Any,
     name, prvkey = colonies.add_executor(f"kj-test-{suffix}", f"kj-type-{suffix}")
     runs: list[ExecutorRun] = []
 
-    def start(annotations: dict[str, str] | None = None, **settings: Any) -> ExecutorRun:
+    def start(annotations: dict[str, str] | None = None, self_register: bool = False,
+              **settings: Any) -> ExecutorRun:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEJOBS_")}
         env.update({
             "KUBEJOBS_COLONIES_HOST": colonies.host, "KUBEJOBS_COLONIES_PORT": str(colonies.port),
@@ -143,6 +144,10 @@ def executor(colonies: Any, kube: Any, kube_namespace: Any,
             "KUBEJOBS_EXTRA_ANNOTATIONS": json.dumps(annotations or {}),
         })
         env.update({f"KUBEJOBS_{k.upper()}": str(v) for k, v in settings.items()})
+        if self_register:
+            env.pop("KUBEJOBS_EXECUTOR_PRVKEY")
+            env["KUBEJOBS_COLONY_PRVKEY"] = colonies.colony_prvkey
+            env["KUBEJOBS_EXECUTOR_NAME"] = f"kj-self-{suffix}"
         run = ExecutorRun(colonies, kube_namespace, name, f"kj-type-{suffix}", prvkey,
                           tmp_path / "executor.log", env)
         runs.append(run)
@@ -317,4 +322,47 @@ def test_kube_apiserver_restart(executor: Callable[..., ExecutorRun], kube: Any)
     assert run.wait_done(pid)["state"] == SUCCESS
     later = run.submit(spec(run.type))
     assert run.wait_done(later)["state"] == SUCCESS
+    run.wait_no_jobs()
+
+
+# --- startup, admission, recovery ----------------------------------------------
+
+
+def test_self_registration_keeps_its_key_in_a_secret(executor: Callable[..., ExecutorRun],
+                                                      kube_namespace: Any) -> None:
+    run = executor(self_register=True)
+    pid = run.submit(spec(run.type))
+    assert run.wait_done(pid)["state"] == SUCCESS
+    secret = json.loads(kube_namespace.kubectl("get", "secret", "kubejobs-executor-key",
+                                               "-o", "json").stdout)
+    assert secret["data"]["prvkey"]
+    assert run.stop() == 0
+    run.start()  # the same identity again: it may add, approve and assign
+    assert run.wait_done(run.submit(spec(run.type)))["state"] == SUCCESS
+
+
+def test_max_jobs_bounds_the_jobs_in_flight(executor: Callable[..., ExecutorRun]) -> None:
+    run = executor({"kwok.test/run": "2s"}, max_jobs=2, concurrency=4)
+    pids = [run.submit(spec(run.type)) for _ in range(5)]
+    most = 0
+    while any(run.colonies.get_process(p)["state"] not in (SUCCESS, FAILED) for p in pids):
+        running = [j for j in run.jobs() if not any(
+            c["type"] in ("Complete", "Failed") and c["status"] == "True"
+            for c in j.get("status", {}).get("conditions", []))]
+        most = max(most, len(running))
+        assert most <= 2, [j["metadata"]["name"] for j in running]
+        time.sleep(0.2)
+    assert all(run.wait_done(p)["state"] == SUCCESS for p in pids)
+    assert most >= 1
+
+
+def test_process_assigned_before_a_crash_gets_its_job_on_restart(
+        executor: Callable[..., ExecutorRun], colonies: Any) -> None:
+    run = executor()
+    assert run.stop() == 0
+    pid = run.submit(spec(run.type))
+    assigned = colonies.assign(timeout=5, prvkey=run.prvkey)  # as if the executor died here
+    assert assigned["processid"] == pid and assigned["state"] == RUNNING
+    run.start()
+    assert run.wait_done(pid)["state"] == SUCCESS
     run.wait_no_jobs()
