@@ -134,10 +134,21 @@ def recover_id(payload: str, signature_hex: str) -> str:
     if y % 2 != v:
         y = _P - y
     rinv = pow(r, -1, _N)
-    # Q = r^-1 (sR - zG)
-    sr = _jmul((x, y, 1), s)
-    zg = _jmul((_G[0], _G[1], 1), (-z) % _N)
-    q = _jmul(_jadd(sr, zg), rinv)
+    # Q = r^-1 (sR - zG) = u1*G + u2*R, computed in one pass (Shamir's trick)
+    u1, u2 = (-z * rinv) % _N, (s * rinv) % _N
+    g: Jac = (_G[0], _G[1], 1)
+    rr: Jac = (x, y, 1)
+    both = _jadd(g, rr)
+    q: Jac = (0, 0, 0)
+    for bit in range(max(u1.bit_length(), u2.bit_length()) - 1, -1, -1):
+        q = _jdouble(q)
+        b1, b2 = (u1 >> bit) & 1, (u2 >> bit) & 1
+        if b1 and b2:
+            q = _jadd(q, both)
+        elif b1:
+            q = _jadd(q, g)
+        elif b2:
+            q = _jadd(q, rr)
     if q[2] == 0:
         raise ValueError("invalid signature")
     return _pub_id(*_affine(q))
@@ -262,20 +273,27 @@ class Store:
         )
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
 
+        # write-through cache: documents are read from memory, persisted on put
+        self.cache: dict[str, dict[str, dict[str, Any]]] = {}
+        for t in self.TABLES:
+            rows = self.db.execute(f"SELECT id, doc FROM {t}").fetchall()
+            self.cache[t] = {k: json.loads(v) for k, v in rows}
+
     def put(self, table: str, key: str, doc: dict[str, Any]) -> None:
+        self.cache[table][key] = doc
         self.db.execute(
             f"INSERT OR REPLACE INTO {table} (id, doc) VALUES (?, ?)", (key, json.dumps(doc))
         )
 
     def get(self, table: str, key: str) -> dict[str, Any] | None:
-        row = self.db.execute(f"SELECT doc FROM {table} WHERE id = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return self.cache[table].get(key)
 
     def delete(self, table: str, key: str) -> None:
+        self.cache[table].pop(key, None)
         self.db.execute(f"DELETE FROM {table} WHERE id = ?", (key,))
 
     def all(self, table: str) -> list[dict[str, Any]]:
-        return [json.loads(r[0]) for r in self.db.execute(f"SELECT doc FROM {table}")]
+        return list(self.cache[table].values())
 
 
 class ColoniesLite:
@@ -327,15 +345,17 @@ class ColoniesLite:
         return proc
 
     # ---- dispatch -----------------------------------------------------
-    def handle(self, caller: str, msgtype: str, msg: dict[str, Any]) -> Any:
+    def handle(self, caller: str, msgtype: str, msg: dict[str, Any]) -> str:
+        """Run one RPC; returns the reply payload as JSON text (made under the lock,
+        as documents are shared with the in-memory store)."""
         fn = getattr(self, "rpc_" + msgtype, None)
         if fn is None:
             raise RPCError(f"Unsupported payload type <{msgtype}> (colonies-lite)", 400)
         if msgtype == "assignprocessmsg":
-            return fn(caller, msg)  # takes the lock itself (long poll)
+            return str(fn(caller, msg))  # takes the lock itself (long poll), returns JSON
         with self.lock:
             self.expire()
-            return fn(caller, msg)
+            return json.dumps(fn(caller, msg))
 
     # ---- colonies ------------------------------------------------------
     def rpc_versionmsg(self, caller: str, msg: dict[str, Any]) -> Any:
@@ -516,7 +536,7 @@ class ColoniesLite:
                     else:
                         proc["execdeadline"] = ZERO_TIME
                     self.store.put("processes", proc["processid"], proc)
-                    return proc
+                    return json.dumps(proc)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise RPCError("No process available for assignment", 404)
@@ -826,7 +846,7 @@ def make_handler(app: ColoniesLite) -> type[BaseHTTPRequestHandler]:
                 self._send(404, b'{"error":"not found"}')
 
         def _reply(self, payloadtype: str, payload: Any, error: bool, status: int) -> None:
-            raw = json.dumps(payload).encode()
+            raw = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
             body = json.dumps(
                 {
                     "payloadtype": payloadtype,
