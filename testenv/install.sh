@@ -12,16 +12,14 @@
 # second run takes seconds. Go's default module and build caches are used
 # (GOMODCACHE / GOCACHE as `go env` reports them); CI may cache them.
 #
-# PostgreSQL is not built: the tests use the machine's PostgreSQL 15
-# binaries (/usr/lib/postgresql/15/bin, or $KUBEJOBS_PG_BINDIR).
+# The Colonies server is not built: the Go module proxy refuses
+# github.com/colonyos/colonies, so the tests run testenv/colonies_server.py, a
+# Colonies-protocol stand-in in Python (no PostgreSQL needed).
 set -euo pipefail
 
 # ---- pinned versions -------------------------------------------------------
 KUBE_VERSION=v1.34.4          # k8s.io/kubernetes; staging modules at v0.34.4
 ETCD_VERSION=v3.6.16          # go.etcd.io/etcd/server/v3 (see testenv/go/etcd/go.mod)
-# Colonies server: NOT built. The Go module proxy refuses every version of
-# github.com/colonyos/colonies (403), so the tests run testenv/colonies_server.py,
-# a Colonies-protocol stand-in (see its docstring).
 KWOK_VERSION=v0.8.0           # sigs.k8s.io/kwok
 HELM_VERSION=v3.19.0          # helm.sh/helm/v3
 KUBECONFORM_VERSION=v0.7.0    # github.com/yannh/kubeconform
@@ -218,9 +216,4 @@ if [[ $small_tools_status -ne 0 || $kube_status -ne 0 ]]; then
   exit 1
 fi
 
-# PostgreSQL: only checked, never built.
-PG_BINDIR="${KUBEJOBS_PG_BINDIR:-/usr/lib/postgresql/15/bin}"
-if [[ ! -x "$PG_BINDIR/postgres" ]]; then
-  echo "[testenv] WARNING: no PostgreSQL at $PG_BINDIR (apt-get install postgresql-15, or set KUBEJOBS_PG_BINDIR)" >&2
-fi
 echo "[testenv] all components ready in $BIN after $(( $(now) - T0 ))s"
