@@ -102,6 +102,9 @@ class ColoniesServer:
         try:
             with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
                 return bool(r.status == 200)
+        except urllib.error.HTTPError as err:
+            err.close()
+            return False
         except (OSError, urllib.error.URLError):
             return False
 
@@ -151,7 +154,8 @@ class ColoniesServer:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 reply = json.loads(r.read())
         except urllib.error.HTTPError as err:
-            reply = json.loads(err.read())
+            with err:
+                reply = json.loads(err.read())
         data = json.loads(base64.b64decode(reply["payload"])) if reply.get("payload") else None
         if reply.get("error"):
             raise ColoniesRPCError(

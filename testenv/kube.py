@@ -27,7 +27,6 @@ kubelet endpoint from files that tests write (``KubeCluster.set_logs``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -865,11 +864,13 @@ class KubeCluster:
 
     @staticmethod
     def _http_ok(url: str) -> bool:
-        with (
-            contextlib.suppress(OSError, urllib.error.URLError),
-            urllib.request.urlopen(url, timeout=2) as r,
-        ):
-            return bool(r.status == 200)
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return bool(r.status == 200)
+        except urllib.error.HTTPError as err:
+            err.close()
+        except (OSError, urllib.error.URLError):
+            pass
         return False
 
     def _api_get(self, path: str) -> bytes | None:
@@ -878,6 +879,9 @@ class KubeCluster:
                 self.server + path, timeout=5, context=self._ssl_context()
             ) as r:
                 return bytes(r.read()) if r.status == 200 else None
+        except urllib.error.HTTPError as err:
+            err.close()
+            return None
         except (OSError, urllib.error.URLError):
             return None
 
