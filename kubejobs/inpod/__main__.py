@@ -12,7 +12,9 @@ from kubejobs.inpod.command import inpod
 
 def main() -> None:
     try:
-        inpod.main(standalone_mode=False, prog_name="kubejobs")
+        code = inpod.main(standalone_mode=False, prog_name="kubejobs")
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
     except click.ClickException as err:

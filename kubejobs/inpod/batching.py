@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from kubejobs.inpod.journal import Position, parse_record
+from kubejobs.inpod.journal import Position
 from kubejobs.inpod.state import LogPosition
 
 
@@ -88,29 +88,47 @@ class Batcher:
             self.source.wait(self.pos, max(0.01, min(wait, 0.5)))
 
     def _take(self, raws: list[bytes]) -> None:
+        # The hot loop of the shipper: plain splits and local names, no objects per line.
         parts = self._parts
+        prefixes = self._prefixes
+        positions = self.positions
+        size, lines = self._size, self._lines
+        if raws and not lines:
+            self._first = self.clock()
+        current: tuple[bytes, LogPosition] | None = None
         for raw in raws:
-            record = parse_record(raw)
-            position = self.positions.get(record.container)
-            if position is None:
-                position = self.positions[record.container] = LogPosition()
-            if record.kind == "E":
-                position.done = True
+            if raw[:1] == b"E":
+                name = raw[2:].decode()
+                positions.setdefault(name, LogPosition()).done = True
                 self._dirty = True
                 continue
-            prefix = self._prefixes.get(record.container)
-            if prefix is None:
-                prefix = self._prefixes[record.container] = self.format.prefix(record.container)
-            parts.append(prefix + record.text + b"\n")
-            self._size += len(prefix) + len(record.text) + 1
-            if not self._lines:
-                self._first = self.clock()
-            self._lines += 1
-            position.advance(record.ns)
+            _, container, stamp, text = raw.split(b"\t", 3)
+            if current is None or current[0] != container:
+                name = container.decode()
+                position = positions.get(name)
+                if position is None:
+                    position = positions[name] = LogPosition()
+                current = (container, position)
+                if name not in prefixes:
+                    prefixes[name] = self.format.prefix(name)
+                prefix = prefixes[name]
+            position = current[1]
+            ns = int(stamp)
+            if ns == position.ns:
+                position.same += 1
+            else:
+                position.ns, position.same = ns, 1
+            line = prefix + text if prefix else text
+            parts.append(line)
+            size += len(line) + 1
+            lines += 1
+        if lines != self._lines:
             self._dirty = True
+        self._size, self._lines = size, lines
 
     def _cut(self) -> Batch:
-        batch = Batch(text=b"".join(self._parts).decode("utf-8", "replace"), lines=self._lines,
+        text = b"\n".join(self._parts) + b"\n" if self._parts else b""
+        batch = Batch(text=text.decode("utf-8", "replace"), lines=self._lines,
                       end=self.pos, positions=copy.deepcopy(self.positions))
         self._parts = []
         self._size = 0

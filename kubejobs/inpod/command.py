@@ -19,6 +19,7 @@ import click
 from kubejobs.adapters.cfs import CfsClient, S3Store
 from kubejobs.adapters.colonies import ColoniesClient, ColoniesError, ColoniesUnavailable
 from kubejobs.adapters.podlogs import PodLogs
+from kubejobs.errors import KubejobsError
 from kubejobs.inpod.config import STAGER_CONTAINER, PodEnv, local_dir
 from kubejobs.inpod.retry import Retrier
 from kubejobs.inpod.shipper import Shipper, ShipperOptions
@@ -26,6 +27,10 @@ from kubejobs.inpod.stager import stage_in
 from kubejobs.inpod.sync import Transfer, clear_dir
 
 log = logging.getLogger("kubejobs.inpod")
+
+
+class ShippingIncomplete(KubejobsError):
+    """The shipper stopped before every line was delivered and synced."""
 
 
 def _logging() -> None:
@@ -106,7 +111,8 @@ def ship_logs_command(kubeconfig: str | None, max_batch_bytes: int, linger: floa
         # A native sidecar that exits is restarted: stay until the kubelet stops the pod.
         terminated.wait()
     if not result.complete:
-        raise click.exceptions.Exit(1)
+        # An exception, not click's Exit: with standalone_mode=False click returns Exit's code instead.
+        raise ShippingIncomplete("not every log line was delivered (see the messages above)")
 
 
 def close_fs(env: PodEnv, client: ColoniesClient, retry_seconds: float) -> None:

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from kubejobs.adapters.podlogs import KubeUnavailable, LogsNotReady, PodGone
-from kubejobs.inpod.journal import Journal, end_record, line_record
+from kubejobs.inpod.journal import Journal, end_record
 from kubejobs.inpod.state import LogPosition
 from kubejobs.inpod.timestamps import parse_ns, to_datetime
 
@@ -123,13 +123,18 @@ class Follower:
         position = self.position
         skip_before, skip_same = position.ns, position.same
         catching_up = skip_before > 0
-        name = self.container
+        header = b"L\t" + self.container.encode() + b"\t"
+        second, base = b"", 0  # the last whole second seen and its ns, to parse the rest fast
         for lines in chunks:
             records = []
             for line in lines:
                 cut = line.find(b" ")
                 try:
-                    ns = parse_ns(line[:cut])
+                    if line[:19] == second and line[19:20] == b"." and line[cut - 1:cut] == b"Z":
+                        ns = base + int(line[20:cut - 1].ljust(9, b"0"))
+                    else:
+                        ns = parse_ns(line[:cut])
+                        second, base = line[:19], ns - ns % 1_000_000_000
                     text = line[cut + 1:]
                 except (ValueError, IndexError):
                     ns, text = position.ns, line  # no timestamp: keep the line, place it with the last one
@@ -140,8 +145,11 @@ class Follower:
                         skip_same -= 1
                         continue
                     catching_up = False
-                records.append(line_record(name, ns, text))
-                position.advance(ns)
+                records.append(b"%s%d\t%s\n" % (header, ns, text))
+                if ns == position.ns:
+                    position.same += 1
+                else:
+                    position.ns, position.same = ns, 1
             if records:
                 self.journal.append(records)
                 self.lines += len(records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -156,3 +157,41 @@ def test_api_server_restart_mid_stream(kube, kube_namespace, colonies, tmp_path:
     complete_pod(kube_namespace, "apirestart")
     assert program.wait() == 0, program.output()
     assert executor.log_text(pid).splitlines() == expected
+
+
+def test_native_sidecar_waits_for_sigterm_after_shipping(kube, kube_namespace, colonies, tmp_path: Path) -> None:
+    executor = inpod_executor(colonies)
+    pid = executor.running_process(nodes=2)  # several nodes: lines carry the rank even with one container
+    log = cri_log(kube_namespace, "main", "native")
+    create_pod(kube_namespace, pod_manifest("native", ["main"]))
+    program = shipper(kube, kube_namespace, "native", ["main"], colonies, executor, pid, tmp_path,
+                      {"KUBEJOBS_SIDECAR_MODE": "native", "KUBEJOBS_NODE_RANK": "1"}).start()
+    log.write(["one", "two"])
+    complete_pod(kube_namespace, "native")
+    wait_for(lambda: "shipped 2 lines" in program.output(), "everything shipped")
+    assert program.proc is not None and program.proc.poll() is None  # still there, as a native sidecar must be
+    program.proc.send_signal(signal.SIGTERM)
+    assert program.wait() == 0, program.output()
+    assert executor.log_text(pid).splitlines() == ["[1/main] one", "[1/main] two"]
+
+
+def test_gives_up_within_the_grace_period_when_colonies_is_away(kube, kube_namespace, colonies,
+                                                                 tmp_path: Path) -> None:
+    executor = inpod_executor(colonies)
+    pid = executor.running_process()
+    log = cri_log(kube_namespace, "main", "grace")
+    create_pod(kube_namespace, pod_manifest("grace", ["main"]))
+    program = shipper(kube, kube_namespace, "grace", ["main"], colonies, executor, pid, tmp_path,
+                      {"KUBEJOBS_GRACE_SECONDS": "6"}).start()
+    log.write(["before"])
+    wait_for(lambda: executor.log_text(pid) == "before\n", "first line delivered")
+    colonies.stop()
+    try:
+        log.write(["during"])
+        complete_pod(kube_namespace, "grace")
+        assert program.proc is not None
+        program.proc.send_signal(signal.SIGTERM)
+        assert program.wait(timeout=120) == 1
+    finally:
+        colonies.start()
+    assert "termination deadline passed" in program.output()
