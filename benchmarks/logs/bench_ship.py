@@ -36,7 +36,10 @@ EXECUTOR_TYPE = "kubejobs-bench"
 
 
 def make_lines(n: int) -> list[str]:
-    return [f"step {i:07d} loss={1 / (i + 1):.6f} lr=0.0003 tokens/s=183422 {'#' * (i % 20)}" for i in range(n)]
+    return [
+        f"step {i:07d} loss={1 / (i + 1):.6f} lr=0.0003 tokens/s=183422 {'#' * (i % 20)}"
+        for i in range(n)
+    ]
 
 
 def running_process(colonies: ColoniesServer, prvkey: str) -> str:
@@ -61,27 +64,50 @@ def write_cri(path: Path, lines: list[str]) -> None:
     for line in lines:
         ns += 1000
         seconds, nanos = divmod(ns, 1_000_000_000)
-        out.append(f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{nanos:09d}Z stdout F {line}\n")
+        out.append(
+            f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{nanos:09d}Z stdout F {line}\n"
+        )
     path.write_text("".join(out), encoding="utf-8")
 
 
-def bench_shipper(kube: KubeCluster, colonies: ColoniesServer, prvkey: str, lines: list[str],
-                  work: Path) -> tuple[float, int, bool]:
+def bench_shipper(
+    kube: KubeCluster, colonies: ColoniesServer, prvkey: str, lines: list[str], work: Path
+) -> tuple[float, int, bool]:
     ns = kube.create_namespace("bench")
     path = Path(kube.set_logs(ns, "main", [], pod="bench", follow=True))
     write_cri(path, lines)
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": "bench", "annotations": {"kwok.test/run": "0s", "kwok.test/start": "0s"}},
-           "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox", "command": ["true"]}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "bench",
+            "annotations": {"kwok.test/run": "0s", "kwok.test/start": "0s"},
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox", "command": ["true"]}],
+        },
+    }
     kube.kubectl("-n", ns, "create", "-f", "-", input=json.dumps(pod))
-    while json.loads(kube.kubectl("-n", ns, "get", "pod", "bench", "-o", "json").stdout)["status"].get(
-            "phase") != "Succeeded":
+    while (
+        json.loads(kube.kubectl("-n", ns, "get", "pod", "bench", "-o", "json").stdout)[
+            "status"
+        ].get("phase")
+        != "Succeeded"
+    ):
         time.sleep(0.1)
     pid = running_process(colonies, prvkey)
     client = ColoniesClient(colonies.host, colonies.port, prvkey)
-    shipper = Shipper(PodLogs(ns, "bench", str(kube.kubeconfig)), client, work / "state", pid,
-                      colonies.colony_name, first=[], containers=["main"],
-                      options=ShipperOptions(max_batch_bytes=BATCH))
+    shipper = Shipper(
+        PodLogs(ns, "bench", str(kube.kubeconfig)),
+        client,
+        work / "state",
+        pid,
+        colonies.colony_name,
+        first=[],
+        containers=["main"],
+        options=ShipperOptions(max_batch_bytes=BATCH),
+    )
     start = time.perf_counter()
     result = shipper.run()
     seconds = time.perf_counter() - start
@@ -89,7 +115,9 @@ def bench_shipper(kube: KubeCluster, colonies: ColoniesServer, prvkey: str, line
     return seconds, result.requests, ok
 
 
-def bench_loop(colonies: ColoniesServer, prvkey: str, lines: list[str], chunk: int) -> tuple[float, int, bool]:
+def bench_loop(
+    colonies: ColoniesServer, prvkey: str, lines: list[str], chunk: int
+) -> tuple[float, int, bool]:
     """A bare loop: lines joined and cut at `chunk` bytes (on line ends), one add_log per piece."""
     pid = running_process(colonies, prvkey)
     client = ColoniesClient(colonies.host, colonies.port, prvkey)
@@ -112,10 +140,16 @@ def bench_loop(colonies: ColoniesServer, prvkey: str, lines: list[str], chunk: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lines", type=int, default=200_000)
-    parser.add_argument("--reference-lines", type=int, default=20_000,
-                        help="lines for the one-request-per-2,000-bytes run (it is slow)")
+    parser.add_argument(
+        "--reference-lines",
+        type=int,
+        default=20_000,
+        help="lines for the one-request-per-2,000-bytes run (it is slow)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kubejobs-bench-"))
     lines = make_lines(args.lines)
@@ -132,11 +166,17 @@ def main() -> None:
         s, r, ok = bench_loop(colonies, prvkey, ref, REFERENCE_CHUNK)
         rows.append((f"reference: one request per {REFERENCE_CHUNK} bytes", len(ref), s, r, ok))
         avg = sum(len(x) + 1 for x in lines) / len(lines)
-        print(f"\n{len(lines)} lines of {avg:.0f} bytes on average; Colonies server: {colonies.url} "
-              f"(testenv colonies-lite); Kubernetes {kube.version} with kwok\n")
-        print(f"{'run':<52} {'lines':>8} {'seconds':>8} {'requests':>8} {'lines/s':>10}  all there, in order")
+        print(
+            f"\n{len(lines)} lines of {avg:.0f} bytes on average; Colonies server: {colonies.url} "
+            f"(testenv colonies-lite); Kubernetes {kube.version} with kwok\n"
+        )
+        print(
+            f"{'run':<52} {'lines':>8} {'seconds':>8} {'requests':>8} {'lines/s':>10}  all there, in order"
+        )
         for name, n, secs, reqs, good in rows:
-            print(f"{name:<52} {n:>8} {secs:>8.2f} {reqs:>8} {n / secs:>10.0f}  {'yes' if good else 'NO'}")
+            print(
+                f"{name:<52} {n:>8} {secs:>8.2f} {reqs:>8} {n / secs:>10.0f}  {'yes' if good else 'NO'}"
+            )
     finally:
         colonies.stop()
         kube.stop()

@@ -40,7 +40,8 @@ def _load_configuration(kubeconfig: str | None) -> Any:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     else:
         config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, client_configuration=configuration)
+            config_file=kubeconfig, client_configuration=configuration
+        )
     return configuration
 
 

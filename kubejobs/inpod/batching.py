@@ -45,9 +45,17 @@ class LineFormat:
 class Batcher:
     """Reads the journal ahead of the committed position and hands out batches in order."""
 
-    def __init__(self, source: RecordSource, start: Position, positions: dict[str, LogPosition],
-                 expected: Iterable[str], line_format: LineFormat, max_bytes: int = 512 * 1024,
-                 linger: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        source: RecordSource,
+        start: Position,
+        positions: dict[str, LogPosition],
+        expected: Iterable[str],
+        line_format: LineFormat,
+        max_bytes: int = 512 * 1024,
+        linger: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.source = source
         self.pos = start
         self.positions = copy.deepcopy(positions)
@@ -77,8 +85,9 @@ class Batcher:
                 if self._size >= self.max_bytes * 0.9:
                     return self._cut()
                 continue
-            if self._dirty and (self.all_done() or self._lines == 0
-                                or self.clock() - self._first >= self.linger):
+            if self._dirty and (
+                self.all_done() or self._lines == 0 or self.clock() - self._first >= self.linger
+            ):
                 return self._cut()
             if self.all_done():
                 return None
@@ -128,8 +137,12 @@ class Batcher:
 
     def _cut(self) -> Batch:
         text = b"\n".join(self._parts) + b"\n" if self._parts else b""
-        batch = Batch(text=text.decode("utf-8", "replace"), lines=self._lines,
-                      end=self.pos, positions=copy.deepcopy(self.positions))
+        batch = Batch(
+            text=text.decode("utf-8", "replace"),
+            lines=self._lines,
+            end=self.pos,
+            positions=copy.deepcopy(self.positions),
+        )
         self._parts = []
         self._size = 0
         self._lines = 0

@@ -34,17 +34,28 @@ class ShippingIncomplete(KubejobsError):
 
 
 def _logging() -> None:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _client(env: PodEnv) -> ColoniesClient:
-    return ColoniesClient(env.colonies_host, env.colonies_port, env.prvkey, tls=env.colonies_tls, timeout=30.0)
+    return ColoniesClient(
+        env.colonies_host, env.colonies_port, env.prvkey, tls=env.colonies_tls, timeout=30.0
+    )
 
 
 @click.command("stage-in")
-@click.option("--retry-seconds", type=float, default=300.0, show_default=True, envvar="KUBEJOBS_RETRY_SECONDS",
-              help="How long to keep retrying an unreachable Colonies server or S3 endpoint.")
+@click.option(
+    "--retry-seconds",
+    type=float,
+    default=300.0,
+    show_default=True,
+    envvar="KUBEJOBS_RETRY_SECONDS",
+    help="How long to keep retrying an unreachable Colonies server or S3 endpoint.",
+)
 def stage_in_command(retry_seconds: float) -> None:
     """Download the spec's fs.snapshots and fs.dirs into the shared volume (init container)."""
     _logging()
@@ -52,26 +63,65 @@ def stage_in_command(retry_seconds: float) -> None:
     if env.fs is None:
         click.echo("stage-in: the spec has no fs; nothing to stage")
         return
-    transfer = Transfer(CfsClient(_client(env), env.colony), S3Store.from_env(os.environ),
-                        Retrier(budget=retry_seconds), progress=lambda line: click.echo(f"stage-in: {line}"))
+    transfer = Transfer(
+        CfsClient(_client(env), env.colony),
+        S3Store.from_env(os.environ),
+        Retrier(budget=retry_seconds),
+        progress=lambda line: click.echo(f"stage-in: {line}"),
+    )
     report = stage_in(env.fs, transfer)
-    click.echo(f"stage-in: done: {len(report.downloaded)} downloaded ({report.bytes} bytes), "
-               f"{len(report.unchanged)} unchanged, {len(report.kept_local)} kept local")
+    click.echo(
+        f"stage-in: done: {len(report.downloaded)} downloaded ({report.bytes} bytes), "
+        f"{len(report.unchanged)} unchanged, {len(report.kept_local)} kept local"
+    )
 
 
 @click.command("ship-logs")
-@click.option("--kubeconfig", envvar="KUBECONFIG", default=None,
-              help="Kubeconfig to read pod logs with [default: the pod's service account].")
-@click.option("--max-batch-bytes", type=int, default=512 * 1024, show_default=True,
-              envvar="KUBEJOBS_MAX_BATCH_BYTES", help="Upper bound of one log request.")
-@click.option("--linger", type=float, default=0.5, show_default=True, envvar="KUBEJOBS_LINGER",
-              help="Longest a line waits for its batch to fill, in seconds.")
-@click.option("--grace-seconds", type=float, default=30.0, show_default=True, envvar="KUBEJOBS_GRACE_SECONDS",
-              help="The pod's termination grace period: after SIGTERM, give up before it ends.")
-@click.option("--retry-seconds", type=float, default=20.0, show_default=True, envvar="KUBEJOBS_RETRY_SECONDS",
-              help="How long the onclose sync retries an unreachable server.")
-def ship_logs_command(kubeconfig: str | None, max_batch_bytes: int, linger: float, grace_seconds: float,
-                      retry_seconds: float) -> None:
+@click.option(
+    "--kubeconfig",
+    envvar="KUBECONFIG",
+    default=None,
+    help="Kubeconfig to read pod logs with [default: the pod's service account].",
+)
+@click.option(
+    "--max-batch-bytes",
+    type=int,
+    default=512 * 1024,
+    show_default=True,
+    envvar="KUBEJOBS_MAX_BATCH_BYTES",
+    help="Upper bound of one log request.",
+)
+@click.option(
+    "--linger",
+    type=float,
+    default=0.5,
+    show_default=True,
+    envvar="KUBEJOBS_LINGER",
+    help="Longest a line waits for its batch to fill, in seconds.",
+)
+@click.option(
+    "--grace-seconds",
+    type=float,
+    default=30.0,
+    show_default=True,
+    envvar="KUBEJOBS_GRACE_SECONDS",
+    help="The pod's termination grace period: after SIGTERM, give up before it ends.",
+)
+@click.option(
+    "--retry-seconds",
+    type=float,
+    default=20.0,
+    show_default=True,
+    envvar="KUBEJOBS_RETRY_SECONDS",
+    help="How long the onclose sync retries an unreachable server.",
+)
+def ship_logs_command(
+    kubeconfig: str | None,
+    max_batch_bytes: int,
+    linger: float,
+    grace_seconds: float,
+    retry_seconds: float,
+) -> None:
     """Ship the pod's container output to the Colonies process log, then sync fs.dirs back."""
     _logging()
     env = PodEnv.from_environ(os.environ)
@@ -92,10 +142,20 @@ def ship_logs_command(kubeconfig: str | None, max_batch_bytes: int, linger: floa
         return int(conditions.get("nodes") or 1) > 1
 
     shipper = Shipper(
-        kube, client, env.state_dir, env.process_id, env.colony,
-        first=[STAGER_CONTAINER] if env.fs is not None else [], containers=env.main_containers,
-        rank=env.node_rank, tagged=tagged, on_close=lambda: close_fs(env, client, retry_seconds),
-        options=ShipperOptions(max_batch_bytes=max_batch_bytes, linger=linger, grace_seconds=grace_seconds))
+        kube,
+        client,
+        env.state_dir,
+        env.process_id,
+        env.colony,
+        first=[STAGER_CONTAINER] if env.fs is not None else [],
+        containers=env.main_containers,
+        rank=env.node_rank,
+        tagged=tagged,
+        on_close=lambda: close_fs(env, client, retry_seconds),
+        options=ShipperOptions(
+            max_batch_bytes=max_batch_bytes, linger=linger, grace_seconds=grace_seconds
+        ),
+    )
     terminated = threading.Event()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -104,9 +164,14 @@ def ship_logs_command(kubeconfig: str | None, max_batch_bytes: int, linger: floa
 
     signal.signal(signal.SIGTERM, on_sigterm)
     result = shipper.run()
-    log.info("shipped %d lines in %d requests (%.1f s)%s%s", result.delivered_lines, result.requests,
-             result.seconds, f"; {result.dropped_lines} lines refused by the server" if result.dropped_lines else "",
-             "" if result.complete else "; INCOMPLETE")
+    log.info(
+        "shipped %d lines in %d requests (%.1f s)%s%s",
+        result.delivered_lines,
+        result.requests,
+        result.seconds,
+        f"; {result.dropped_lines} lines refused by the server" if result.dropped_lines else "",
+        "" if result.complete else "; INCOMPLETE",
+    )
     if env.sidecar_mode == "native" and result.complete:
         # A native sidecar that exits is restarted: stay until the kubelet stops the pod.
         terminated.wait()
@@ -123,12 +188,20 @@ def close_fs(env: PodEnv, client: ColoniesClient, retry_seconds: float) -> None:
     cfs = CfsClient(client, env.colony)
     retry = Retrier(budget=retry_seconds)
     if fs.dirs:
-        transfer = Transfer(cfs, S3Store.from_env(os.environ), retry, progress=lambda line: log.info("%s", line))
+        transfer = Transfer(
+            cfs, S3Store.from_env(os.environ), retry, progress=lambda line: log.info("%s", line)
+        )
         for entry in fs.dirs:
             folder = local_dir(fs, entry.dir)
             report = transfer.upload_dir(folder, entry.label, entry.onclose_keeplocal)
-            log.info("onclose %s -> %s: %d uploaded, %d unchanged, %d kept remote", folder, entry.label,
-                     len(report.uploaded), len(report.unchanged), len(report.kept_remote))
+            log.info(
+                "onclose %s -> %s: %d uploaded, %d unchanged, %d kept remote",
+                folder,
+                entry.label,
+                len(report.uploaded),
+                len(report.unchanged),
+                len(report.kept_remote),
+            )
             if not entry.keepfiles:
                 clear_dir(folder)
     for snapshot in fs.snapshots:
@@ -136,8 +209,10 @@ def close_fs(env: PodEnv, client: ColoniesClient, retry_seconds: float) -> None:
             clear_dir(local_dir(fs, snapshot.dir))
         if not snapshot.keepsnapshot and snapshot.snapshotid and env.node_rank == "0":
             try:
-                retry(lambda s=snapshot: cfs.remove_snapshot(s.snapshotid),  # type: ignore[misc]
-                      f"remove snapshot {snapshot.snapshotid}")
+                retry(
+                    lambda s=snapshot: cfs.remove_snapshot(s.snapshotid),  # type: ignore[misc]
+                    f"remove snapshot {snapshot.snapshotid}",
+                )
             except ColoniesError as err:
                 log.warning("could not remove snapshot %s: %s", snapshot.snapshotid, err)
 

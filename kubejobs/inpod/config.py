@@ -37,8 +37,13 @@ class PodEnv:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], need_pod: bool = True) -> PodEnv:
         """SettingsError naming every missing or invalid variable."""
-        required = ["COLONIES_SERVER_HOST", "COLONIES_SERVER_PORT", "COLONIES_COLONY_NAME",
-                    "COLONIES_PROCESS_ID", "COLONIES_PRVKEY"]
+        required = [
+            "COLONIES_SERVER_HOST",
+            "COLONIES_SERVER_PORT",
+            "COLONIES_COLONY_NAME",
+            "COLONIES_PROCESS_ID",
+            "COLONIES_PRVKEY",
+        ]
         if need_pod:
             required += ["KUBEJOBS_POD_NAME", "KUBEJOBS_POD_NAMESPACE", "KUBEJOBS_MAIN_CONTAINERS"]
         problems = [f"{name} is not set" for name in required if not environ.get(name)]
@@ -64,8 +69,11 @@ class PodEnv:
             prvkey=environ["COLONIES_PRVKEY"],
             pod_name=environ.get("KUBEJOBS_POD_NAME", ""),
             namespace=environ.get("KUBEJOBS_POD_NAMESPACE", ""),
-            main_containers=tuple(c.strip() for c in environ.get("KUBEJOBS_MAIN_CONTAINERS", "").split(",")
-                                  if c.strip()),
+            main_containers=tuple(
+                c.strip()
+                for c in environ.get("KUBEJOBS_MAIN_CONTAINERS", "").split(",")
+                if c.strip()
+            ),
             node_rank=environ.get("KUBEJOBS_NODE_RANK", "0") or "0",
             state_dir=Path(environ.get("KUBEJOBS_STATE_DIR", "/var/lib/kubejobs")),
             sidecar_mode=mode,
@@ -85,16 +93,30 @@ def parse_fs(text: str) -> FileSystem | None:
         return None
     try:
         mount = str(data["mount"])
-        snapshots = tuple(FsSnapshot(snapshotid=str(s.get("snapshotid", "")), label=str(s.get("label", "")),
-                                     dir=str(s["dir"]), keepfiles=bool(s.get("keepfiles", False)),
-                                     keepsnapshot=bool(s.get("keepsnapshot", False)))
-                          for s in data.get("snapshots") or [])
-        dirs = tuple(FsDir(label=str(d["label"]), dir=str(d["dir"]), keepfiles=bool(d.get("keepfiles", False)),
-                           onstart_keeplocal=bool(((d.get("onconflicts") or {}).get("onstart") or {})
-                                                  .get("keeplocal", False)),
-                           onclose_keeplocal=bool(((d.get("onconflicts") or {}).get("onclose") or {})
-                                                  .get("keeplocal", False)))
-                     for d in data.get("dirs") or [])
+        snapshots = tuple(
+            FsSnapshot(
+                snapshotid=str(s.get("snapshotid", "")),
+                label=str(s.get("label", "")),
+                dir=str(s["dir"]),
+                keepfiles=bool(s.get("keepfiles", False)),
+                keepsnapshot=bool(s.get("keepsnapshot", False)),
+            )
+            for s in data.get("snapshots") or []
+        )
+        dirs = tuple(
+            FsDir(
+                label=str(d["label"]),
+                dir=str(d["dir"]),
+                keepfiles=bool(d.get("keepfiles", False)),
+                onstart_keeplocal=bool(
+                    ((d.get("onconflicts") or {}).get("onstart") or {}).get("keeplocal", False)
+                ),
+                onclose_keeplocal=bool(
+                    ((d.get("onconflicts") or {}).get("onclose") or {}).get("keeplocal", False)
+                ),
+            )
+            for d in data.get("dirs") or []
+        )
     except (KeyError, TypeError, AttributeError) as err:
         raise SettingsError(f"KUBEJOBS_FS: missing or malformed field {err}") from None
     return FileSystem(mount=mount, snapshots=snapshots, dirs=dirs)

@@ -27,7 +27,9 @@ PAGE = 500  # the server returns at most 500 log entries per call
 class LogSink(Protocol):
     def add_log(self, process_id: str, message: str) -> Any: ...
 
-    def get_logs(self, colony: str, process_id: str, count: int = 500, since: int = 0) -> list[dict[str, Any]]: ...
+    def get_logs(
+        self, colony: str, process_id: str, count: int = 500, since: int = 0
+    ) -> list[dict[str, Any]]: ...
 
 
 class Stopped(Exception):
@@ -39,9 +41,18 @@ def digest(text: str) -> str:
 
 
 class Delivery:
-    def __init__(self, sink: LogSink, store: StateStore, cursor: Cursor, process_id: str, colony: str,
-                 on_commit: Callable[[Cursor], None] = lambda c: None, backoff_max: float = 5.0,
-                 permanent_attempts: int = 5, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        sink: LogSink,
+        store: StateStore,
+        cursor: Cursor,
+        process_id: str,
+        colony: str,
+        on_commit: Callable[[Cursor], None] = lambda c: None,
+        backoff_max: float = 5.0,
+        permanent_attempts: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.sink = sink
         self.store = store
         self.cursor = cursor
@@ -60,7 +71,9 @@ class Delivery:
         if pending is None:
             return
         self.store.truncate_sent(pending.sent_len)
-        on_server = self.retry(lambda: self._count_on_server(pending.hash), "read the process log", should_stop)
+        on_server = self.retry(
+            lambda: self._count_on_server(pending.hash), "read the process log", should_stop
+        )
         if on_server > self.store.sent_count(pending.hash):
             log.info("the batch in flight before the restart had arrived; not sending it again")
             self.store.add_sent(pending.hash)
@@ -85,12 +98,19 @@ class Delivery:
         cursor = self.cursor
         if batch.lines:
             hashed = digest(batch.text)
-            cursor.pending = Pending(hash=hashed, end=batch.end, positions=batch.positions,
-                                     sent_len=self.store.sent_len())
+            cursor.pending = Pending(
+                hash=hashed,
+                end=batch.end,
+                positions=batch.positions,
+                sent_len=self.store.sent_len(),
+            )
             self.store.save(cursor)
             try:
-                self.retry(lambda: self.sink.add_log(self.process_id, batch.text), "add the log batch",
-                            should_stop)
+                self.retry(
+                    lambda: self.sink.add_log(self.process_id, batch.text),
+                    "add the log batch",
+                    should_stop,
+                )
                 self.store.add_sent(hashed)
                 cursor.delivered_lines += batch.lines
             except ColoniesError as err:
@@ -111,7 +131,9 @@ class Delivery:
             except ColoniesUnavailable as err:
                 if self.outage_started is None:
                     self.outage_started = time.monotonic()
-                    log.warning("Colonies server unreachable (%s); journaling to disk and retrying", err)
+                    log.warning(
+                        "Colonies server unreachable (%s); journaling to disk and retrying", err
+                    )
             except ColoniesError:
                 refused += 1
                 if refused >= self.permanent_attempts:
@@ -119,7 +141,9 @@ class Delivery:
                 log.warning("could not %s (attempt %d), retrying", what, refused)
             else:
                 if self.outage_started is not None:
-                    log.info("Colonies server back after %.1f s", time.monotonic() - self.outage_started)
+                    log.info(
+                        "Colonies server back after %.1f s", time.monotonic() - self.outage_started
+                    )
                     self.outage_started = None
                 return result
             if should_stop():

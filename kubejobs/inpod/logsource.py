@@ -34,19 +34,30 @@ class Stream(Iterable[list[bytes]], AbstractContextManager[Any], Protocol):
 class PodApi(Protocol):
     def pod(self) -> dict[str, Any]: ...
 
-    def stream(self, container: str, since: Any = None, follow: bool = True,
-               idle_timeout: float = 5.0, previous: bool = False) -> Stream: ...
+    def stream(
+        self,
+        container: str,
+        since: Any = None,
+        follow: bool = True,
+        idle_timeout: float = 5.0,
+        previous: bool = False,
+    ) -> Stream: ...
 
 
 def container_state(pod: dict[str, Any], name: str) -> str:
     """'waiting', 'running', 'terminated', 'never' (the pod finished without running it), or
     'absent' (the pod has no such container)."""
     spec = pod.get("spec") or {}
-    if spec and all(c.get("name") != name for c in [*(spec.get("initContainers") or []),
-                                                     *(spec.get("containers") or [])]):
+    if spec and all(
+        c.get("name") != name
+        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    ):
         return "absent"
     status = pod.get("status") or {}
-    for item in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+    for item in [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]:
         if item.get("name") == name:
             state = item.get("state") or {}
             if "terminated" in state:
@@ -62,9 +73,18 @@ def container_state(pod: dict[str, Any], name: str) -> str:
 class Follower:
     """Journals one container's log; run() returns once the log is complete (or `stop` is set)."""
 
-    def __init__(self, container: str, api: PodApi, journal: Journal, position: LogPosition,
-                 stop: threading.Event, poll: float = 0.5, idle_timeout: float = 5.0,
-                 backoff_max: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        container: str,
+        api: PodApi,
+        journal: Journal,
+        position: LogPosition,
+        stop: threading.Event,
+        poll: float = 0.5,
+        idle_timeout: float = 5.0,
+        backoff_max: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.container = container
         self.api = api
         self.journal = journal
@@ -92,7 +112,9 @@ class Follower:
                 log.warning("reading %s's log: %s; retrying", self.container, err)
                 self.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
-            except Exception:  # a follower must never die silently: the shipper would wait for it forever
+            except (
+                Exception
+            ):  # a follower must never die silently: the shipper would wait for it forever
                 log.exception("unexpected error following %s; retrying", self.container)
                 self.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
@@ -109,7 +131,9 @@ class Follower:
             return
         final = state == "terminated"
         since = to_datetime(self.position.ns) if self.position.ns else None
-        stream = self.api.stream(self.container, since=since, follow=not final, idle_timeout=self.idle_timeout)
+        stream = self.api.stream(
+            self.container, since=since, follow=not final, idle_timeout=self.idle_timeout
+        )
         with stream:
             self._copy(stream)
         if self.stop.is_set():
@@ -130,14 +154,17 @@ class Follower:
             for line in lines:
                 cut = line.find(b" ")
                 try:
-                    if line[:19] == second and line[19:20] == b"." and line[cut - 1:cut] == b"Z":
-                        ns = base + int(line[20:cut - 1].ljust(9, b"0"))
+                    if line[:19] == second and line[19:20] == b"." and line[cut - 1 : cut] == b"Z":
+                        ns = base + int(line[20 : cut - 1].ljust(9, b"0"))
                     else:
                         ns = parse_ns(line[:cut])
                         second, base = line[:19], ns - ns % 1_000_000_000
-                    text = line[cut + 1:]
+                    text = line[cut + 1 :]
                 except (ValueError, IndexError):
-                    ns, text = position.ns, line  # no timestamp: keep the line, place it with the last one
+                    ns, text = (
+                        position.ns,
+                        line,
+                    )  # no timestamp: keep the line, place it with the last one
                 if catching_up:
                     if ns < skip_before:
                         continue
@@ -161,4 +188,3 @@ class Follower:
     def _finish(self) -> None:
         self.journal.append([end_record(self.container)])
         self.position.done = True
-

@@ -23,9 +23,14 @@ class Unreachable(KubejobsError):
 class Retrier:
     """Retries transient failures with exponential backoff until `budget` seconds have passed."""
 
-    def __init__(self, budget: float = 120.0, first_delay: float = 0.5, max_delay: float = 10.0,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        budget: float = 120.0,
+        first_delay: float = 0.5,
+        max_delay: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.budget = budget
         self.first_delay = first_delay
         self.max_delay = max_delay
@@ -43,8 +48,9 @@ class Retrier:
             except TRANSIENT as err:
                 waited = self.clock() - start
                 if waited + delay > self.budget:
-                    raise Unreachable(f"{what}: {err} (gave up after {attempt} attempts in "
-                                      f"{waited:.0f} s)") from None
+                    raise Unreachable(
+                        f"{what}: {err} (gave up after {attempt} attempts in {waited:.0f} s)"
+                    ) from None
                 log.warning("%s: %s; retrying in %.1f s", what, err, delay)
                 self.sleep(delay)
                 delay = min(delay * 2, self.max_delay)

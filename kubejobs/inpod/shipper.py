@@ -50,11 +50,20 @@ class ShipResult:
 
 
 class Shipper:
-    def __init__(self, api: PodApi, sink: LogSink, state_dir: Path, process_id: str, colony: str,
-                 first: Sequence[str], containers: Sequence[str], rank: str = "0",
-                 tagged: Callable[[], bool] = lambda: False,
-                 on_close: Callable[[], None] = lambda: None,
-                 options: ShipperOptions | None = None) -> None:
+    def __init__(
+        self,
+        api: PodApi,
+        sink: LogSink,
+        state_dir: Path,
+        process_id: str,
+        colony: str,
+        first: Sequence[str],
+        containers: Sequence[str],
+        rank: str = "0",
+        tagged: Callable[[], bool] = lambda: False,
+        on_close: Callable[[], None] = lambda: None,
+        options: ShipperOptions | None = None,
+    ) -> None:
         self.api = api
         self.sink = sink
         self.store = StateStore(state_dir / "shipper")
@@ -72,7 +81,9 @@ class Shipper:
     def terminate(self) -> None:
         """SIGTERM: finish within the grace period (kept as a deadline), then give up."""
         if self._deadline is None:
-            self._deadline = time.monotonic() + max(1.0, self.options.grace_seconds - self.options.grace_margin)
+            self._deadline = time.monotonic() + max(
+                1.0, self.options.grace_seconds - self.options.grace_margin
+            )
 
     def should_stop(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline
@@ -93,15 +104,33 @@ class Shipper:
                 cursor.tagged = delivery.retry(self.tagged, "read the process", self.should_stop)
                 self.store.save(cursor)
             start = _read_positions(journal, cursor)
-            followers = [Follower(c, self.api, journal, start.get(c, LogPosition()), self._stop,
-                                  poll=self.options.poll, idle_timeout=self.options.idle_timeout)
-                         for c in (*self.first, *self.containers)]
-            threads = [threading.Thread(target=self._follow_all, args=(followers,), name="followers",
-                                        daemon=True)]
+            followers = [
+                Follower(
+                    c,
+                    self.api,
+                    journal,
+                    start.get(c, LogPosition()),
+                    self._stop,
+                    poll=self.options.poll,
+                    idle_timeout=self.options.idle_timeout,
+                )
+                for c in (*self.first, *self.containers)
+            ]
+            threads = [
+                threading.Thread(
+                    target=self._follow_all, args=(followers,), name="followers", daemon=True
+                )
+            ]
             threads[0].start()
-            batcher = Batcher(journal, cursor.pos, cursor.positions, (*self.first, *self.containers),
-                              LineFormat(bool(cursor.tagged), self.rank),
-                              max_bytes=self.options.max_batch_bytes, linger=self.options.linger)
+            batcher = Batcher(
+                journal,
+                cursor.pos,
+                cursor.positions,
+                (*self.first, *self.containers),
+                LineFormat(bool(cursor.tagged), self.rank),
+                max_bytes=self.options.max_batch_bytes,
+                linger=self.options.linger,
+            )
             while (batch := batcher.next(self.should_stop)) is not None:
                 delivery.deliver(batch, self.should_stop)
                 journal.discard_before(cursor.pos)
@@ -124,15 +153,23 @@ class Shipper:
             for thread in threads:
                 thread.join(timeout=10)
             journal.close()
-        return ShipResult(complete, cursor.delivered_lines, cursor.dropped_lines, delivery.requests,
-                          time.monotonic() - started, {f.container: f.lines for f in followers})
+        return ShipResult(
+            complete,
+            cursor.delivered_lines,
+            cursor.dropped_lines,
+            delivery.requests,
+            time.monotonic() - started,
+            {f.container: f.lines for f in followers},
+        )
 
     def _follow_all(self, followers: list[Follower]) -> None:
         first = [f for f in followers if f.container in self.first]
         rest = [f for f in followers if f.container not in self.first]
         for follower in first:
             follower.run()
-        threads = [threading.Thread(target=f.run, name=f"follow-{f.container}", daemon=True) for f in rest]
+        threads = [
+            threading.Thread(target=f.run, name=f"follow-{f.container}", daemon=True) for f in rest
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

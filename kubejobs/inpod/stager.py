@@ -21,7 +21,9 @@ def stage_in(fs: FileSystem, transfer: Transfer) -> SyncReport:
         if not snapshot.snapshotid:
             raise CfsError(f"fs.snapshots entry for dir {snapshot.dir!r} has no snapshotid")
         target = local_dir(fs, snapshot.dir)
-        transfer.progress(f"snapshot {snapshot.snapshotid} ({snapshot.label or 'its label'}) -> {target}")
+        transfer.progress(
+            f"snapshot {snapshot.snapshotid} ({snapshot.label or 'its label'}) -> {target}"
+        )
         total.merge(transfer.download_snapshot(snapshot.snapshotid, target))
     for entry in fs.dirs:
         target = local_dir(fs, entry.dir)

@@ -81,8 +81,9 @@ def _safe_name(name: str) -> str:
 class Transfer:
     """File moves between one colony's CFS and local folders, with retries and progress lines."""
 
-    def __init__(self, cfs: CfsClient, store: S3Store, retry: Retrier,
-                 progress: Progress = lambda line: None) -> None:
+    def __init__(
+        self, cfs: CfsClient, store: S3Store, retry: Retrier, progress: Progress = lambda line: None
+    ) -> None:
         self.cfs = cfs
         self.store = store
         self.retry = retry
@@ -104,7 +105,9 @@ class Transfer:
             self.progress(f"label {root} holds no files (yet): nothing to download")
         for sub in labels:
             files = self.retry(lambda sub=sub: self.cfs.files(sub), f"list files of {sub}")  # type: ignore[misc]
-            folder = target / sub[len(root):].lstrip("/") if root != "/" else target / sub.lstrip("/")
+            folder = (
+                target / sub[len(root) :].lstrip("/") if root != "/" else target / sub.lstrip("/")
+            )
             for file in files:
                 self._download(file, folder, keeplocal, report)
         return report
@@ -115,16 +118,26 @@ class Transfer:
         report = SyncReport()
         make_dirs(target)
         for fileid in snapshot.fileids:
-            file = self.retry(lambda fileid=fileid: self.cfs.file_by_id(fileid),  # type: ignore[misc]
-                              f"get file {fileid}")
+            file = self.retry(
+                lambda fileid=fileid: self.cfs.file_by_id(fileid),  # type: ignore[misc]
+                f"get file {fileid}",
+            )
             if not is_under(file.label, snapshot.label):
-                raise CfsError(f"snapshot {snapshotid}: file {file.label}/{file.name} is outside "
-                               f"its label {snapshot.label}")
-            rel = file.label[len(snapshot.label):].lstrip("/") if snapshot.label != "/" else file.label.lstrip("/")
+                raise CfsError(
+                    f"snapshot {snapshotid}: file {file.label}/{file.name} is outside "
+                    f"its label {snapshot.label}"
+                )
+            rel = (
+                file.label[len(snapshot.label) :].lstrip("/")
+                if snapshot.label != "/"
+                else file.label.lstrip("/")
+            )
             self._download(file, target / rel, keeplocal=False, report=report)
         return report
 
-    def _download(self, file: RemoteFile, folder: Path, keeplocal: bool, report: SyncReport) -> None:
+    def _download(
+        self, file: RemoteFile, folder: Path, keeplocal: bool, report: SyncReport
+    ) -> None:
         dest = folder / _safe_name(file.name)
         shown = f"{file.label.rstrip('/')}/{file.name}"
         if dest.exists():
@@ -147,7 +160,9 @@ class Transfer:
             checksum = self.retry(fetch, f"download {shown}")
             size = part.stat().st_size
             if file.checksum and checksum != file.checksum:
-                raise CfsError(f"{shown}: SHA-256 {checksum} does not match the recorded {file.checksum}")
+                raise CfsError(
+                    f"{shown}: SHA-256 {checksum} does not match the recorded {file.checksum}"
+                )
             if size != file.size:
                 raise CfsError(f"{shown}: got {size} bytes, the server recorded {file.size}")
             os.chmod(part, FILE_MODE)
@@ -171,18 +186,29 @@ class Transfer:
             dirnames.sort()
             rel = Path(folder).relative_to(source).as_posix()
             sub = root if rel == "." else normalize_label(f"{root}/{rel}")
-            names = sorted(n for n in filenames if not n.endswith(PART_SUFFIX)
-                           and Path(folder, n).is_file() and not Path(folder, n).is_symlink())
+            names = sorted(
+                n
+                for n in filenames
+                if not n.endswith(PART_SUFFIX)
+                and Path(folder, n).is_file()
+                and not Path(folder, n).is_symlink()
+            )
             if not names:
                 continue
-            remote = {f.name: f for f in self.retry(lambda sub=sub: self.cfs.files(sub),  # type: ignore[misc]
-                                                    f"list files of {sub}")}
+            remote = {
+                f.name: f
+                for f in self.retry(
+                    lambda sub=sub: self.cfs.files(sub),  # type: ignore[misc]
+                    f"list files of {sub}",
+                )
+            }
             for name in names:
                 self._upload(Path(folder, name), sub, remote.get(name), keeplocal, report)
         return report
 
-    def _upload(self, path: Path, label: str, remote: RemoteFile | None, keeplocal: bool,
-                report: SyncReport) -> None:
+    def _upload(
+        self, path: Path, label: str, remote: RemoteFile | None, keeplocal: bool, report: SyncReport
+    ) -> None:
         shown = f"{label.rstrip('/')}/{path.name}"
         checksum = sha256_file(path)
         if remote is not None:
@@ -195,8 +221,10 @@ class Transfer:
                 return
         size = path.stat().st_size
         obj = self.retry(lambda: self.store.upload(path), f"upload {path}") if size else ""
-        self.retry(lambda: self.cfs.add_file(label, path.name, size, checksum, obj, self.store),
-                   f"record {shown}")
+        self.retry(
+            lambda: self.cfs.add_file(label, path.name, size, checksum, obj, self.store),
+            f"record {shown}",
+        )
         report.uploaded.append(shown)
         report.bytes += size
         self.progress(f"uploaded   {path} -> {shown} ({size} bytes)")

@@ -36,18 +36,36 @@ class InpodExecutor:
         out: list[str] = []
         since = 0
         while True:
-            logs = self.colonies.rpc({"msgtype": "getlogsmsg", "colonyname": self.colonies.colony_name,
-                                      "processid": process_id, "executorname": "", "count": 500,
-                                      "since": since}, self.prvkey)
+            logs = self.colonies.rpc(
+                {
+                    "msgtype": "getlogsmsg",
+                    "colonyname": self.colonies.colony_name,
+                    "processid": process_id,
+                    "executorname": "",
+                    "count": 500,
+                    "since": since,
+                },
+                self.prvkey,
+            )
             out.extend(entry["message"] for entry in logs)
             if len(logs) < 500:
                 return "".join(out)
             since = logs[-1]["timestamp"]
 
     def log_entries(self, process_id: str) -> int:
-        return len(self.colonies.rpc({"msgtype": "getlogsmsg", "colonyname": self.colonies.colony_name,
-                                      "processid": process_id, "executorname": "", "count": 500,
-                                      "since": 0}, self.prvkey))
+        return len(
+            self.colonies.rpc(
+                {
+                    "msgtype": "getlogsmsg",
+                    "colonyname": self.colonies.colony_name,
+                    "processid": process_id,
+                    "executorname": "",
+                    "count": 500,
+                    "since": 0,
+                },
+                self.prvkey,
+            )
+        )
 
 
 _executors: dict[int, InpodExecutor] = {}
@@ -61,27 +79,40 @@ def inpod_executor(colonies: Any) -> InpodExecutor:
     return _executors[id(colonies)]
 
 
-def pod_manifest(name: str, containers: list[str], run_forever: bool = True,
-                 init: list[str] | None = None) -> dict[str, Any]:
+def pod_manifest(
+    name: str, containers: list[str], run_forever: bool = True, init: list[str] | None = None
+) -> dict[str, Any]:
     annotations = {"kwok.test/run": "0s", "kwok.test/start": "0s"}
     if run_forever:
         annotations["kwok.test/run-forever"] = "true"
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": name, "annotations": annotations},
         "spec": {
             "restartPolicy": "Never",
-            "initContainers": [{"name": c, "image": "kubejobs:test", "command": ["true"]} for c in init or []],
-            "containers": [{"name": c, "image": "busybox:1.36", "command": ["true"],
-                            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}} for c in containers],
+            "initContainers": [
+                {"name": c, "image": "kubejobs:test", "command": ["true"]} for c in init or []
+            ],
+            "containers": [
+                {
+                    "name": c,
+                    "image": "busybox:1.36",
+                    "command": ["true"],
+                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+                }
+                for c in containers
+            ],
         },
     }
 
 
 def create_pod(ns: Any, manifest: dict[str, Any]) -> None:
     ns.kubectl("create", "-f", "-", input=json.dumps(manifest))
-    wait_for(lambda: pod_phase(ns, manifest["metadata"]["name"]) in ("Running", "Succeeded"),
-             f"pod {manifest['metadata']['name']} running")
+    wait_for(
+        lambda: pod_phase(ns, manifest["metadata"]["name"]) in ("Running", "Succeeded"),
+        f"pod {manifest['metadata']['name']} running",
+    )
 
 
 def pod_phase(ns: Any, name: str) -> str:
@@ -115,8 +146,13 @@ class InpodProgram:
 
     def start(self) -> InpodProgram:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
-        self.proc = subprocess.Popen([sys.executable, "-m", "kubejobs.inpod", self.command],
-                                     env=self.env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kubejobs.inpod", self.command],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         return self
 
     def wait(self, timeout: float = 600) -> int:
@@ -136,26 +172,61 @@ class InpodProgram:
         return self.log_path.read_text(errors="replace")
 
 
-def program_env(colonies: Any, executor: InpodExecutor, process_id: str, state_dir: Path,
-                extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COLONIES_", "KUBEJOBS_", "AWS_S3_"))}
-    env.update({
-        "COLONIES_SERVER_HOST": colonies.host, "COLONIES_SERVER_PORT": str(colonies.port),
-        "COLONIES_TLS": "false", "COLONIES_COLONY_NAME": colonies.colony_name,
-        "COLONIES_PROCESS_ID": process_id, "COLONIES_PRVKEY": executor.prvkey,
-        "KUBEJOBS_STATE_DIR": str(state_dir), "KUBEJOBS_NODE_RANK": "0", "KUBEJOBS_SIDECAR_MODE": "container",
-        "PYTHONPATH": str(ROOT),
-    })
+def program_env(
+    colonies: Any,
+    executor: InpodExecutor,
+    process_id: str,
+    state_dir: Path,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("COLONIES_", "KUBEJOBS_", "AWS_S3_"))
+    }
+    env.update(
+        {
+            "COLONIES_SERVER_HOST": colonies.host,
+            "COLONIES_SERVER_PORT": str(colonies.port),
+            "COLONIES_TLS": "false",
+            "COLONIES_COLONY_NAME": colonies.colony_name,
+            "COLONIES_PROCESS_ID": process_id,
+            "COLONIES_PRVKEY": executor.prvkey,
+            "KUBEJOBS_STATE_DIR": str(state_dir),
+            "KUBEJOBS_NODE_RANK": "0",
+            "KUBEJOBS_SIDECAR_MODE": "container",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     env.update(extra or {})
     return env
 
 
-def shipper(kube: Any, ns: Any, pod: str, containers: list[str], colonies: Any, executor: InpodExecutor,
-            process_id: str, tmp: Path, extra: dict[str, str] | None = None) -> InpodProgram:
-    env = program_env(colonies, executor, process_id, tmp / "state", {
-        "KUBEJOBS_POD_NAME": pod, "KUBEJOBS_POD_NAMESPACE": ns.name,
-        "KUBEJOBS_MAIN_CONTAINERS": ",".join(containers), "KUBECONFIG": str(kube.kubeconfig),
-        "KUBEJOBS_LINGER": "0.2", **(extra or {})})
+def shipper(
+    kube: Any,
+    ns: Any,
+    pod: str,
+    containers: list[str],
+    colonies: Any,
+    executor: InpodExecutor,
+    process_id: str,
+    tmp: Path,
+    extra: dict[str, str] | None = None,
+) -> InpodProgram:
+    env = program_env(
+        colonies,
+        executor,
+        process_id,
+        tmp / "state",
+        {
+            "KUBEJOBS_POD_NAME": pod,
+            "KUBEJOBS_POD_NAMESPACE": ns.name,
+            "KUBEJOBS_MAIN_CONTAINERS": ",".join(containers),
+            "KUBECONFIG": str(kube.kubeconfig),
+            "KUBEJOBS_LINGER": "0.2",
+            **(extra or {}),
+        },
+    )
     return InpodProgram("ship-logs", env, tmp / "shipper.log")
 
 

@@ -26,12 +26,16 @@ def lines_of(prefix: str, start: int, count: int) -> list[str]:
     return [f"{prefix} line {i:06d} {'x' * (i % 50)}" for i in range(start, start + count)]
 
 
-def test_100k_lines_shipped_in_order_none_lost(kube, kube_namespace, colonies, tmp_path: Path) -> None:
+def test_100k_lines_shipped_in_order_none_lost(
+    kube, kube_namespace, colonies, tmp_path: Path
+) -> None:
     executor = inpod_executor(colonies)
     pid = executor.running_process()
     log = cri_log(kube_namespace, "main", "big")
     create_pod(kube_namespace, pod_manifest("big", ["main"]))
-    program = shipper(kube, kube_namespace, "big", ["main"], colonies, executor, pid, tmp_path).start()
+    program = shipper(
+        kube, kube_namespace, "big", ["main"], colonies, executor, pid, tmp_path
+    ).start()
     expected: list[str] = []
     for part in range(4):
         chunk = lines_of("main", part * 25_000, 25_000)
@@ -44,21 +48,29 @@ def test_100k_lines_shipped_in_order_none_lost(kube, kube_namespace, colonies, t
     assert re.search(r"shipped 100000 lines in (\d+) requests", program.output())
 
 
-def test_shipper_killed_and_restarted_mid_stream(kube, kube_namespace, colonies, tmp_path: Path) -> None:
+def test_shipper_killed_and_restarted_mid_stream(
+    kube, kube_namespace, colonies, tmp_path: Path
+) -> None:
     executor = inpod_executor(colonies)
     pid = executor.running_process()
     log = cri_log(kube_namespace, "main", "killed")
     create_pod(kube_namespace, pod_manifest("killed", ["main"]))
     expected = lines_of("main", 0, 20_000)
     log.write(expected)
-    first = shipper(kube, kube_namespace, "killed", ["main"], colonies, executor, pid, tmp_path).start()
+    first = shipper(
+        kube, kube_namespace, "killed", ["main"], colonies, executor, pid, tmp_path
+    ).start()
     wait_for(lambda: executor.log_entries(pid) >= 2, "some batches delivered")
     first.kill()
     more = lines_of("main", 20_000, 20_000)
     log.write(more)
     expected += more
-    second = shipper(kube, kube_namespace, "killed", ["main"], colonies, executor, pid, tmp_path).start()
-    wait_for(lambda: len(executor.log_text(pid).splitlines()) >= 30_000, "the restarted shipper shipping")
+    second = shipper(
+        kube, kube_namespace, "killed", ["main"], colonies, executor, pid, tmp_path
+    ).start()
+    wait_for(
+        lambda: len(executor.log_text(pid).splitlines()) >= 30_000, "the restarted shipper shipping"
+    )
     third_part = lines_of("main", 40_000, 5_000)
     log.write(third_part)
     expected += third_part
@@ -67,12 +79,16 @@ def test_shipper_killed_and_restarted_mid_stream(kube, kube_namespace, colonies,
     assert executor.log_text(pid).splitlines() == expected
 
 
-def test_colonies_server_down_60s_mid_stream(kube, kube_namespace, colonies, tmp_path: Path) -> None:
+def test_colonies_server_down_60s_mid_stream(
+    kube, kube_namespace, colonies, tmp_path: Path
+) -> None:
     executor = inpod_executor(colonies)
     pid = executor.running_process()
     log = cri_log(kube_namespace, "main", "outage")
     create_pod(kube_namespace, pod_manifest("outage", ["main"]))
-    program = shipper(kube, kube_namespace, "outage", ["main"], colonies, executor, pid, tmp_path).start()
+    program = shipper(
+        kube, kube_namespace, "outage", ["main"], colonies, executor, pid, tmp_path
+    ).start()
     expected = lines_of("main", 0, 10_000)
     log.write(expected)
     wait_for(lambda: len(executor.log_text(pid).splitlines()) >= 10_000, "first lines delivered")
@@ -82,8 +98,10 @@ def test_colonies_server_down_60s_mid_stream(kube, kube_namespace, colonies, tmp
         log.write(during)  # written, followed and journaled while the server is away
         expected += during
         state = tmp_path / "state" / "shipper" / "journal"
-        wait_for(lambda: sum(p.stat().st_size for p in state.glob("*.journal")) > 30_000 * 20,
-                 "the shipper journaling during the outage")
+        wait_for(
+            lambda: sum(p.stat().st_size for p in state.glob("*.journal")) > 30_000 * 20,
+            "the shipper journaling during the outage",
+        )
         time.sleep(60)  # the outage the shipper must ride out (not an assertion)
     finally:
         colonies.start()
@@ -96,13 +114,17 @@ def test_colonies_server_down_60s_mid_stream(kube, kube_namespace, colonies, tmp
     assert "Colonies server unreachable" in program.output()
 
 
-def test_several_main_containers_tagged_and_in_order(kube, kube_namespace, colonies, tmp_path: Path) -> None:
+def test_several_main_containers_tagged_and_in_order(
+    kube, kube_namespace, colonies, tmp_path: Path
+) -> None:
     executor = inpod_executor(colonies)
     pid = executor.running_process()
     names = ["trainer", "worker-1", "worker-2"]
     logs = {n: cri_log(kube_namespace, n, "multi") for n in names}
     create_pod(kube_namespace, pod_manifest("multi", names))
-    program = shipper(kube, kube_namespace, "multi", names, colonies, executor, pid, tmp_path).start()
+    program = shipper(
+        kube, kube_namespace, "multi", names, colonies, executor, pid, tmp_path
+    ).start()
     expected: dict[str, list[str]] = {n: [] for n in names}
     for part in range(3):
         for n in names:
@@ -115,7 +137,7 @@ def test_several_main_containers_tagged_and_in_order(kube, kube_namespace, colon
     assert len(shipped) == 45_000
     for n in names:
         tag = f"[0/{n}] "
-        assert [line[len(tag):] for line in shipped if line.startswith(tag)] == expected[n]
+        assert [line[len(tag) :] for line in shipped if line.startswith(tag)] == expected[n]
 
 
 def test_log_rotation_while_following(kube, kube_namespace, colonies, tmp_path: Path) -> None:
@@ -123,15 +145,19 @@ def test_log_rotation_while_following(kube, kube_namespace, colonies, tmp_path: 
     pid = executor.running_process()
     log = cri_log(kube_namespace, "main", "rotating")
     create_pod(kube_namespace, pod_manifest("rotating", ["main"]))
-    program = shipper(kube, kube_namespace, "rotating", ["main"], colonies, executor, pid, tmp_path).start()
+    program = shipper(
+        kube, kube_namespace, "rotating", ["main"], colonies, executor, pid, tmp_path
+    ).start()
     expected: list[str] = []
     for part in range(3):
         chunk = lines_of("main", part * 5_000, 5_000)
         log.write(chunk)
         expected += chunk
         want = len(expected)
-        wait_for(lambda want=want: len(executor.log_text(pid).splitlines()) >= want,  # type: ignore[misc]
-                 "caught up")
+        wait_for(
+            lambda want=want: len(executor.log_text(pid).splitlines()) >= want,  # type: ignore[misc]
+            "caught up",
+        )
         log.rotate()
     tail = lines_of("main", 15_000, 1_000)
     log.write(tail)
@@ -146,7 +172,9 @@ def test_api_server_restart_mid_stream(kube, kube_namespace, colonies, tmp_path:
     pid = executor.running_process()
     log = cri_log(kube_namespace, "main", "apirestart")
     create_pod(kube_namespace, pod_manifest("apirestart", ["main"]))
-    program = shipper(kube, kube_namespace, "apirestart", ["main"], colonies, executor, pid, tmp_path).start()
+    program = shipper(
+        kube, kube_namespace, "apirestart", ["main"], colonies, executor, pid, tmp_path
+    ).start()
     expected = lines_of("main", 0, 5_000)
     log.write(expected)
     wait_for(lambda: len(executor.log_text(pid).splitlines()) >= 5_000, "first lines delivered")
@@ -159,30 +187,55 @@ def test_api_server_restart_mid_stream(kube, kube_namespace, colonies, tmp_path:
     assert executor.log_text(pid).splitlines() == expected
 
 
-def test_native_sidecar_waits_for_sigterm_after_shipping(kube, kube_namespace, colonies, tmp_path: Path) -> None:
+def test_native_sidecar_waits_for_sigterm_after_shipping(
+    kube, kube_namespace, colonies, tmp_path: Path
+) -> None:
     executor = inpod_executor(colonies)
-    pid = executor.running_process(nodes=2)  # several nodes: lines carry the rank even with one container
+    pid = executor.running_process(
+        nodes=2
+    )  # several nodes: lines carry the rank even with one container
     log = cri_log(kube_namespace, "main", "native")
     create_pod(kube_namespace, pod_manifest("native", ["main"]))
-    program = shipper(kube, kube_namespace, "native", ["main"], colonies, executor, pid, tmp_path,
-                      {"KUBEJOBS_SIDECAR_MODE": "native", "KUBEJOBS_NODE_RANK": "1"}).start()
+    program = shipper(
+        kube,
+        kube_namespace,
+        "native",
+        ["main"],
+        colonies,
+        executor,
+        pid,
+        tmp_path,
+        {"KUBEJOBS_SIDECAR_MODE": "native", "KUBEJOBS_NODE_RANK": "1"},
+    ).start()
     log.write(["one", "two"])
     complete_pod(kube_namespace, "native")
     wait_for(lambda: "shipped 2 lines" in program.output(), "everything shipped")
-    assert program.proc is not None and program.proc.poll() is None  # still there, as a native sidecar must be
+    assert (
+        program.proc is not None and program.proc.poll() is None
+    )  # still there, as a native sidecar must be
     program.proc.send_signal(signal.SIGTERM)
     assert program.wait() == 0, program.output()
     assert executor.log_text(pid).splitlines() == ["[1/main] one", "[1/main] two"]
 
 
-def test_gives_up_within_the_grace_period_when_colonies_is_away(kube, kube_namespace, colonies,
-                                                                 tmp_path: Path) -> None:
+def test_gives_up_within_the_grace_period_when_colonies_is_away(
+    kube, kube_namespace, colonies, tmp_path: Path
+) -> None:
     executor = inpod_executor(colonies)
     pid = executor.running_process()
     log = cri_log(kube_namespace, "main", "grace")
     create_pod(kube_namespace, pod_manifest("grace", ["main"]))
-    program = shipper(kube, kube_namespace, "grace", ["main"], colonies, executor, pid, tmp_path,
-                      {"KUBEJOBS_GRACE_SECONDS": "6"}).start()
+    program = shipper(
+        kube,
+        kube_namespace,
+        "grace",
+        ["main"],
+        colonies,
+        executor,
+        pid,
+        tmp_path,
+        {"KUBEJOBS_GRACE_SECONDS": "6"},
+    ).start()
     log.write(["before"])
     wait_for(lambda: executor.log_text(pid) == "before\n", "first line delivered")
     colonies.stop()

@@ -162,11 +162,26 @@ def test_a_container_that_never_ran_completes_its_log(tmp_path: Path) -> None:
 def test_follower_parses_every_timestamp_width(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     follower = Follower("main", FakePod(["main"]), journal, LogPosition(), threading.Event())
-    follower._copy([[b"2023-11-14T22:13:20.5Z a", b"2023-11-14T22:13:20.123Z b", b"2023-11-14T22:13:20Z c",
-                     b"2023-11-14T22:13:20.000000007Z d", b"2023-11-14T22:13:21.1Z e", b"no timestamp"]])
+    follower._copy(
+        [
+            [
+                b"2023-11-14T22:13:20.5Z a",
+                b"2023-11-14T22:13:20.123Z b",
+                b"2023-11-14T22:13:20Z c",
+                b"2023-11-14T22:13:20.000000007Z d",
+                b"2023-11-14T22:13:21.1Z e",
+                b"no timestamp",
+            ]
+        ]
+    )
     records, _ = journal.read((0, 0), 10**6)
     journal.close()
     base = 1_700_000_000 * 10**9
     assert [(parse_record(r).ns - base, parse_record(r).text) for r in records] == [
-        (500_000_000, b"a"), (123_000_000, b"b"), (0, b"c"), (7, b"d"), (1_100_000_000, b"e"),
-        (1_100_000_000, b"no timestamp")]
+        (500_000_000, b"a"),
+        (123_000_000, b"b"),
+        (0, b"c"),
+        (7, b"d"),
+        (1_100_000_000, b"e"),
+        (1_100_000_000, b"no timestamp"),
+    ]
