@@ -102,10 +102,10 @@ def stage_in_command(retry_seconds: float) -> None:
 @click.option(
     "--grace-seconds",
     type=float,
-    default=30.0,
-    show_default=True,
+    default=None,
     envvar="KUBEJOBS_GRACE_SECONDS",
-    help="The pod's termination grace period: after SIGTERM, give up before it ends.",
+    help="The pod's termination grace period: after SIGTERM, give up before it ends "
+    "[default: the pod's terminationGracePeriodSeconds, else 30].",
 )
 @click.option(
     "--retry-seconds",
@@ -119,7 +119,7 @@ def ship_logs_command(
     kubeconfig: str | None,
     max_batch_bytes: int,
     linger: float,
-    grace_seconds: float,
+    grace_seconds: float | None,
     retry_seconds: float,
 ) -> None:
     """Ship the pod's container output to the Colonies process log, then sync fs.dirs back."""
@@ -127,6 +127,8 @@ def ship_logs_command(
     env = PodEnv.from_environ(os.environ)
     client = _client(env)
     kube = PodLogs(env.namespace, env.pod_name, kubeconfig)
+    if grace_seconds is None:
+        grace_seconds = _pod_grace_seconds(kube)
 
     def tagged() -> bool:
         if len(env.main_containers) > 1:
@@ -178,6 +180,16 @@ def ship_logs_command(
     if not result.complete:
         # An exception, not click's Exit: with standalone_mode=False click returns Exit's code instead.
         raise ShippingIncomplete("not every log line was delivered (see the messages above)")
+
+
+def _pod_grace_seconds(kube: PodLogs) -> float:
+    """The pod's terminationGracePeriodSeconds (best effort: 30 when it cannot be read now)."""
+    try:
+        value = kube.pod().get("spec", {}).get("terminationGracePeriodSeconds")
+    except KubejobsError as err:
+        log.warning("could not read the pod's grace period (%s); assuming 30 s", err)
+        return 30.0
+    return float(value) if isinstance(value, int | float) else 30.0
 
 
 def close_fs(env: PodEnv, client: ColoniesClient, retry_seconds: float) -> None:
