@@ -89,17 +89,18 @@ def run_executor(colonies: ColoniesServer, kube: KubeCluster, namespace: str, n:
         with ThreadPoolExecutor(16) as pool:
             pids = list(pool.map(lambda i: colonies.submit(spec(etype, i))["processid"], range(n)))
         submitted = time.time()
-        done: dict[str, dict[str, Any]] = {}
-        while len(done) < n:
-            for pid in pids:
-                if pid not in done:
-                    process = colonies.get_process(pid)
-                    if process["state"] in (SUCCESS, FAILED):
-                        done[pid] = process
+        # Poll the executor's own counter, not the server: per-process lookups would
+        # compete with the executor for the (single-threaded) test server.
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+                metrics = reply.read().decode()
+            if metric_sum(metrics, "kubejobs_processes_total") >= n:
+                break
             time.sleep(0.5)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-            metrics = reply.read().decode()
         peak = rss_peak_kib(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        done = {pid: colonies.get_process(pid) for pid in pids}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

@@ -1,8 +1,9 @@
 """Assign workers: take a process when there is room, turn it into an applied Job.
 
-Each worker long-polls `assign` (so an idle executor makes one request per
-assign_timeout, not a busy loop), backs off while the server is down, and then
-validates, renders and applies. A process whose spec cannot run is failed at
+Each worker long-polls `assign`; while no work comes only the first worker
+polls (an idle executor makes one request per assign_timeout, not a busy
+loop). Workers back off while the server is down, then validate, render and
+apply. A process whose spec cannot run is failed at
 once with every problem; one the API server refuses is failed with the API's
 message. While the API server is unreachable the worker keeps retrying: the
 process stays RUNNING and, if the executor stops meanwhile, the next one
@@ -47,15 +48,32 @@ class Context:
     stop_all: threading.Event
 
 
+class Busy:
+    """Whether work is flowing: while idle only the first worker long-polls, not all of them."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.event.set()
+
+    def wait(self, index: int, stop: threading.Event) -> bool:
+        """False when `stop` was set while waiting."""
+        while index and not self.event.wait(0.5):
+            if stop.is_set():
+                return False
+        return not stop.is_set()
+
+
 class AssignWorker(threading.Thread):
-    def __init__(self, ctx: Context, index: int) -> None:
+    def __init__(self, ctx: Context, index: int, busy: Busy) -> None:
         super().__init__(name=f"assign-{index}", daemon=True)
         self.ctx = ctx
+        self.index = index
+        self.busy = busy
 
     def run(self) -> None:
         ctx = self.ctx
         backoff = Backoff()
-        while not ctx.stop_assign.is_set():
+        while self.busy.wait(self.index, ctx.stop_assign):
             room = ctx.admission.acquire(ctx.stop_assign)
             if room is None:
                 return
@@ -72,7 +90,9 @@ class AssignWorker(threading.Thread):
             backoff.reset()
             if process is None:
                 ctx.admission.cancel()
+                self.busy.event.clear()
                 continue
+            self.busy.event.set()
             ctx.metrics.assigned.inc()
             start_process(ctx, process, reserved=True)
 

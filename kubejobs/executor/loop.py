@@ -19,7 +19,7 @@ from kubejobs.adapters.colonies import RUNNING, ColoniesClient, ColoniesError
 from kubejobs.adapters.kube import KubeClient, KubeError, default_namespace
 from kubejobs.executor import cleanup, report
 from kubejobs.executor.admission import Admission
-from kubejobs.executor.assign import AssignWorker, Context, start_process
+from kubejobs.executor.assign import AssignWorker, Busy, Context, start_process
 from kubejobs.executor.health import HealthServer
 from kubejobs.executor.identity import Identity, Stopped, establish
 from kubejobs.executor.metrics import Metrics
@@ -146,7 +146,8 @@ class Executor:
             if self.stop_assign.is_set():
                 return
         recover_unapplied(ctx, self.identity.executor_id)
-        workers = [AssignWorker(ctx, i) for i in range(s.concurrency)]
+        busy = Busy()
+        workers = [AssignWorker(ctx, i, busy) for i in range(s.concurrency)]
         for worker in workers:
             worker.start()
         TakebackChecker(colonies, self.identity.executor_id, reconciler,
