@@ -6,12 +6,13 @@ settings errors.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import click
 
@@ -65,7 +66,29 @@ def _settings(config_file: str | None, **overrides: Any) -> RenderSettings:
     return load_settings(RenderSettings, config_file, os.environ, overrides)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Loads the executor and in-pod commands only when they are run: they need the
+    `executor` extra (kubernetes, pycolonies...), which `validate`, `render` and the
+    pre-commit hooks do without."""
+
+    lazy: ClassVar[dict[str, str]] = {
+        "executor": "kubejobs.executor.command:executor_command",
+        "stage-in": "kubejobs.inpod.command:stage_in_command",
+        "ship-logs": "kubejobs.inpod.command:ship_logs_command",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, name = self.lazy[cmd_name].split(":")
+            command: click.Command = getattr(importlib.import_module(module), name)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kubejobs")
 def cli() -> None:
     """Run ColonyOS function specs as Kubernetes batch Jobs."""
@@ -214,7 +237,10 @@ def _report(problems: list[Problem]) -> None:
 
 def main() -> None:
     try:
-        cli.main(standalone_mode=False, prog_name="kubejobs")
+        # Without standalone mode click returns (not raises) the code of an Exit.
+        code = cli.main(standalone_mode=False, prog_name="kubejobs")
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
     except click.Abort:
