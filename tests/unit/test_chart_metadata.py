@@ -1,0 +1,167 @@
+"""The Helm chart against the package: versions, settings and schema agree (no helm needed).
+
+The chart passes executor settings as a settings file whose keys are the
+ExecutorSettings field names, so a field added, renamed or re-defaulted in the
+package without the chart following fails here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from kubejobs import __version__
+from kubejobs.executor.settings import ExecutorSettings
+from kubejobs.settings import thaw
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "kubejobs"
+
+# Settings the chart derives from other values (they are not under `config`).
+DERIVED = {
+    "executor_prvkey": "never passed: the key is read from a file (executorKey)",
+    "executor_prvkey_file": "executorKey (mounted Secret)",
+    "executor_key_secret": "executorKey.secretName",
+    "colony_prvkey": "never passed: the key is read from a file (colonyKey)",
+    "colony_prvkey_file": "colonyKey (mounted Secret)",
+    "service_account": "logShipper.serviceAccount.name",
+    "templates_dir": "templates / templatesConfigMap",
+    "kubeconfig": "not settable: in a pod the executor uses its service account",
+}
+# `config` values whose empty default the chart fills in (so they differ from the field default).
+CHART_DEFAULTED = {"executor_name", "namespace", "kube_version", "inpod_image"}
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    import json
+
+    data: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    return data
+
+
+@pytest.fixture(scope="module")
+def values() -> dict[str, Any]:
+    data: dict[str, Any] = _yaml(CHART / "values.yaml")
+    return data
+
+
+def test_chart_version_and_app_version_follow_the_package() -> None:
+    chart = _yaml(CHART / "Chart.yaml")
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["version"] == __version__
+    assert chart["version"] == __version__, "charts/kubejobs/Chart.yaml version"
+    assert chart["appVersion"] == __version__, "charts/kubejobs/Chart.yaml appVersion"
+
+
+def test_config_values_are_exactly_the_settings_the_chart_does_not_derive(
+    schema: dict[str, Any], values: dict[str, Any]
+) -> None:
+    fields = {f.name for f in dataclasses.fields(ExecutorSettings)}
+    in_schema = set(schema["definitions"]["config"]["properties"])
+    assert set(DERIVED) <= fields, f"derived settings that no longer exist: {set(DERIVED) - fields}"
+    assert in_schema == fields - set(DERIVED), (
+        f"settings missing from the chart: {sorted(fields - set(DERIVED) - in_schema)}; "
+        f"chart values that are no setting: {sorted(in_schema - fields)}"
+    )
+    assert set(values["config"]) == in_schema
+
+
+def test_config_defaults_are_the_settings_defaults(values: dict[str, Any]) -> None:
+    defaults = ExecutorSettings()
+    differing = {
+        name: (value, thaw(getattr(defaults, name)))
+        for name, value in values["config"].items()
+        if name not in CHART_DEFAULTED and value != thaw(getattr(defaults, name))
+    }
+    assert not differing, f"values.yaml config defaults differ from ExecutorSettings: {differing}"
+    for name in CHART_DEFAULTED:
+        assert values["config"][name] == "", f"{name}: empty means the chart's default"
+
+
+def test_default_names_are_the_render_settings_defaults(values: dict[str, Any]) -> None:
+    defaults = ExecutorSettings()
+    assert values["logShipper"]["serviceAccount"]["name"] == defaults.service_account
+    assert values["executorKey"]["secretName"] == defaults.executor_key_secret
+    assert values["config"]["s3_secret"] == defaults.s3_secret
+    assert values["config"]["health_port"] == defaults.health_port
+
+
+def _object_schemas(node: Any, path: str) -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        if node.get("type") == "object" or "properties" in node or "patternProperties" in node:
+            found.append((path, node))
+        for key, child in node.items():
+            found += _object_schemas(child, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            found += _object_schemas(child, f"{path}/{i}")
+    return found
+
+
+def test_every_object_in_the_schema_refuses_unknown_keys(schema: dict[str, Any]) -> None:
+    open_objects = [
+        path
+        for path, node in _object_schemas(schema, "#")
+        # if/then branches only add constraints to objects defined (closed) elsewhere
+        if "/allOf/" not in path
+        and path != "#/properties/global"  # Helm's global values belong to a parent chart
+        and node.get("additionalProperties") is not False
+    ]
+    assert not open_objects
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "values.yaml",
+        *sorted(p.relative_to(CHART).as_posix() for p in (CHART / "examples").glob("*.yaml")),
+    ],
+)
+def test_values_files_validate_against_the_schema(name: str, schema: dict[str, Any]) -> None:
+    data = _yaml(CHART / name)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(data), key=str)
+    assert not errors, [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors]
+
+
+@pytest.mark.parametrize(
+    ("override", "where"),
+    [
+        ({"replicaCount": 2}, "replicaCount"),
+        ({"config": {"max_jobs": 0}}, "config/max_jobs"),
+        ({"config": {"capacity_mem": "1 GB"}}, "config/capacity_mem"),
+        ({"config": {"health_port": 0}}, "config/health_port"),
+        ({"executorKey": {"source": "value", "prvkey": "abc"}}, "executorKey/prvkey"),
+        ({"extraEnv": [{"name": "KUBEJOBS_MAX_JOBS", "value": "1"}]}, "extraEnv/0/name"),
+        ({"templates": {"sub/job.yaml.j2": "x"}}, "templates"),
+    ],
+)
+def test_schema_rejects_bad_values_at_their_path(
+    override: dict[str, Any], where: str, schema: dict[str, Any], values: dict[str, Any]
+) -> None:
+    merged = _merge(values, override)
+    errors = list(jsonschema.Draft7Validator(schema).iter_errors(merged))
+    assert errors
+    paths = {"/".join(map(str, e.absolute_path)) for e in errors}
+    assert where in paths, paths
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
