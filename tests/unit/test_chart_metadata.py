@@ -165,3 +165,22 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def _leaf_paths(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict) and node:
+        return [p for k, v in node.items() for p in _leaf_paths(v, f"{prefix}{k}.")]
+    return [prefix.rstrip(".")]
+
+
+def test_every_value_is_in_the_readme_values_reference(values: dict[str, Any]) -> None:
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    reference = readme[readme.index("## Values") :]
+
+    def documented(path: str) -> bool:
+        parts = path.split(".")
+        prefixes = [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
+        return any(f"`{p}`" in reference or f"`{p}.*`" in reference for p in prefixes)
+
+    missing = [p for p in _leaf_paths(values) if not documented(p)]
+    assert not missing, f"values missing from charts/kubejobs/README.md: {missing}"
