@@ -213,6 +213,11 @@ def test_ttl_after_finished_deletes_job(kube_namespace):
 def test_service_account_token_is_issued(kube_namespace):
     res = kube_namespace.kubectl("create", "token", "default")
     assert res.stdout.count(".") == 2
+    # the root CA the controller-manager publishes into every namespace
+    deadline = time.monotonic() + 30
+    while kube_namespace.kubectl("get", "configmap", "kube-root-ca.crt", check=False).returncode:
+        assert time.monotonic() < deadline, "kube-root-ca.crt not published"
+        time.sleep(0.2)
 
 
 def test_apiserver_restart(kube, kube_namespace):
