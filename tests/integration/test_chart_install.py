@@ -150,7 +150,10 @@ def test_install_in_a_restricted_namespace_upgrade_and_uninstall(
     def events() -> str:
         return kube.kubectl("-n", ns, "get", "events").stdout
 
-    pods = until(executor_pods, f"the executor pod (events: {events()})")
+    try:
+        pods = until(executor_pods, "the executor pod")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; events:\n{events()}") from None
     pod = pods[0]["spec"]
     assert pod["serviceAccountName"] == EXECUTOR_SA
     assert pod["securityContext"]["runAsNonRoot"] is True
