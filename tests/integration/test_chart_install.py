@@ -191,6 +191,30 @@ def test_install_in_a_restricted_namespace_upgrade_and_uninstall(
     assert left == ""
 
 
+@pytest.mark.parametrize(
+    "values",
+    ["default", "gpu-values.yaml", "existing-secret-values.yaml", "custom-templates-values.yaml",
+     "self-registration-values.yaml"],
+)  # fmt: skip
+def test_rendered_chart_passes_a_strict_server_side_dry_run(
+    values: str, helm: str, kube: Any, kube_namespace: Any
+) -> None:
+    """The API server's own validation (what kubeconform's schemas do not know), every example."""
+    args = [] if values == "default" else ["-f", str(CHART / "examples" / values)]
+    rendered = subprocess.run(
+        [helm, "template", RELEASE, str(CHART), "-n", kube_namespace.name,
+         f"--kube-version={kube.version}", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    result = kube_namespace.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-f", "-",
+        input=rendered.stdout, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "deployment.apps/kj-kubejobs created (server dry run)" in result.stdout
+
+
 # --- RBAC: what each account may do --------------------------------------------------
 
 
