@@ -36,3 +36,13 @@ def load_json(folder: str, filename: str) -> Any:
 @cache
 def load_yaml(folder: str, filename: str) -> Any:
     return yaml.safe_load(data_dir(folder).joinpath(filename).read_text(encoding="utf-8"))
+
+
+@cache
+def _yaml_as_json(folder: str, filename: str) -> str:
+    return json.dumps(load_yaml(folder, filename))
+
+
+def fresh_yaml(folder: str, filename: str) -> Any:
+    """A new, independent copy of a YAML data file (to be changed by the caller)."""
+    return json.loads(_yaml_as_json(folder, filename))

@@ -1,6 +1,6 @@
 """Specs validated, rendered and injected per second over examples/, in one process.
 
-Reproduce: .venv/bin/python benchmarks/render/bench_render.py [--seconds 5]
+Reproduce: .venv/bin/python benchmarks/render/bench_render.py [--seconds 3] [--repeat 3]
 Prints two figures: without and with the offline Kubernetes schema check (in-process
 jsonschema against kubernetes-validate's strict schemas; kubeconform is a separate
 process per call and is not what a long-running executor would use).
@@ -50,14 +50,22 @@ def run(specs: list[dict[str, Any]], seconds: float, check: bool) -> tuple[int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--repeat", type=int, default=3, help="report the best of this many runs")
     args = parser.parse_args()
     specs = load_specs()
     run(specs, 0.5, check=True)  # warm caches (schemas, templates) before measuring
-    print(f"{len(specs)} example specs, one process, {args.seconds:.0f} s per figure")
+    print(f"{len(specs)} example specs, one process, best of {args.repeat} x {args.seconds:.0f} s")
     for check in (False, True):
-        done, elapsed = run(specs, args.seconds, check)
-        label = "validate + render + inject + Kubernetes schema check" if check else "validate + render + inject"
+        # Best of N: on a shared VM, slower runs measure the neighbours, not the code.
+        done, elapsed = max(
+            (run(specs, args.seconds, check) for _ in range(args.repeat)), key=lambda r: r[0] / r[1]
+        )
+        label = (
+            "validate + render + inject + Kubernetes schema check"
+            if check
+            else "validate + render + inject"
+        )
         print(f"{label:55s} {done / elapsed:8.0f} specs/s  ({done} in {elapsed:.1f} s)")
 
 

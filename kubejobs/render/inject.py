@@ -8,7 +8,6 @@ already injected manifest replaces the earlier injection (idempotent).
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,7 @@ from kubejobs.render.context import COMPLETION_INDEX
 from kubejobs.render.identity import INJECTED_ANNOTATION, substitute
 from kubejobs.render.kube_version import has_native_sidecars
 from kubejobs.render.settings import RenderSettings
-from kubejobs.resources import load_yaml
+from kubejobs.resources import fresh_yaml
 from kubejobs.spec.model import FunctionSpec
 
 RESERVED_PREFIX = "kubejobs-"
@@ -137,7 +136,7 @@ def _data_mount(injection: Injection) -> dict[str, Any] | None:
 
 
 def _volumes(injection: Injection) -> list[dict[str, Any]]:
-    volumes: list[dict[str, Any]] = copy.deepcopy(load_yaml("sidecars", "volumes.yaml"))
+    volumes: list[dict[str, Any]] = fresh_yaml("sidecars", "volumes.yaml")
     if injection.spec.fs is not None:
         if injection.settings.pvc:
             volumes.append(
@@ -161,7 +160,7 @@ def _container(
     main_names: list[str],
     mount: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    definition_data: dict[str, Any] = copy.deepcopy(load_yaml("sidecars", definition))
+    definition_data: dict[str, Any] = fresh_yaml("sidecars", definition)
     assert definition_data["name"] == name, f"sidecars/{definition} must define {name}"
     container = {"name": name, "image": injection.settings.inpod_image, **definition_data}
     container["env"] = _env(injection, main_names)

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
-import yaml
 
 from kubejobs.errors import InvalidInput, Problem, TemplateError
 from kubejobs.render.context import build_context
@@ -19,15 +18,12 @@ from kubejobs.render.identity import (
 )
 from kubejobs.render.inject import Injection, inject
 from kubejobs.render.settings import RenderSettings
-from kubejobs.render.templating import environment, render_template
+from kubejobs.render.templating import environment, render_data
 from kubejobs.spec.model import FunctionSpec
 from kubejobs.spec.names import PROCESS_ID
 
 JOB_TEMPLATE = "job.yaml.j2"
 SERVICE_TEMPLATE = "service.yaml.j2"
-
-# libyaml's parser is several times faster; the pure-Python one is the fallback.
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -77,16 +73,7 @@ class Renderer:
         return manifests
 
     def _parse(self, name: str, context: dict[str, Any]) -> dict[str, Any]:
-        text = render_template(self._env, name, context)
-        try:
-            data = yaml.load(text, Loader=_Loader)
-        except yaml.MarkedYAMLError as err:
-            line = err.problem_mark.line if err.problem_mark else 0
-            rendered = text.splitlines()[line] if line < len(text.splitlines()) else ""
-            raise TemplateError(
-                f"{name}: rendered text is not YAML at rendered line {line + 1} "
-                f"({rendered.strip()!r}): {err.problem}"
-            ) from None
+        data = render_data(self._env, name, context)
         if not isinstance(data, dict):
             raise TemplateError(f"{name}: must produce one YAML mapping (a Kubernetes object)")
         return data

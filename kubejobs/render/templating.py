@@ -1,39 +1,46 @@
 """The Jinja environment: sandboxed, StrictUndefined, and every value through tojson.
 
-A template produces YAML text; values may enter it only as JSON (valid YAML that
-keeps its type and cannot inject keys), which `finalize` enforces: `{{ x }}`
-without `| tojson` is an error naming the template and line. Custom templates in
-a folder are layered over the built-ins, which stay reachable as `builtin/<name>`.
+A template produces the YAML *structure*; values enter only through `tojson`,
+which `finalize` enforces (`{{ x }}` without `| tojson` is an error naming the
+template and line). `tojson` converts the value to JSON data (a copy, JSON types
+only) and writes a tagged reference to it (`!kubejobs/value 3`) into the text;
+the safe YAML loader puts the JSON data itself in that place. So no value is ever
+parsed as YAML: `NO`, `0755`, `a: b`, newlines or YAML line breaks cannot change
+a value or add keys, and the YAML parser only reads the small skeleton (several
+times faster than parsing every value as YAML text).
+
+Custom templates in a folder are layered over the built-ins, which stay reachable
+as `builtin/<name>`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 import traceback
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from kubejobs.errors import TemplateError
 from kubejobs.resources import data_dir
 
 TEMPLATE_SUFFIX = ".yaml.j2"
+# libyaml's parser is several times faster; the pure-Python one is the fallback.
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-# YAML readers refuse some characters even inside quoted scalars, and fold its extra
-# line breaks (NEL, LS, PS) into spaces, so JSON text carries these as escapes
-# (with ensure_ascii=False, JSON leaves them raw).
-_YAML_UNSAFE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]"
-)
+VALUE_TAG = "!kubejobs/value"
+# The values `tojson` has taken during the current render, indexed by the tags.
+_VALUES: ContextVar[list[Any] | None] = ContextVar("kubejobs_template_values", default=None)
 
 
-class JsonText(str):
-    """Text produced by `tojson`: the only kind of value a template may output."""
+class ValueRef(str):
+    """Text produced by `tojson` (a tagged reference): the only output a template may make."""
 
 
 def _not_json(value: Any) -> Any:
@@ -42,13 +49,20 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} cannot be written as JSON")
 
 
-def to_json(value: Any) -> JsonText:
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=_not_json)
-    return JsonText(_YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+def to_json(value: Any) -> ValueRef:
+    values = _VALUES.get()
+    if values is None:
+        raise TemplateError("tojson is only available while kubejobs renders a template")
+    if isinstance(value, str | bool | int) or value is None:
+        values.append(value)  # immutable JSON scalars need no copy
+    else:
+        # The JSON round trip makes an independent copy holding JSON types only.
+        values.append(json.loads(json.dumps(value, allow_nan=False, default=_not_json)))
+    return ValueRef(f"{VALUE_TAG} {len(values) - 1}")
 
 
 def _finalize(value: Any) -> Any:
-    if isinstance(value, JsonText):
+    if isinstance(value, ValueRef):
         return value
     raise TemplateError(
         f"value {str(value)[:40]!r} is output without '| tojson'; "
@@ -83,8 +97,42 @@ def environment(templates_dir: str | None = None) -> jinja2.Environment:
     return env
 
 
+class _Loader(_BaseLoader):  # type: ignore[misc]
+    """The safe loader plus the value tag."""
+
+
+def _construct_value(loader: Any, node: yaml.Node) -> Any:
+    values = _VALUES.get()
+    index = loader.construct_scalar(node)
+    if values is None or not index.isdigit() or int(index) >= len(values):
+        raise TemplateError(f"{VALUE_TAG} {index!r} was not written by tojson")
+    return values[int(index)]
+
+
+_Loader.add_constructor(VALUE_TAG, _construct_value)
+
+
+def render_data(env: jinja2.Environment, name: str, context: dict[str, Any]) -> Any:
+    """Render one template and parse the result; TemplateError names file and line."""
+    token = _VALUES.set([])
+    try:
+        text = render_template(env, name, context)
+        try:
+            return yaml.load(text, Loader=_Loader)
+        except yaml.MarkedYAMLError as err:
+            line = err.problem_mark.line if err.problem_mark else 0
+            lines = text.splitlines()
+            rendered = lines[line] if line < len(lines) else ""
+            raise TemplateError(
+                f"{name}: rendered text is not YAML at rendered line {line + 1} "
+                f"({rendered.strip()!r}): {err.problem}"
+            ) from None
+    finally:
+        _VALUES.reset(token)
+
+
 def render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
-    """Render one template; any failure becomes a TemplateError naming file and line."""
+    """Render one template to text; any failure becomes a TemplateError naming file and line."""
     try:
         template = env.get_template(name)
         return template.render(context)

@@ -16,6 +16,7 @@ from kubejobs.spec.quantity import parse_quantity
 from kubejobs.spec.schema_errors import SPEC_SCHEMA, WORKFLOW_SCHEMA, json_path, schema_problems
 
 # Words that mean something only to a shell; cmd runs without one.
+_OPERATOR_CHARS = frozenset("|&;<>()")
 _SHELL_OPERATORS = frozenset({"|", "||", "&", "&&", ";", ";;", "<", ">", ">>", "<<", "(", ")"})
 
 
@@ -167,6 +168,10 @@ def _check_execute(kwargs: dict[str, Any], add: Any) -> None:
         except ValueError as err:
             add(["kwargs", "cmd"], f"cannot split into words: {err} (check the quotes)")
             return
+        if not words:
+            add(["kwargs", "cmd"], "must name a program")
+        if not _OPERATOR_CHARS.intersection(cmd):
+            return
         # Non-POSIX mode keeps quotes on words, so a quoted ';' is not taken for an operator.
         lexer = shlex.shlex(cmd, posix=False, punctuation_chars=True)
         lexer.whitespace_split = True
@@ -177,5 +182,3 @@ def _check_execute(kwargs: dict[str, Any], add: Any) -> None:
                 f"{operators[0]!r} is a shell operator, but cmd runs without a shell; "
                 'put shell code in init-cmd, or use cmd: ["sh", "-c", "..."]',
             )
-        if not words:
-            add(["kwargs", "cmd"], "must name a program")

@@ -95,6 +95,7 @@ def test_valid_spec_has_no_problems() -> None:
             "spec.json::$.kwargs.cmd: '|' is a shell operator, but cmd runs without a shell",
         ),
         ({"kwargs": {"cmd": "make && make install"}}, "'&&' is a shell operator"),
+        ({"kwargs": {"cmd": "   "}}, "spec.json::$.kwargs.cmd: must name a program"),
         (
             {"kwargs": {"cmd": 5}},
             "spec.json::$.kwargs.cmd: expected a string or a list of strings, got integer 5",

@@ -127,6 +127,22 @@ def test_tricky_strings_come_back_unchanged(value: str) -> None:
     assert main["command"] == ["prog", value]
 
 
-def test_tojson_escapes_what_yaml_readers_refuse() -> None:
-    assert to_json("\x85\u2028") == '"\\u0085\\u2028"'
-    assert to_json("\ufeff") == '"\ufeff"'
+def test_values_are_never_parsed_as_yaml(tmp_path: Path) -> None:
+    # A value is JSON data put in place by the loader: a YAML-looking string stays a string,
+    # and a mapping value stays a mapping even where YAML text would have been a scalar.
+    folder = custom(tmp_path, "apiVersion: batch/v1\nkind: Job\nmetadata: {name: {{ 'a: b' | tojson }}}\n"
+                    "spec: {template: {spec: {containers: [{name: x, args: {{ ['NO', '0755', 1.5] | tojson }}}]}}}\n")
+    job = job_of(render(spec_with(), templates_dir=folder))
+    assert job["metadata"]["name"] == "a: b"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["NO", "0755", 1.5]
+
+
+def test_a_forged_value_tag_is_refused(tmp_path: Path) -> None:
+    folder = custom(tmp_path, "apiVersion: batch/v1\nkind: Job\nmetadata: !kubejobs/value 99\n")
+    with pytest.raises(TemplateError, match="'99' was not written by tojson"):
+        render(spec_with(), templates_dir=folder)
+
+
+def test_tojson_outside_a_render_is_an_error() -> None:
+    with pytest.raises(TemplateError, match="only available while kubejobs renders"):
+        to_json("x")
