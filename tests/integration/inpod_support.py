@@ -137,7 +137,7 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 180.0) -> No
 
 @dataclass
 class InpodProgram:
-    """`python -m kubejobs.inpod <command>` with the injected environment."""
+    """`python -m kubejobs <command>` with the injected environment."""
 
     command: str
     env: dict[str, str]
@@ -147,7 +147,7 @@ class InpodProgram:
     def start(self) -> InpodProgram:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubejobs.inpod", self.command],
+            [sys.executable, "-m", "kubejobs", self.command],
             env=self.env,
             cwd=ROOT,
             stdout=self._log,
