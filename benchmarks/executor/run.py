@@ -41,10 +41,14 @@ RUN = "500ms"
 
 
 def spec(executor_type: str, index: int) -> dict[str, Any]:
-    return {"funcname": "execute", "kwargs": {"docker-image": "busybox:1.36",
-                                              "cmd": f"echo {index}"},
-            "conditions": {"executortype": executor_type, "cpu": "10m", "mem": "16Mi"},
-            "maxexectime": -1, "maxretries": -1, "maxwaittime": -1}
+    return {
+        "funcname": "execute",
+        "kwargs": {"docker-image": "busybox:1.36", "cmd": f"echo {index}"},
+        "conditions": {"executortype": executor_type, "cpu": "10m", "mem": "16Mi"},
+        "maxexectime": -1,
+        "maxretries": -1,
+        "maxwaittime": -1,
+    }
 
 
 def ts(text: str) -> float:
@@ -59,30 +63,49 @@ def rss_peak_kib(pid: int) -> int:
 
 
 def metric_sum(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
 
 
-def run_executor(colonies: ColoniesServer, kube: KubeCluster, namespace: str, n: int,
-                 workdir: Path) -> dict[str, float]:
+def run_executor(
+    colonies: ColoniesServer, kube: KubeCluster, namespace: str, n: int, workdir: Path
+) -> dict[str, float]:
     suffix = os.urandom(4).hex()
     etype = f"bench-{suffix}"
     name, prvkey = colonies.add_executor(f"bench-{suffix}", etype)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEJOBS_")}
-    env.update({
-        "KUBEJOBS_COLONIES_HOST": colonies.host, "KUBEJOBS_COLONIES_PORT": str(colonies.port),
-        "KUBEJOBS_COLONY_NAME": colonies.colony_name, "KUBEJOBS_EXECUTOR_NAME": name,
-        "KUBEJOBS_EXECUTOR_TYPE": etype, "KUBEJOBS_EXECUTOR_PRVKEY": prvkey,
-        "KUBEJOBS_NAMESPACE": namespace, "KUBEJOBS_KUBECONFIG": str(kube.kubeconfig),
-        "KUBEJOBS_MAX_JOBS": str(n), "KUBEJOBS_CONCURRENCY": "8", "KUBEJOBS_ASSIGN_TIMEOUT": "2",
-        "KUBEJOBS_HEALTH_PORT": str(port), "KUBEJOBS_HEALTH_HOST": "127.0.0.1",
-        "KUBEJOBS_LOG_LEVEL": "WARNING", "KUBEJOBS_TAKEBACK_CHECK_SECONDS": "10",
-        "KUBEJOBS_EXTRA_ANNOTATIONS": json.dumps({"kwok.test/run": RUN}),
-    })
+    env.update(
+        {
+            "KUBEJOBS_COLONIES_HOST": colonies.host,
+            "KUBEJOBS_COLONIES_PORT": str(colonies.port),
+            "KUBEJOBS_COLONY_NAME": colonies.colony_name,
+            "KUBEJOBS_EXECUTOR_NAME": name,
+            "KUBEJOBS_EXECUTOR_TYPE": etype,
+            "KUBEJOBS_EXECUTOR_PRVKEY": prvkey,
+            "KUBEJOBS_NAMESPACE": namespace,
+            "KUBEJOBS_KUBECONFIG": str(kube.kubeconfig),
+            "KUBEJOBS_MAX_JOBS": str(n),
+            "KUBEJOBS_CONCURRENCY": "8",
+            "KUBEJOBS_ASSIGN_TIMEOUT": "2",
+            "KUBEJOBS_HEALTH_PORT": str(port),
+            "KUBEJOBS_HEALTH_HOST": "127.0.0.1",
+            "KUBEJOBS_LOG_LEVEL": "WARNING",
+            "KUBEJOBS_TAKEBACK_CHECK_SECONDS": "10",
+            "KUBEJOBS_EXTRA_ANNOTATIONS": json.dumps({"kwok.test/run": RUN}),
+        }
+    )
     with (workdir / f"executor-{n}.log").open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "kubejobs.executor"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubejobs.executor"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     try:
         _wait_ready(port)
         start = time.time()
@@ -108,7 +131,9 @@ def run_executor(colonies: ColoniesServer, kube: KubeCluster, namespace: str, n:
     last_close = max(ts(p["endtime"]) for p in done.values())
     failed = sum(1 for p in done.values() if p["state"] == FAILED)
     return {
-        "n": n, "failed": failed, "submit_seconds": submitted - start,
+        "n": n,
+        "failed": failed,
+        "submit_seconds": submitted - start,
         "wall_seconds": last_close - start,
         "closed_per_second": n / (last_close - start),
         "median_submit_to_close": statistics.median(latencies),
@@ -134,14 +159,20 @@ def _wait_ready(port: int) -> None:
 def run_floor(kube: KubeCluster, namespace: str, n: int) -> float:
     """Apply N Jobs (8 threads), await them with one list+watch, delete them: seconds."""
     client = KubeClient(str(kube.kubeconfig))
-    renderer = Renderer(RenderSettings(namespace=namespace, executor_name="floor",
-                                       colony_name="floor",
-                                       extra_annotations={"kwok.test/run": RUN}))
+    renderer = Renderer(
+        RenderSettings(
+            namespace=namespace,
+            executor_name="floor",
+            colony_name="floor",
+            extra_annotations={"kwok.test/run": RUN},
+        )
+    )
     manifests = []
     for i in range(n):
         data = spec("floor", i)
-        manifests.append(renderer.render(validate_spec(data), default_process_id(
-            {**data, "i": i}))[0])
+        manifests.append(
+            renderer.render(validate_spec(data), default_process_id({**data, "i": i}))[0]
+        )
     start = time.time()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda m: client.apply(m, namespace), manifests))
@@ -152,8 +183,9 @@ def run_floor(kube: KubeCluster, namespace: str, n: int) -> float:
         if _finished(job):
             finished.add(job["metadata"]["name"])
     while finished < names:
-        for event in client.watch("Job", namespace, "app.kubernetes.io/managed-by=kubejobs",
-                                  version, 60):
+        for event in client.watch(
+            "Job", namespace, "app.kubernetes.io/managed-by=kubejobs", version, 60
+        ):
             obj = event["object"]
             version = obj["metadata"].get("resourceVersion", version)
             if event["type"] != "BOOKMARK" and _finished(obj):
@@ -166,8 +198,10 @@ def run_floor(kube: KubeCluster, namespace: str, n: int) -> float:
 
 
 def _finished(job: dict[str, Any]) -> bool:
-    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-               for c in (job.get("status") or {}).get("conditions") or [])
+    return any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        for c in (job.get("status") or {}).get("conditions") or []
+    )
 
 
 def main() -> None:
@@ -176,8 +210,10 @@ def main() -> None:
     args = parser.parse_args()
     sizes = args.n or [200, 1000]
     workdir = Path(tempfile.mkdtemp(prefix="kubejobs-bench-"))
-    nodes = tuple(FakeNode(f"bench-node-{i}", {"cpu": "256", "memory": "1Ti", "pods": "1100"})
-                  for i in range(2))
+    nodes = tuple(
+        FakeNode(f"bench-node-{i}", {"cpu": "256", "memory": "1Ti", "pods": "1100"})
+        for i in range(2)
+    )
     kube = KubeCluster(workdir / "kube", nodes=nodes).start()
     colonies = ColoniesServer(workdir / "colonies").start()
     try:
@@ -190,8 +226,12 @@ def main() -> None:
             floor = run_floor(kube, floor_ns, n)
             result["floor_seconds"] = floor
             result["ratio_to_floor"] = result["wall_seconds"] / floor
-            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                              for k, v in result.items()}), flush=True)
+            print(
+                json.dumps(
+                    {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
+                ),
+                flush=True,
+            )
     finally:
         colonies.stop()
         kube.stop()

@@ -79,8 +79,7 @@ class KubeClient:
             )
         else:
             try:
-                config.load_incluster_config(
-                    client_configuration=cfg)
+                config.load_incluster_config(client_configuration=cfg)
             except config.ConfigException:
                 config.load_kube_config(
                     context=context or None, client_configuration=cfg, persist_config=False

@@ -60,8 +60,7 @@ def _is_zero(value: Any) -> bool:
     return (
         value is None
         or value == ""
-        or (value == 0
-        and not isinstance(value, bool))
+        or (value == 0 and not isinstance(value, bool))
         or value in ([], {})
     )
 
@@ -95,8 +94,13 @@ def rejection(err: InvalidInput | TemplateError) -> list[str]:
     return [f"template error: {err}"]
 
 
-def apply(kube: KubeClient, prepared: Prepared, namespace: str, stop: threading.Event,
-          gone_wait: float = 120.0) -> None:
+def apply(
+    kube: KubeClient,
+    prepared: Prepared,
+    namespace: str,
+    stop: threading.Event,
+    gone_wait: float = 120.0,
+) -> None:
     """Server-side apply every manifest; idempotent, so a retry or a restart never duplicates.
 
     A process the server took back and assigned again has the same Job name; if
@@ -109,8 +113,10 @@ def apply(kube: KubeClient, prepared: Prepared, namespace: str, stop: threading.
         deadline = time.monotonic() + gone_wait
         while kube.get(manifest["kind"], namespace, manifest["metadata"]["name"]) is not None:
             if time.monotonic() > deadline:
-                raise KubeUnavailable(f"{manifest['kind']} {manifest['metadata']['name']} "
-                                      "of an earlier attempt is still being deleted")
+                raise KubeUnavailable(
+                    f"{manifest['kind']} {manifest['metadata']['name']} "
+                    "of an earlier attempt is still being deleted"
+                )
             if stop.wait(0.5):
                 return
         kube.apply(manifest, namespace)

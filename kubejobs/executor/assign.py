@@ -78,8 +78,9 @@ class AssignWorker(threading.Thread):
             if room is None:
                 return
             try:
-                process = ctx.colonies.assign(ctx.settings.colony_name, ctx.settings.assign_timeout,
-                                              room.cpu, room.mem)
+                process = ctx.colonies.assign(
+                    ctx.settings.colony_name, ctx.settings.assign_timeout, room.cpu, room.mem
+                )
             except ColoniesError as err:
                 ctx.admission.cancel()
                 ctx.metrics.api_errors.labels(api="colonies").inc()

@@ -14,8 +14,14 @@ from kubejobs.executor.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
-def delete_job(kube: KubeClient, namespace: str, metrics: Metrics, process_id: str,
-               job_name: str, indexed: bool) -> tuple[Any, ...]:
+def delete_job(
+    kube: KubeClient,
+    namespace: str,
+    metrics: Metrics,
+    process_id: str,
+    job_name: str,
+    indexed: bool,
+) -> tuple[Any, ...]:
     """('deleted', pid) or ('retry', pid)."""
     try:
         if indexed:

@@ -12,14 +12,22 @@ from kubejobs.executor.metrics import Metrics
 
 
 class HealthServer:
-    def __init__(self, host: str, port: int, metrics: Metrics, alive: Callable[[], bool],
-                 ready: Callable[[], bool], before_scrape: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        alive: Callable[[], bool],
+        ready: Callable[[], bool],
+        before_scrape: Callable[[], None] = lambda: None,
+    ) -> None:
         handler = _handler(metrics, alive, ready, before_scrape)
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="health",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="health", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -29,8 +37,12 @@ class HealthServer:
         self.server.server_close()
 
 
-def _handler(metrics: Metrics, alive: Callable[[], bool], ready: Callable[[], bool],
-             before_scrape: Callable[[], None]) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    metrics: Metrics,
+    alive: Callable[[], bool],
+    ready: Callable[[], bool],
+    before_scrape: Callable[[], None],
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/healthz":

@@ -45,8 +45,13 @@ class Stopped(KubejobsError):
     """Startup was interrupted by a stop request."""
 
 
-def establish(settings: ExecutorSettings, kube: KubeClient, namespace: str,
-              client_for: Callable[[str], ColoniesClient], stop: threading.Event) -> Identity:
+def establish(
+    settings: ExecutorSettings,
+    kube: KubeClient,
+    namespace: str,
+    client_for: Callable[[str], ColoniesClient],
+    stop: threading.Event,
+) -> Identity:
     """The executor's identity, registered with the colony when a colony key is given."""
     prvkey = settings.executor_key()
     colony_key = settings.colony_key()
@@ -54,13 +59,16 @@ def establish(settings: ExecutorSettings, kube: KubeClient, namespace: str,
         prvkey = _stored_or_new_key(kube, namespace, settings.executor_key_secret, stop)
     identity = Identity(key_id(prvkey), prvkey)
     if colony_key:
-        _retrying(lambda: _register(settings, client_for(colony_key), client_for(prvkey),
-                                    identity.executor_id), stop)
+        _retrying(
+            lambda: _register(
+                settings, client_for(colony_key), client_for(prvkey), identity.executor_id
+            ),
+            stop,
+        )
     return identity
 
 
-def _stored_or_new_key(kube: KubeClient, namespace: str, secret: str,
-                       stop: threading.Event) -> str:
+def _stored_or_new_key(kube: KubeClient, namespace: str, secret: str, stop: threading.Event) -> str:
     def read_or_create() -> str:
         found = kube.get("Secret", namespace, secret)
         if found is not None:
@@ -69,19 +77,28 @@ def _stored_or_new_key(kube: KubeClient, namespace: str, secret: str,
                 raise SettingsError(f"Secret {namespace}/{secret} has no key 'prvkey'")
             return base64.b64decode(data).decode("ascii").strip()
         key = generate_prvkey()
-        kube.create({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                     "metadata": {"name": secret, "labels": {MANAGED_BY: MANAGER}},
-                     "stringData": {"prvkey": key}}, namespace)
+        kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {"name": secret, "labels": {MANAGED_BY: MANAGER}},
+                "stringData": {"prvkey": key},
+            },
+            namespace,
+        )
         log.info("generated an executor key and stored it in Secret %s/%s", namespace, secret)
         return key
 
     return _retrying(read_or_create, stop)
 
 
-def _register(settings: ExecutorSettings, colony: ColoniesClient, executor: ColoniesClient,
-              executor_id: str) -> None:
-    doc = executor_document(settings.colony_name, settings.executor_name,
-                            settings.executor_type, executor_id)
+def _register(
+    settings: ExecutorSettings, colony: ColoniesClient, executor: ColoniesClient, executor_id: str
+) -> None:
+    doc = executor_document(
+        settings.colony_name, settings.executor_name, settings.executor_type, executor_id
+    )
     try:
         colony.add_executor(doc)
         log.info("added executor %s to colony %s", settings.executor_name, settings.colony_name)

@@ -37,8 +37,14 @@ STALL_SECONDS = 60.0
 
 
 class ServerActions(Actions):
-    def __init__(self, colonies: ColoniesClient, kube: KubeClient, namespace: str,
-                 executor_id: str, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        colonies: ColoniesClient,
+        kube: KubeClient,
+        namespace: str,
+        executor_id: str,
+        metrics: Metrics,
+    ) -> None:
         self.colonies = colonies
         self.kube = kube
         self.namespace = namespace
@@ -53,22 +59,33 @@ class ServerActions(Actions):
     def _why_no_pods(self, process_id: str) -> list[str]:
         """The Job controller's FailedCreate events (quota, admission, missing service account)."""
         try:
-            events, _ = self.kube.list("Event", self.namespace, field_selector=(
-                f"involvedObject.kind=Job,involvedObject.name={job_name(process_id)}"))
+            events, _ = self.kube.list(
+                "Event",
+                self.namespace,
+                field_selector=(
+                    f"involvedObject.kind=Job,involvedObject.name={job_name(process_id)}"
+                ),
+            )
         except KubeError:
             return []
-        found = [f"{e.get('reason')}: {e.get('message')}" for e in events
-                 if e.get("type") == "Warning"]
+        found = [
+            f"{e.get('reason')}: {e.get('message')}" for e in events if e.get("type") == "Warning"
+        ]
         return list(dict.fromkeys(found))[-3:]
 
     def delete(self, process_id: str, job_name: str, indexed: bool) -> tuple[object, ...]:
-        return cleanup.delete_job(self.kube, self.namespace, self.metrics, process_id, job_name,
-                                  indexed)
+        return cleanup.delete_job(
+            self.kube, self.namespace, self.metrics, process_id, job_name, indexed
+        )
 
 
 class Executor:
-    def __init__(self, settings: ExecutorSettings, kube: KubeClient | None = None,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: ExecutorSettings,
+        kube: KubeClient | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         settings.required()
         self.settings = settings
         self.namespace = settings.namespace or default_namespace()
@@ -82,8 +99,13 @@ class Executor:
 
     def _client(self, prvkey: str) -> ColoniesClient:
         s = self.settings
-        return ColoniesClient(s.colonies_host, s.colonies_port, prvkey, s.colonies_tls,
-                              timeout=float(s.colonies_timeout))
+        return ColoniesClient(
+            s.colonies_host,
+            s.colonies_port,
+            prvkey,
+            s.colonies_tls,
+            timeout=float(s.colonies_timeout),
+        )
 
     def stop(self) -> None:
         """Stop taking work (safe from a signal handler); run() then returns."""
@@ -105,8 +127,9 @@ class Executor:
         """Serve until stop(); returns after the workers have finished what they hold."""
         s = self.settings
         if s.health_port:
-            self.health = HealthServer(s.health_host, s.health_port, self.metrics, self.alive,
-                                       self.ready, self._scrape)
+            self.health = HealthServer(
+                s.health_host, s.health_port, self.metrics, self.alive, self.ready, self._scrape
+            )
             self.health.start()
         try:
             self._run()
@@ -121,27 +144,56 @@ class Executor:
         s = self.settings
         self.identity = establish(s, self.kube, self.namespace, self._client, self.stop_assign)
         colonies = self._client(self.identity.prvkey)
-        log.info("executor %s (%s) in colony %s, namespace %s", s.executor_name,
-                 self.identity.executor_id, s.colony_name, self.namespace)
+        log.info(
+            "executor %s (%s) in colony %s, namespace %s",
+            s.executor_name,
+            self.identity.executor_id,
+            s.colony_name,
+            self.namespace,
+        )
         admission = Admission(s.max_jobs, s.cpu_limit, s.mem_limit)
-        actions = ServerActions(colonies, self.kube, self.namespace, self.identity.executor_id,
-                                self.metrics)
-        reconciler = Reconciler(s.executor_name, admission, actions, self.metrics,
-                                Timeouts(s.unschedulable_timeout, s.start_timeout),
-                                s.keep_failed_seconds, workers=max(4, s.concurrency))
+        actions = ServerActions(
+            colonies, self.kube, self.namespace, self.identity.executor_id, self.metrics
+        )
+        reconciler = Reconciler(
+            s.executor_name,
+            admission,
+            actions,
+            self.metrics,
+            Timeouts(s.unschedulable_timeout, s.start_timeout),
+            s.keep_failed_seconds,
+            workers=max(4, s.concurrency),
+        )
         self.reconciler = reconciler
         render_settings = s if s.namespace else _with_namespace(s, self.namespace)
-        ctx = Context(render_settings, self.namespace, colonies, self.kube,
-                      Renderer(render_settings), admission, reconciler, self.metrics,
-                      self.stop_assign, self.stop_all)
-        loop = threading.Thread(target=reconciler.run, args=(self.stop_all,), name="reconcile",
-                                daemon=True)
+        ctx = Context(
+            render_settings,
+            self.namespace,
+            colonies,
+            self.kube,
+            Renderer(render_settings),
+            admission,
+            reconciler,
+            self.metrics,
+            self.stop_assign,
+            self.stop_all,
+        )
+        loop = threading.Thread(
+            target=reconciler.run, args=(self.stop_all,), name="reconcile", daemon=True
+        )
         loop.start()
         on_error = self.metrics.api_errors.labels
         for kind in ("Pod", "Job"):
-            Watcher(self.kube, kind, self.namespace, SELECTOR, reconciler.watch_sink,
-                    self.stop_all, s.watch_timeout,
-                    on_error=lambda api: on_error(api=api).inc()).start()
+            Watcher(
+                self.kube,
+                kind,
+                self.namespace,
+                SELECTOR,
+                reconciler.watch_sink,
+                self.stop_all,
+                s.watch_timeout,
+                on_error=lambda api: on_error(api=api).inc(),
+            ).start()
         while not reconciler.ready.wait(0.5):
             if self.stop_assign.is_set():
                 return
@@ -150,8 +202,9 @@ class Executor:
         workers = [AssignWorker(ctx, i, busy) for i in range(s.concurrency)]
         for worker in workers:
             worker.start()
-        TakebackChecker(colonies, self.identity.executor_id, reconciler,
-                        s.takeback_check_seconds, self.stop_all).start()
+        TakebackChecker(
+            colonies, self.identity.executor_id, reconciler, s.takeback_check_seconds, self.stop_all
+        ).start()
         self.stop_assign.wait()
         log.info("stopping: no new work; Jobs in flight are left running")
         deadline = time.time() + s.assign_timeout + s.colonies_timeout

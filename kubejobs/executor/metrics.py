@@ -9,22 +9,37 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.processes = Counter(
-            "kubejobs_processes", "Processes finished, by outcome (succeeded, failed, deadline, "
+            "kubejobs_processes",
+            "Processes finished, by outcome (succeeded, failed, deadline, "
             "cannot_start, unschedulable, no_pods, deleted, rejected, taken_back)",
-            ["outcome"], registry=self.registry)
+            ["outcome"],
+            registry=self.registry,
+        )
         self.jobs_in_flight = Gauge(
-            "kubejobs_jobs_in_flight", "Processes whose Jobs count against capacity",
-            registry=self.registry)
+            "kubejobs_jobs_in_flight",
+            "Processes whose Jobs count against capacity",
+            registry=self.registry,
+        )
         self.assign_to_apply = Histogram(
-            "kubejobs_assign_to_apply_seconds", "From an assigned process to its applied Job",
+            "kubejobs_assign_to_apply_seconds",
+            "From an assigned process to its applied Job",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=self.registry)
+            registry=self.registry,
+        )
         self.api_errors = Counter(
-            "kubejobs_api_errors", "Failed requests to the Colonies server or the Kubernetes API",
-            ["api"], registry=self.registry)
+            "kubejobs_api_errors",
+            "Failed requests to the Colonies server or the Kubernetes API",
+            ["api"],
+            registry=self.registry,
+        )
         self.kube_requests = Gauge(
-            "kubejobs_kube_requests", "Kubernetes API requests made, by verb", ["verb"],
-            registry=self.registry)
+            "kubejobs_kube_requests",
+            "Kubernetes API requests made, by verb",
+            ["verb"],
+            registry=self.registry,
+        )
         self.assigned = Counter(
-            "kubejobs_processes_assigned", "Processes assigned to this executor",
-            registry=self.registry)
+            "kubejobs_processes_assigned",
+            "Processes assigned to this executor",
+            registry=self.registry,
+        )

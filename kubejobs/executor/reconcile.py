@@ -40,7 +40,12 @@ from kubejobs.render.identity import (
 log = logging.getLogger(__name__)
 
 APPLYING, RUNNING, REPORTING, FINISHED, DELETING = (
-    "applying", "running", "reporting", "finished", "deleting")
+    "applying",
+    "running",
+    "reporting",
+    "finished",
+    "deleting",
+)
 RETRY_SECONDS = 2.0
 
 
@@ -71,9 +76,17 @@ class Actions:
 
 
 class Reconciler:
-    def __init__(self, executor_name: str, admission: Admission, actions: Actions,
-                 metrics: Metrics, timeouts: Timeouts, keep_failed_seconds: int,
-                 workers: int = 4, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        executor_name: str,
+        admission: Admission,
+        actions: Actions,
+        metrics: Metrics,
+        timeouts: Timeouts,
+        keep_failed_seconds: int,
+        workers: int = 4,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.executor_name = executor_name
         self.admission = admission
         self.actions = actions
@@ -215,8 +228,10 @@ class Reconciler:
 
     def _ours(self, obj: dict[str, Any]) -> bool:
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
-        return bool(annotations.get(EXECUTOR_ANNOTATION) == self.executor_name
-                    and annotations.get(PROCESS_ANNOTATION))
+        return bool(
+            annotations.get(EXECUTOR_ANNOTATION) == self.executor_name
+            and annotations.get(PROCESS_ANNOTATION)
+        )
 
     def _on_job(self, event: str, job: dict[str, Any]) -> None:
         if not self._ours(job):
@@ -233,9 +248,14 @@ class Reconciler:
             if flight.phase in (FINISHED, DELETING):
                 self._forget(pid)
             elif flight.phase == RUNNING:
-                flight.outcome = Outcome(False, "deleted", errors=[
-                    f"Job {name} was deleted before it finished (by someone other than "
-                    "this executor)"])
+                flight.outcome = Outcome(
+                    False,
+                    "deleted",
+                    errors=[
+                        f"Job {name} was deleted before it finished (by someone other than "
+                        "this executor)"
+                    ],
+                )
                 flight.phase = REPORTING
                 self.admission.release(pid)
                 self._submit_report(flight)
@@ -360,8 +380,9 @@ class Reconciler:
             return
         flight.busy = True
         flight.phase = DELETING
-        self._pool.submit(self._effect, self.actions.delete, flight.process_id, flight.job_name,
-                          flight.indexed)
+        self._pool.submit(
+            self._effect, self.actions.delete, flight.process_id, flight.job_name, flight.indexed
+        )
 
     def _effect(self, action: Callable[..., tuple[Any, ...]], pid: str, *args: Any) -> None:
         try:

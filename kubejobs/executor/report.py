@@ -26,12 +26,14 @@ def still_ours(colonies: ColoniesClient, process_id: str, executor_id: str) -> b
         return None
     except ColoniesError:
         return False  # removed, or no longer visible to us
-    return bool(process.get("state") == RUNNING
-                and process.get("assignedexecutorid") == executor_id)
+    return bool(
+        process.get("state") == RUNNING and process.get("assignedexecutorid") == executor_id
+    )
 
 
-def report(colonies: ColoniesClient, executor_id: str, metrics: Metrics, process_id: str,
-           outcome: Outcome) -> tuple[Any, ...]:
+def report(
+    colonies: ColoniesClient, executor_id: str, metrics: Metrics, process_id: str, outcome: Outcome
+) -> tuple[Any, ...]:
     """('reported', pid, accepted) or ('retry', pid)."""
     try:
         if outcome.success:
@@ -50,6 +52,9 @@ def report(colonies: ColoniesClient, executor_id: str, metrics: Metrics, process
             return ("retry", process_id)
         log.info("process %s is no longer running on this executor (%s)", process_id, err)
         return ("reported", process_id, False)
-    log.info("process %s %s", process_id, "closed" if outcome.success else "failed: "
-             + "; ".join(outcome.errors)[:500])
+    log.info(
+        "process %s %s",
+        process_id,
+        "closed" if outcome.success else "failed: " + "; ".join(outcome.errors)[:500],
+    )
     return ("reported", process_id, True)

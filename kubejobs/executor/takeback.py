@@ -19,8 +19,14 @@ log = logging.getLogger(__name__)
 
 
 class TakebackChecker(threading.Thread):
-    def __init__(self, colonies: ColoniesClient, executor_id: str, reconciler: Reconciler,
-                 interval: float, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        colonies: ColoniesClient,
+        executor_id: str,
+        reconciler: Reconciler,
+        interval: float,
+        stop: threading.Event,
+    ) -> None:
         super().__init__(name="takeback", daemon=True)
         self.colonies = colonies
         self.executor_id = executor_id
@@ -37,5 +43,6 @@ class TakebackChecker(threading.Thread):
             if self.stop.is_set():
                 return
             if still_ours(self.colonies, pid, self.executor_id) is False:
-                self.reconciler.post("takenback", pid,
-                                     "the server no longer has it RUNNING on this executor")
+                self.reconciler.post(
+                    "takenback", pid, "the server no longer has it RUNNING on this executor"
+                )

@@ -35,9 +35,14 @@ WAIT = 120.0
 def spec(executor_type: str, **extra: Any) -> dict[str, Any]:
     conditions = {"executortype": executor_type, "cpu": "100m", "mem": "64Mi"}
     conditions.update(extra.pop("conditions", {}))
-    doc = {"funcname": "execute",
-           "kwargs": {"docker-image": "busybox:1.36", "cmd": "echo hello"},
-           "conditions": conditions, "maxexectime": -1, "maxretries": -1, "maxwaittime": -1}
+    doc = {
+        "funcname": "execute",
+        "kwargs": {"docker-image": "busybox:1.36", "cmd": "echo hello"},
+        "conditions": conditions,
+        "maxexectime": -1,
+        "maxretries": -1,
+        "maxwaittime": -1,
+    }
     doc.update(extra)
     return doc
 
@@ -69,9 +74,13 @@ class ExecutorRun:
     def start(self) -> ExecutorRun:
         self.env["KUBEJOBS_HEALTH_PORT"] = str(free_port())
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "kubejobs.executor"],
-                                         env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=ROOT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kubejobs.executor"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
         until(self.ready, "executor /readyz", 60)
         return self
 
@@ -123,33 +132,50 @@ class ExecutorRun:
 
 
 @pytest.fixture
-def executor(colonies: Any, kube: Any, kube_namespace: Any,
-             tmp_path: Path) -> Iterator[Callable[..., ExecutorRun]]:
+def executor(
+    colonies: Any, kube: Any, kube_namespace: Any, tmp_path: Path
+) -> Iterator[Callable[..., ExecutorRun]]:
     """start(annotations=..., **settings) -> a running executor in this test's namespace."""
     kube_namespace.kubectl("create", "serviceaccount", "kubejobs-log-shipper")
     suffix = os.urandom(4).hex()
     name, prvkey = colonies.add_executor(f"kj-test-{suffix}", f"kj-type-{suffix}")
     runs: list[ExecutorRun] = []
 
-    def start(annotations: dict[str, str] | None = None, self_register: bool = False,
-              **settings: Any) -> ExecutorRun:
+    def start(
+        annotations: dict[str, str] | None = None, self_register: bool = False, **settings: Any
+    ) -> ExecutorRun:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEJOBS_")}
-        env.update({
-            "KUBEJOBS_COLONIES_HOST": colonies.host, "KUBEJOBS_COLONIES_PORT": str(colonies.port),
-            "KUBEJOBS_COLONY_NAME": colonies.colony_name, "KUBEJOBS_EXECUTOR_NAME": name,
-            "KUBEJOBS_EXECUTOR_TYPE": f"kj-type-{suffix}", "KUBEJOBS_EXECUTOR_PRVKEY": prvkey,
-            "KUBEJOBS_NAMESPACE": kube_namespace.name, "KUBEJOBS_KUBECONFIG": str(kube.kubeconfig),
-            "KUBEJOBS_ASSIGN_TIMEOUT": "2", "KUBEJOBS_TAKEBACK_CHECK_SECONDS": "1",
-            "KUBEJOBS_HEALTH_HOST": "127.0.0.1", "KUBEJOBS_LOG_LEVEL": "DEBUG",
-            "KUBEJOBS_EXTRA_ANNOTATIONS": json.dumps(annotations or {}),
-        })
+        env.update(
+            {
+                "KUBEJOBS_COLONIES_HOST": colonies.host,
+                "KUBEJOBS_COLONIES_PORT": str(colonies.port),
+                "KUBEJOBS_COLONY_NAME": colonies.colony_name,
+                "KUBEJOBS_EXECUTOR_NAME": name,
+                "KUBEJOBS_EXECUTOR_TYPE": f"kj-type-{suffix}",
+                "KUBEJOBS_EXECUTOR_PRVKEY": prvkey,
+                "KUBEJOBS_NAMESPACE": kube_namespace.name,
+                "KUBEJOBS_KUBECONFIG": str(kube.kubeconfig),
+                "KUBEJOBS_ASSIGN_TIMEOUT": "2",
+                "KUBEJOBS_TAKEBACK_CHECK_SECONDS": "1",
+                "KUBEJOBS_HEALTH_HOST": "127.0.0.1",
+                "KUBEJOBS_LOG_LEVEL": "DEBUG",
+                "KUBEJOBS_EXTRA_ANNOTATIONS": json.dumps(annotations or {}),
+            }
+        )
         env.update({f"KUBEJOBS_{k.upper()}": str(v) for k, v in settings.items()})
         if self_register:
             env.pop("KUBEJOBS_EXECUTOR_PRVKEY")
             env["KUBEJOBS_COLONY_PRVKEY"] = colonies.colony_prvkey
             env["KUBEJOBS_EXECUTOR_NAME"] = f"kj-self-{suffix}"
-        run = ExecutorRun(colonies, kube_namespace, name, f"kj-type-{suffix}", prvkey,
-                          tmp_path / "executor.log", env)
+        run = ExecutorRun(
+            colonies,
+            kube_namespace,
+            name,
+            f"kj-type-{suffix}",
+            prvkey,
+            tmp_path / "executor.log",
+            env,
+        )
         runs.append(run)
         return run.start()
 
@@ -163,7 +189,9 @@ def executor(colonies: Any, kube: Any, kube_namespace: Any,
 # --- outcomes -----------------------------------------------------------------
 
 
-def test_success_closes_the_process_and_deletes_the_job(executor: Callable[..., ExecutorRun]) -> None:
+def test_success_closes_the_process_and_deletes_the_job(
+    executor: Callable[..., ExecutorRun],
+) -> None:
     run = executor()
     pid = run.submit(spec(run.type))
     process = run.wait_done(pid)
@@ -199,7 +227,8 @@ def test_failed_job_is_kept_when_asked(executor: Callable[..., ExecutorRun]) -> 
 
 
 def test_unschedulable_pod_fails_with_the_scheduler_message(
-        executor: Callable[..., ExecutorRun]) -> None:
+    executor: Callable[..., ExecutorRun],
+) -> None:
     run = executor(unschedulable_timeout=2)
     pid = run.submit(spec(run.type, conditions={"cpu": "900"}))
     process = run.wait_done(pid)
@@ -210,7 +239,8 @@ def test_unschedulable_pod_fails_with_the_scheduler_message(
 
 
 def test_job_without_pods_fails_with_the_job_controller_reason(
-        executor: Callable[..., ExecutorRun], kube_namespace: Any) -> None:
+    executor: Callable[..., ExecutorRun], kube_namespace: Any
+) -> None:
     kube_namespace.kubectl("delete", "serviceaccount", "kubejobs-log-shipper")
     run = executor(start_timeout=3)
     process = run.wait_done(run.submit(spec(run.type)))
@@ -248,7 +278,9 @@ def test_takeback_then_reassignment_runs_a_fresh_job(executor: Callable[..., Exe
     run.wait_no_jobs()
 
 
-def test_invalid_spec_fails_at_once_with_every_problem(executor: Callable[..., ExecutorRun]) -> None:
+def test_invalid_spec_fails_at_once_with_every_problem(
+    executor: Callable[..., ExecutorRun],
+) -> None:
     run = executor()
     bad = spec(run.type, conditions={"mem": "1 GB"})
     bad["kwargs"] = {"docker-image": "busybox:1.36"}
@@ -262,7 +294,9 @@ def test_invalid_spec_fails_at_once_with_every_problem(executor: Callable[..., E
     assert run.proc is not None and run.proc.poll() is None
 
 
-def test_multi_node_runs_an_indexed_job_with_a_service(executor: Callable[..., ExecutorRun]) -> None:
+def test_multi_node_runs_an_indexed_job_with_a_service(
+    executor: Callable[..., ExecutorRun],
+) -> None:
     run = executor({"kwok.test/run": "3s"})
     pid = run.submit(spec(run.type, conditions={"nodes": 3, "processespernode": 2}))
     job = until(lambda: run.jobs(), "the Job")[0]
@@ -277,7 +311,8 @@ def test_multi_node_runs_an_indexed_job_with_a_service(executor: Callable[..., E
 
 
 def test_sigkill_mid_run_then_restart_finishes_every_process(
-        executor: Callable[..., ExecutorRun]) -> None:
+    executor: Callable[..., ExecutorRun],
+) -> None:
     run = executor({"kwok.test/run": "5s"})
     pids = [run.submit(spec(run.type)) for _ in range(3)]
     until(lambda: len(run.jobs()) == 3, "three Jobs")
@@ -292,7 +327,9 @@ def test_sigkill_mid_run_then_restart_finishes_every_process(
         assert run.colonies.get_process(pid)["retries"] == 0
 
 
-def test_sigterm_stops_cleanly_and_leaves_running_jobs(executor: Callable[..., ExecutorRun]) -> None:
+def test_sigterm_stops_cleanly_and_leaves_running_jobs(
+    executor: Callable[..., ExecutorRun],
+) -> None:
     run = executor({"kwok.test/run": "4s"})
     pid = run.submit(spec(run.type))
     until(lambda: run.jobs(), "the Job")
@@ -328,13 +365,15 @@ def test_kube_apiserver_restart(executor: Callable[..., ExecutorRun], kube: Any)
 # --- startup, admission, recovery ----------------------------------------------
 
 
-def test_self_registration_keeps_its_key_in_a_secret(executor: Callable[..., ExecutorRun],
-                                                      kube_namespace: Any) -> None:
+def test_self_registration_keeps_its_key_in_a_secret(
+    executor: Callable[..., ExecutorRun], kube_namespace: Any
+) -> None:
     run = executor(self_register=True)
     pid = run.submit(spec(run.type))
     assert run.wait_done(pid)["state"] == SUCCESS
-    secret = json.loads(kube_namespace.kubectl("get", "secret", "kubejobs-executor-key",
-                                               "-o", "json").stdout)
+    secret = json.loads(
+        kube_namespace.kubectl("get", "secret", "kubejobs-executor-key", "-o", "json").stdout
+    )
     assert secret["data"]["prvkey"]
     assert run.stop() == 0
     run.start()  # the same identity again: it may add, approve and assign
@@ -346,9 +385,14 @@ def test_max_jobs_bounds_the_jobs_in_flight(executor: Callable[..., ExecutorRun]
     pids = [run.submit(spec(run.type)) for _ in range(5)]
     most = 0
     while any(run.colonies.get_process(p)["state"] not in (SUCCESS, FAILED) for p in pids):
-        running = [j for j in run.jobs() if not any(
-            c["type"] in ("Complete", "Failed") and c["status"] == "True"
-            for c in j.get("status", {}).get("conditions", []))]
+        running = [
+            j
+            for j in run.jobs()
+            if not any(
+                c["type"] in ("Complete", "Failed") and c["status"] == "True"
+                for c in j.get("status", {}).get("conditions", [])
+            )
+        ]
         most = max(most, len(running))
         assert most <= 2, [j["metadata"]["name"] for j in running]
         time.sleep(0.2)
@@ -357,7 +401,8 @@ def test_max_jobs_bounds_the_jobs_in_flight(executor: Callable[..., ExecutorRun]
 
 
 def test_process_assigned_before_a_crash_gets_its_job_on_restart(
-        executor: Callable[..., ExecutorRun], colonies: Any) -> None:
+    executor: Callable[..., ExecutorRun], colonies: Any
+) -> None:
     run = executor()
     assert run.stop() == 0
     pid = run.submit(spec(run.type))

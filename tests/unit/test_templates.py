@@ -130,8 +130,11 @@ def test_tricky_strings_come_back_unchanged(value: str) -> None:
 def test_values_are_never_parsed_as_yaml(tmp_path: Path) -> None:
     # A value is JSON data put in place by the loader: a YAML-looking string stays a string,
     # and a mapping value stays a mapping even where YAML text would have been a scalar.
-    folder = custom(tmp_path, "apiVersion: batch/v1\nkind: Job\nmetadata: {name: {{ 'a: b' | tojson }}}\n"
-                    "spec: {template: {spec: {containers: [{name: x, args: {{ ['NO', '0755', 1.5] | tojson }}}]}}}\n")
+    folder = custom(
+        tmp_path,
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: {{ 'a: b' | tojson }}}\n"
+        "spec: {template: {spec: {containers: [{name: x, args: {{ ['NO', '0755', 1.5] | tojson }}}]}}}\n",
+    )
     job = job_of(render(spec_with(), templates_dir=folder))
     assert job["metadata"]["name"] == "a: b"
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["NO", "0755", 1.5]

@@ -15,9 +15,14 @@ KEY = "a" * 64
 
 
 def test_settings_from_env_and_keys_never_in_repr() -> None:
-    env = {"KUBEJOBS_COLONY_NAME": "c", "KUBEJOBS_EXECUTOR_NAME": "e",
-           "KUBEJOBS_EXECUTOR_PRVKEY": KEY, "KUBEJOBS_MAX_JOBS": "7",
-           "KUBEJOBS_CAPACITY_CPU": "8", "KUBEJOBS_EXTRA_ANNOTATIONS": '{"a": "b"}'}
+    env = {
+        "KUBEJOBS_COLONY_NAME": "c",
+        "KUBEJOBS_EXECUTOR_NAME": "e",
+        "KUBEJOBS_EXECUTOR_PRVKEY": KEY,
+        "KUBEJOBS_MAX_JOBS": "7",
+        "KUBEJOBS_CAPACITY_CPU": "8",
+        "KUBEJOBS_EXTRA_ANNOTATIONS": '{"a": "b"}',
+    }
     settings = load_settings(ExecutorSettings, None, env, {"concurrency": 3})
     settings.required()
     assert settings.max_jobs == 7 and settings.concurrency == 3
@@ -33,10 +38,13 @@ def test_key_from_file(tmp_path: Path) -> None:
     assert settings.colony_key() == KEY and settings.executor_key() == ""
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({}, "--colony-name"),
-    ({"colony_name": "c", "executor_name": "e"}, "needs a key"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({}, "--colony-name"),
+        ({"colony_name": "c", "executor_name": "e"}, "needs a key"),
+    ],
+)
 def test_missing_settings_are_named(overrides: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         ExecutorSettings(**overrides).required()
