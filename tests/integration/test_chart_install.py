@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from testenv._proc import free_port
+from tests.integration.executor_support import executor_ready
 
 pytestmark = pytest.mark.integration
 
@@ -430,14 +430,7 @@ class ChartExecutor:
 
     def ready(self) -> bool:
         assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"executor exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            url = f"http://127.0.0.1:{self.port}/readyz"
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                return bool(reply.status == 200)
-        except OSError:
-            return False
+        return executor_ready(self.proc, self.port, self.log())
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-20000:]

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from testenv._proc import free_port
+from tests.integration.executor_support import executor_ready
 
 pytestmark = pytest.mark.integration
 
@@ -86,14 +87,7 @@ class ExecutorRun:
 
     def ready(self) -> bool:
         assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"executor exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            url = f"http://127.0.0.1:{self.env['KUBEJOBS_HEALTH_PORT']}/readyz"
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                return bool(reply.status == 200)
-        except OSError:
-            return False
+        return executor_ready(self.proc, self.env["KUBEJOBS_HEALTH_PORT"], self.log())
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.env['KUBEJOBS_HEALTH_PORT']}/metrics"
