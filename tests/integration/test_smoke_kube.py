@@ -202,8 +202,13 @@ def test_foreground_deletion_removes_pods(kube_namespace):
 
 
 def test_ttl_after_finished_deletes_job(kube_namespace):
-    create(kube_namespace, job("ttl", ttlSecondsAfterFinished=1))
+    # A short TTL from the start races the poll below (the Job can be gone before
+    # it is seen Complete), so finish first, then shorten the TTL: it is mutable.
+    create(kube_namespace, job("ttl", ttlSecondsAfterFinished=3600))
     wait_job(kube_namespace, "ttl", "Complete")
+    kube_namespace.kubectl(
+        "patch", "job", "ttl", "--type=merge", "-p", '{"spec":{"ttlSecondsAfterFinished":1}}'
+    )
     deadline = time.monotonic() + 30
     while kube_namespace.kubectl("get", "job", "ttl", check=False).returncode == 0:
         assert time.monotonic() < deadline, "TTL controller did not delete the job"
