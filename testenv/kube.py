@@ -13,6 +13,10 @@ stages in ``STAGES`` below, which tests steer with pod annotations:
   exit code and the pod goes Failed; ``kwok.test/reason`` sets the
   termination reason (default ``Error``; e.g. ``OOMKilled``).
 - ``kwok.test/run-forever: "true"``: the pod keeps running until deleted.
+- ``kwok.test/message``: the main containers' termination message.
+- ``kwok.test/waiting-reason: ErrImagePull`` (and ``kwok.test/waiting-message``):
+  the pod stays Pending with its main containers waiting for that reason, as a
+  kubelet shows an image that cannot be pulled or a missing Secret.
 - Pods whose restartPolicy is Always (Deployments, ...) keep running.
 
 Native sidecars (init containers with ``restartPolicy: Always``) are shown
@@ -134,6 +138,9 @@ def _terminated_status(main_exit: str, main_reason: str, phase: str) -> str:
             exitCode: {main_exit}
             finishedAt: {{{{ $now | Quote }}}}
             reason: {main_reason}
+            {{{{ with $root.metadata.annotations }}}}{{{{ with index . "kwok.test/message" }}}}
+            message: {{{{ . | Quote }}}}
+            {{{{ end }}}}{{{{ end }}}}
             startedAt: {{{{ or $root.status.startTime $now | Quote }}}}
       {{{{ end }}}}
       phase: {phase}
@@ -242,6 +249,8 @@ spec:
       operator: 'DoesNotExist'
     - key: '.spec.nodeName'
       operator: 'Exists'
+    - key: '.metadata.annotations["kwok.test/waiting-reason"]'
+      operator: 'DoesNotExist'
   delay:
     durationMilliseconds: 100
     durationFrom:
@@ -311,6 +320,55 @@ spec:
       hostIP: {{{{ NodeIPWith .spec.nodeName | Quote }}}}
       podIP: {{{{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}}}
       phase: Running
+      startTime: {{{{ $now | Quote }}}}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-waiting
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+{_NOT_DELETED}
+    - key: '.spec.nodeName'
+      operator: 'Exists'
+    - key: '.metadata.annotations["kwok.test/waiting-reason"]'
+      operator: 'Exists'
+    - key: '.status.containerStatuses'
+      operator: 'DoesNotExist'
+  delay:
+    durationMilliseconds: 100
+  next:
+    event:
+      type: Warning
+      reason: Failed
+      message: Containers cannot start (kwok)
+    statusTemplate: |
+      {{{{ $now := Now }}}}
+      {{{{ $root := . }}}}
+      conditions:
+      - lastProbeTime: null
+        lastTransitionTime: {{{{ $now | Quote }}}}
+        reason: ContainersNotReady
+        status: "False"
+        type: Ready
+      containerStatuses:
+      {{{{ range .spec.containers }}}}
+      - image: {{{{ .image | Quote }}}}
+        name: {{{{ .name | Quote }}}}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          waiting:
+            reason: {{{{ index $root.metadata.annotations "kwok.test/waiting-reason" | Quote }}}}
+            message: {{{{ or (index $root.metadata.annotations "kwok.test/waiting-message") "" | Quote }}}}
+      {{{{ end }}}}
+      hostIP: {{{{ NodeIPWith .spec.nodeName | Quote }}}}
+      phase: Pending
       startTime: {{{{ $now | Quote }}}}
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1

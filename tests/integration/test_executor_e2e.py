@@ -213,6 +213,37 @@ def test_oom_killed_is_named(executor: Callable[..., ExecutorRun]) -> None:
     assert "exited with code 137 (OOMKilled)" in process["errors"][0]
 
 
+def test_success_output_is_the_termination_message(executor: Callable[..., ExecutorRun]) -> None:
+    run = executor({"kwok.test/message": "answer=42"})
+    process = run.wait_done(run.submit(spec(run.type)))
+    assert process["state"] == SUCCESS, process["errors"]
+    assert process["out"] == ["answer=42"]
+
+
+def test_failure_carries_the_termination_message(executor: Callable[..., ExecutorRun]) -> None:
+    run = executor({"kwok.test/exit-code": "2", "kwok.test/message": "input.csv: no such file"})
+    process = run.wait_done(run.submit(spec(run.type)))
+    assert process["state"] == FAILED
+    assert "exited with code 2 (Error): input.csv: no such file" in process["errors"][0]
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("ErrImagePull", 'failed to pull image "busybox:nope": not found'),
+        ("CreateContainerConfigError", 'secret "db-password" not found'),
+    ],
+)
+def test_pod_that_cannot_start_fails_promptly_with_the_kubelet_reason(
+    executor: Callable[..., ExecutorRun], reason: str, message: str
+) -> None:
+    run = executor({"kwok.test/waiting-reason": reason, "kwok.test/waiting-message": message})
+    process = run.wait_done(run.submit(spec(run.type)))
+    assert process["state"] == FAILED
+    assert f"container main cannot start: {reason}: {message}" in process["errors"][0]
+    run.wait_no_jobs()
+
+
 def test_failed_job_is_kept_when_asked(executor: Callable[..., ExecutorRun]) -> None:
     run = executor({"kwok.test/exit-code": "1"}, keep_failed_seconds=3600)
     pid = run.submit(spec(run.type))

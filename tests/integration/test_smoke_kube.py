@@ -88,6 +88,33 @@ def test_failing_job_reports_exit_code(kube_namespace):
     assert term["reason"] == "Error"
 
 
+def test_termination_message(kube_namespace):
+    create(kube_namespace, job("said", {"kwok.test/message": "result: 42"}))
+    wait_job(kube_namespace, "said", "Complete")
+    (pod,) = job_pods(kube_namespace, "said")
+    term = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (term["exitCode"], term.get("message")) == (0, "result: 42")
+
+
+def test_waiting_reason_keeps_the_pod_pending(kube_namespace):
+    reason = {
+        "kwok.test/waiting-reason": "ErrImagePull",
+        "kwok.test/waiting-message": 'pull access denied for "nope"',
+    }
+    create(kube_namespace, job("stuck", reason))
+    deadline = time.monotonic() + 30
+    while True:
+        pods = job_pods(kube_namespace, "stuck")
+        statuses = pods[0]["status"].get("containerStatuses") if pods else None
+        if statuses:
+            break
+        assert time.monotonic() < deadline, f"no container status: {pods}"
+        time.sleep(0.2)
+    assert pods[0]["status"]["phase"] == "Pending"
+    waiting = statuses[0]["state"]["waiting"]
+    assert waiting == {"reason": "ErrImagePull", "message": 'pull access denied for "nope"'}
+
+
 def test_oomkilled_reason(kube_namespace):
     create(
         kube_namespace, job("oom", {"kwok.test/exit-code": "137", "kwok.test/reason": "OOMKilled"})
