@@ -52,6 +52,7 @@ from typing import Any
 WAITING, RUNNING, SUCCESS, FAILED = 0, 1, 2, 3
 PENDING_EXECUTOR, APPROVED_EXECUTOR, REJECTED_EXECUTOR = 0, 1, 2
 MAX_LOG_COUNT = 500
+MAX_COUNT = 100  # list operations (processes) refuse larger counts
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 # --------------------------------------------------------------------------
@@ -549,6 +550,9 @@ class ColoniesLite:
 
     def rpc_getprocessesmsg(self, caller: str, msg: dict[str, Any]) -> Any:
         self.require_member(caller, msg["colonyname"])
+        count = int(msg.get("count") or 0)
+        if count > MAX_COUNT:  # as the real server (constants.MAX_COUNT)
+            raise RPCError(f"Count is larger than MaxCount limit <{MAX_COUNT}>", 400)
         procs = [
             p
             for p in self.store.all("processes")
@@ -560,8 +564,10 @@ class ColoniesLite:
             )
             and (not msg.get("label") or p["spec"]["label"] == msg["label"])
         ]
-        procs.sort(key=lambda p: p["submissiontime"])
-        return procs[: int(msg.get("count") or 100)]
+        # The real server orders RUNNING processes by start time, others by submission.
+        key = "starttime" if msg.get("state") == 1 else "submissiontime"
+        procs.sort(key=lambda p: p[key])
+        return procs[:count]
 
     def rpc_removeprocessmsg(self, caller: str, msg: dict[str, Any]) -> Any:
         proc = self.process(msg["processid"])

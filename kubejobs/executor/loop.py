@@ -26,7 +26,7 @@ from kubejobs.executor.metrics import Metrics
 from kubejobs.executor.outcome import Outcome, Timeouts
 from kubejobs.executor.reconcile import Actions, Reconciler
 from kubejobs.executor.settings import ExecutorSettings
-from kubejobs.executor.takeback import TakebackChecker
+from kubejobs.executor.takeback import LIST_LIMIT, TakebackChecker
 from kubejobs.executor.watch import Watcher
 from kubejobs.render import Renderer, job_name
 from kubejobs.render.identity import MANAGED_BY, MANAGER
@@ -203,7 +203,13 @@ class Executor:
         for worker in workers:
             worker.start()
         TakebackChecker(
-            colonies, self.identity.executor_id, reconciler, s.takeback_check_seconds, self.stop_all
+            colonies,
+            s.colony_name,
+            s.executor_type,
+            self.identity.executor_id,
+            reconciler,
+            s.takeback_check_seconds,
+            self.stop_all,
         ).start()
         self.stop_assign.wait()
         log.info("stopping: no new work; Jobs in flight are left running")
@@ -217,10 +223,20 @@ class Executor:
 def recover_unapplied(ctx: Context, executor_id: str) -> None:
     """Apply processes RUNNING on this executor that have no Job (assigned just before a crash)."""
     try:
-        processes = ctx.colonies.get_processes(ctx.settings.colony_name, RUNNING, 100)
+        # Only this executor type; the server lists the oldest 100 at most.
+        processes = ctx.colonies.get_processes(
+            ctx.settings.colony_name, RUNNING, LIST_LIMIT, ctx.settings.executor_type
+        )
     except ColoniesError as err:
         log.warning("cannot look for unapplied processes: %s", err)
         return
+    if len(processes) >= LIST_LIMIT:
+        log.warning(
+            "the server lists only the oldest %d RUNNING processes of type %s; "
+            "an unapplied process beyond them is found when its maxexectime passes",
+            LIST_LIMIT,
+            ctx.settings.executor_type,
+        )
     for process in processes:
         pid = str(process.get("processid", ""))
         if process.get("assignedexecutorid") != executor_id or ctx.reconciler.known(pid):

@@ -1,0 +1,114 @@
+"""The take-back check: one list request confirms in-flight processes, lookups only for the rest."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kubejobs.adapters.colonies import RUNNING, WAITING, ColoniesError
+from kubejobs.executor.takeback import LIST_LIMIT, TakebackChecker
+
+ME, OTHER = "exec-me", "exec-other"
+
+
+class FakeColonies:
+    """Processes by id; records every call so the test can count requests."""
+
+    def __init__(self, processes: dict[str, dict[str, Any]], list_fails: bool = False) -> None:
+        self.processes = processes
+        self.list_fails = list_fails
+        self.calls: list[tuple[Any, ...]] = []
+
+    def get_processes(
+        self, colony: str, state: int, count: int = 100, executor_type: str = ""
+    ) -> list[dict[str, Any]]:
+        self.calls.append(("list", colony, state, count, executor_type))
+        if self.list_fails:
+            raise ColoniesError("count is larger than MaxCount")
+        running = [p for p in self.processes.values() if p["state"] == state]
+        return running[:count]
+
+    def get_process(self, pid: str) -> dict[str, Any]:
+        self.calls.append(("get", pid))
+        if pid not in self.processes:
+            raise ColoniesError("process does not exist")
+        return self.processes[pid]
+
+
+class FakeReconciler:
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        self.posted: list[tuple[Any, ...]] = []
+
+    def running_ids(self) -> list[str]:
+        return list(self.ids)
+
+    def post(self, *message: Any) -> None:
+        self.posted.append(message)
+
+
+def proc(pid: str, state: int = RUNNING, executor: str = ME) -> dict[str, Any]:
+    return {"processid": pid, "state": state, "assignedexecutorid": executor}
+
+
+def check(colonies: FakeColonies, reconciler: FakeReconciler) -> None:
+    checker = TakebackChecker(
+        colonies,  # type: ignore[arg-type]
+        "colony",
+        "kj-type",
+        ME,
+        reconciler,  # type: ignore[arg-type]
+        1.0,
+        threading.Event(),
+    )
+    checker.check_once()
+
+
+def taken_back(reconciler: FakeReconciler) -> list[str]:
+    return [m[1] for m in reconciler.posted if m[0] == "takenback"]
+
+
+def test_quiet_check_is_one_list_request_filtered_by_executor_type() -> None:
+    colonies = FakeColonies({f"p{i}": proc(f"p{i}") for i in range(50)})
+    reconciler = FakeReconciler([f"p{i}" for i in range(50)])
+    check(colonies, reconciler)
+    assert colonies.calls == [("list", "colony", RUNNING, LIST_LIMIT, "kj-type")]
+    assert taken_back(reconciler) == []
+
+
+def test_processes_back_to_waiting_elsewhere_or_removed_are_taken_back() -> None:
+    colonies = FakeColonies(
+        {
+            "mine": proc("mine"),
+            "waiting": proc("waiting", state=WAITING, executor=""),
+            "moved": proc("moved", executor=OTHER),
+        }
+    )
+    reconciler = FakeReconciler(["mine", "waiting", "moved", "removed"])
+    check(colonies, reconciler)
+    assert taken_back(reconciler) == ["waiting", "moved", "removed"]
+    lookups = [c[1] for c in colonies.calls if c[0] == "get"]
+    assert lookups == ["waiting", "moved", "removed"]
+
+
+def test_processes_beyond_the_list_limit_are_looked_up_not_taken_back() -> None:
+    ids = [f"p{i:03}" for i in range(LIST_LIMIT + 5)]
+    colonies = FakeColonies({pid: proc(pid) for pid in ids})
+    reconciler = FakeReconciler(ids)
+    check(colonies, reconciler)
+    assert taken_back(reconciler) == []
+    assert [c[1] for c in colonies.calls if c[0] == "get"] == ids[LIST_LIMIT:]
+
+
+def test_a_refused_list_falls_back_to_one_lookup_each() -> None:
+    colonies = FakeColonies({"a": proc("a"), "b": proc("b", state=WAITING)}, list_fails=True)
+    reconciler = FakeReconciler(["a", "b"])
+    check(colonies, reconciler)
+    assert taken_back(reconciler) == ["b"]
+    assert [c for c in colonies.calls if c[0] == "get"] == [("get", "a"), ("get", "b")]
+
+
+def test_nothing_in_flight_asks_nothing() -> None:
+    colonies = FakeColonies({})
+    check(colonies, FakeReconciler([]))
+    assert colonies.calls == []
