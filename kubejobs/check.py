@@ -129,11 +129,24 @@ def check_manifests(
     manifests: list[dict[str, Any]], kube_version: str, use_kubeconform: bool | None = None
 ) -> list[ManifestProblem]:
     """Every schema problem in `manifests` for `kube_version` (empty when they are valid)."""
+    return check_groups([manifests], kube_version, use_kubeconform)[0]
+
+
+def check_groups(
+    groups: list[list[dict[str, Any]]], kube_version: str, use_kubeconform: bool | None = None
+) -> list[list[ManifestProblem]]:
+    """The problems of each group of manifests (one group per spec), checked in one pass.
+
+    kubeconform runs once for all groups, not once per spec: a pre-commit run over a
+    repository of specs would otherwise pay a process start per spec.
+    """
+    if not groups:
+        return []
     if use_kubeconform is None:
         use_kubeconform = shutil.which("kubeconform") is not None
     if use_kubeconform:
-        return _kubeconform(manifests, kube_version)
-    return [p for m in manifests for p in _in_process(m, kube_version)]
+        return _kubeconform(groups, kube_version)
+    return [[p for m in group for p in _in_process(m, kube_version)] for group in groups]
 
 
 def _in_process(manifest: dict[str, Any], kube_version: str) -> list[ManifestProblem]:
@@ -169,41 +182,55 @@ def _validator(version: str, kind: str, api_version: str) -> Draft202012Validato
     return Draft202012Validator(schema, registry=registry)
 
 
-def _kubeconform(manifests: list[dict[str, Any]], kube_version: str) -> list[ManifestProblem]:
+def _kubeconform(
+    groups: list[list[dict[str, Any]]], kube_version: str
+) -> list[list[ManifestProblem]]:
     version = schema_version(kube_version).lstrip("v")
-    text = yaml.safe_dump_all(manifests, sort_keys=False)
-    result = subprocess.run(
-        [
-            "kubeconform",
-            "-strict",
-            "-summary=false",
-            "-output",
-            "json",
-            "-kubernetes-version",
-            version,
-            "-schema-location",
-            kubeconform_schema_location(kube_version),
-            "-",
-        ],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    location = kubeconform_schema_location(kube_version)
+    with tempfile.TemporaryDirectory(prefix="kubejobs-check-") as folder:
+        # One file per group: kubeconform names the file in each result, which
+        # maps problems back to their spec even when two specs render equal names.
+        for index, group in enumerate(groups):
+            text = yaml.safe_dump_all(group, sort_keys=False)
+            (Path(folder) / f"{index:06d}.yaml").write_text(text, encoding="utf-8")
+        result = subprocess.run(
+            [
+                "kubeconform",
+                "-strict",
+                "-summary=false",
+                "-output",
+                "json",
+                "-kubernetes-version",
+                version,
+                "-schema-location",
+                location,
+                folder,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     try:
         report = json.loads(result.stdout or "{}")
     except json.JSONDecodeError:
         raise KubejobsError(
             f"kubeconform failed: {result.stderr.strip() or result.stdout.strip()}"
         ) from None
-    problems = [
-        ManifestProblem(str(r.get("kind", "")), str(r.get("name", "")), path, message)
-        for r in report.get("resources", [])
-        if r.get("status") in ("statusInvalid", "statusError")
-        for path, message in _kubeconform_errors(r)
-    ]
-    if result.returncode not in (0, 1) or (result.returncode == 1 and not problems):
+    problems: list[list[ManifestProblem]] = [[] for _ in groups]
+    for r in report.get("resources", []):
+        if r.get("status") not in ("statusInvalid", "statusError"):
+            continue
+        index = int(Path(str(r.get("filename", ""))).stem)
+        problems[index] += [
+            ManifestProblem(str(r.get("kind", "")), str(r.get("name", "")), path, message)
+            for path, message in _kubeconform_errors(r)
+        ]
+    found = any(problems)
+    if result.returncode not in (0, 1) or (result.returncode == 1 and not found):
         raise KubejobsError(f"kubeconform failed: {result.stderr.strip() or result.stdout.strip()}")
+    # kubeconform reports resources in the order its workers finish them.
+    for found_in_group in problems:
+        found_in_group.sort(key=lambda p: (p.kind, p.name, p.path))
     return problems
 
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import click
 
 from kubejobs import __version__
-from kubejobs.check import check_manifests
+from kubejobs.check import check_groups
 from kubejobs.errors import InvalidInput, KubejobsError, Problem, SettingsError, TemplateError
 from kubejobs.render import Renderer, RenderSettings, default_process_id
 from kubejobs.render.output import to_json, to_yaml
@@ -140,6 +140,7 @@ def check(
     settings = _settings(config_file, **overrides)
     renderer = Renderer(settings)
     documents, problems = load_documents(files)
+    rendered: list[tuple[str, str, list[dict[str, Any]]]] = []
     for doc in documents:
         invalid = validate_document(doc)
         if invalid:
@@ -154,10 +155,14 @@ def check(
             except TemplateError as err:
                 problems.append(Problem(doc.source, path, f"template: {err}"))
                 continue
-            for found in check_manifests(manifests, settings.kube_version, use_kubeconform):
-                problems.append(
-                    Problem(doc.source, path, f"Kubernetes {settings.kube_version}: {found}")
-                )
+            rendered.append((doc.source, path, manifests))
+    groups = [manifests for _, _, manifests in rendered]
+    for (source, path, _), found in zip(
+        rendered, check_groups(groups, settings.kube_version, use_kubeconform), strict=True
+    ):
+        problems += [
+            Problem(source, path, f"Kubernetes {settings.kube_version}: {one}") for one in found
+        ]
     _report(problems)
     click.echo(
         f"{len(files)} file(s) render to valid Kubernetes {settings.kube_version} manifests",

@@ -61,6 +61,50 @@ def test_kubeconform_strict_catches_what_a_template_gets_wrong(kubeconform, tmp_
     assert "restartPolicyy" in result.stderr
 
 
+def test_kubeconform_runs_once_and_names_each_spec_with_its_problem(
+    kubeconform, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    text = (
+        (ROOT / "templates/job.yaml.j2")
+        .read_text()
+        .replace("restartPolicy: Never", "restartPolicy: Never\n      restartPolicyy: Never")
+    )
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates/job.yaml.j2").write_text(text)
+    # Two copies of one spec render the same Job name: each must still get its own report.
+    same = tmp_path / "same.json"
+    same.write_text((ROOT / "examples/hello-world.json").read_text())
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"funcname": "execute", "conditions": {"executortype": "k8s", "cpu": "x"}}')
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubejobs",
+            "check",
+            "--kubeconform",
+            "--templates",
+            str(tmp_path / "templates"),
+            "examples/hello-world.json",
+            str(same),
+            "examples/multi-node.json",
+            str(broken),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    for name in ("examples/hello-world.json", str(same), "examples/multi-node.json"):
+        hits = [
+            line for line in lines if line.startswith(f"{name}::$") and "restartPolicyy" in line
+        ]
+        assert len(hits) == 1, (name, result.stderr)
+    assert any(line.startswith(f"{broken}::$.conditions.cpu") for line in lines), result.stderr
+
+
 def test_kubejobs_check_with_kubeconform_passes_every_example(kubeconform) -> None:  # type: ignore[no-untyped-def]
     files = [str(p.relative_to(ROOT)) for p in EXAMPLES]
     for version in ("1.28", "1.29", "1.34"):
