@@ -9,17 +9,23 @@ parsed as YAML: `NO`, `0755`, `a: b`, newlines or YAML line breaks cannot change
 a value or add keys, and the YAML parser only reads the small skeleton (several
 times faster than parsing every value as YAML text).
 
+The skeleton text depends on the template and the shape of the spec (which
+optional fields, how many containers), not on the values, so specs of the same
+shape render the same text: its parse is cached, and each render only copies the
+cached structure with its values put in (several times faster than parsing).
+
 Custom templates in a folder are layered over the built-ins, which stay reachable
 as `builtin/<name>`.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 import traceback
 from contextvars import ContextVar
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +118,104 @@ def _construct_value(loader: Any, node: yaml.Node) -> Any:
 _Loader.add_constructor(VALUE_TAG, _construct_value)
 
 
+class _Slot:
+    """The place of a tagged value in a cached skeleton: index into the render's values."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+class _SkeletonLoader(_BaseLoader):  # type: ignore[misc]
+    """The safe loader, with each value tag parsed into a _Slot instead of its value."""
+
+
+def _construct_slot(loader: Any, node: yaml.Node) -> _Slot:
+    index = loader.construct_scalar(node)
+    if not index.isdigit():
+        raise TemplateError(f"{VALUE_TAG} {index!r} was not written by tojson")
+    return _Slot(int(index))
+
+
+_SkeletonLoader.add_constructor(VALUE_TAG, _construct_slot)
+
+# Scalars the safe loader makes that are immutable, so renders may share them.
+_SHAREABLE = (str, int, float, bool, type(None), bytes, datetime.date)
+_NOT_CACHED = object()
+_MAX_DEPTH = 100  # a Job manifest nests about 10 deep
+
+
+@lru_cache(maxsize=256)
+def _skeleton(text: str) -> Any:
+    """The parsed text with _Slots for the values, or _NOT_CACHED when it cannot be reused.
+
+    It cannot be reused when parsing fails (the plain load then raises the very
+    error it always raised), or when copying it with the values put in might not
+    give what the plain load gives: a value used as a mapping key, a node shared
+    through a YAML alias, a mutable or unusual type (sets, !!omap pairs), or
+    nesting deep enough to worry the recursion in _fill.
+    """
+    try:
+        tree = yaml.load(text, Loader=_SkeletonLoader)
+    except Exception:  # whatever it is, the plain load raises it again for the caller
+        return _NOT_CACHED
+    seen: set[int] = set()
+
+    def reusable(node: Any, depth: int) -> bool:
+        if isinstance(node, _Slot):
+            return True
+        if type(node) is not dict and type(node) is not list:
+            return isinstance(node, _SHAREABLE)
+        if id(node) in seen or depth > _MAX_DEPTH:
+            return False
+        seen.add(id(node))
+        if isinstance(node, dict):
+            return all(
+                isinstance(key, _SHAREABLE) and reusable(value, depth + 1)
+                for key, value in node.items()
+            )
+        return all(reusable(item, depth + 1) for item in node)
+
+    return tree if reusable(tree, 0) else _NOT_CACHED
+
+
+class _Unfillable(Exception):
+    """A slot names no value of this render: the plain load reports it."""
+
+
+def _fill(node: Any, values: list[Any]) -> Any:
+    """A fresh copy of a cached skeleton, each _Slot replaced by its value."""
+    if type(node) is dict:
+        return {key: _fill(value, values) for key, value in node.items()}
+    if type(node) is list:
+        return [_fill(item, values) for item in node]
+    if isinstance(node, _Slot):
+        if node.index >= len(values):
+            raise _Unfillable
+        return values[node.index]
+    return node
+
+
+def _load(text: str) -> Any:
+    """yaml.load(text, Loader=_Loader), from the cached skeleton when there is one."""
+    values = _VALUES.get()
+    skeleton = _skeleton(text)
+    if skeleton is not _NOT_CACHED and values is not None:
+        try:
+            return _fill(skeleton, values)
+        except _Unfillable:
+            pass
+    return yaml.load(text, Loader=_Loader)
+
+
 def render_data(env: jinja2.Environment, name: str, context: dict[str, Any]) -> Any:
     """Render one template and parse the result; TemplateError names file and line."""
     token = _VALUES.set([])
     try:
         text = render_template(env, name, context)
         try:
-            return yaml.load(text, Loader=_Loader)
+            return _load(text)
         except yaml.MarkedYAMLError as err:
             line = err.problem_mark.line if err.problem_mark else 0
             lines = text.splitlines()

@@ -1,0 +1,196 @@
+"""Fast paths of validate + render give exactly what the plain way gives.
+
+- templating: the cached parse of the rendered skeleton, filled with a render's
+  values, equals a fresh parse (or fails with the same error); the C loader and
+  the pure-Python loader agree.
+- schema_check: the compiled yes/no check agrees with jsonschema on every document.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kubejobs.render import Renderer, RenderSettings, default_process_id, templating
+from kubejobs.render.context import build_context
+from kubejobs.spec import load_documents, validate_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def example_documents() -> list[Any]:
+    paths = sorted(str(p) for p in (ROOT / "examples").iterdir() if p.suffix in (".json", ".yaml"))
+    documents, problems = load_documents(paths)
+    assert not problems
+    return [d.data for d in documents]
+
+
+def example_specs() -> list[dict[str, Any]]:
+    specs: list[dict[str, Any]] = []
+    for data in example_documents():
+        specs += data.get("functionspecs", [data])
+    return specs
+
+
+# --- the cached skeleton ---------------------------------------------------------------
+
+
+class _PureLoader(yaml.SafeLoader):
+    """The pure-Python safe loader with the value tag, as when libyaml is missing."""
+
+
+_PureLoader.add_constructor(templating.VALUE_TAG, templating._construct_value)
+
+
+def _outcome(load: Any, text: str, values: list[Any]) -> Any:
+    """What loading `text` with `values` gives: ("ok", data, types) or ("error", type, message)."""
+    token = templating._VALUES.set(values)
+    try:
+        data = load(text)
+    except Exception as err:
+        return ("error", type(err), str(err))
+    finally:
+        templating._VALUES.reset(token)
+    return ("ok", data, _types(data))
+
+
+def _types(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {json.dumps(repr(k)): _types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    return type(value).__name__
+
+
+def _plain(text: str) -> Any:
+    return yaml.load(text, Loader=templating._Loader)
+
+
+def _pure(text: str) -> Any:
+    return yaml.load(text, Loader=_PureLoader)
+
+
+TEXTS = [
+    "a: !kubejobs/value 0\nb: [!kubejobs/value 1, x, 2]\nc: {d: !kubejobs/value 2}\n",
+    "- !kubejobs/value 0\n- !kubejobs/value 0\n- !kubejobs/value 2\n",
+    "!kubejobs/value 1\n",
+    "",
+    "plain: text\nnumber: 0755\nflag: NO\nnull: ~\nfloat: 1.5e3\n",
+    "when: 2024-01-02\nstamp: 2024-01-02T03:04:05Z\nbin: !!binary aGVsbG8=\n",
+    # Aliases share one object: not cached, the plain load runs.
+    "a: &x {k: !kubejobs/value 0}\nb: *x\n",
+    "a: &x !kubejobs/value 0\nb: *x\n",
+    "base: &b {k: 1}\nmerged: {<<: *b, v: !kubejobs/value 1}\n",
+    # A value as a mapping key: not cached.
+    "? !kubejobs/value 0\n: x\n",
+    "? !kubejobs/value 1\n: x\n",
+    # Mutable or unusual types: not cached.
+    "s: !!set {a, b}\n",
+    "o: !!omap [a: 1, b: 2]\n",
+    # Errors: the same error as the plain load.
+    "a: !kubejobs/value 9\n",
+    "a: !kubejobs/value 0\nb: !kubejobs/value 7\n",
+    "a: !kubejobs/value x\n",
+    "a: !kubejobs/value [1]\n",
+    "a: !kubejobs/value \u00b2\n",
+    "a: [unclosed\n",
+    "a: b: c\n",
+    "a: !unknown 1\n",
+    "bad: 2024-13-45\n",
+    "? [a, b]\n: x\n",
+    # Too deep to cache.
+    "a: " + "[" * 150 + "!kubejobs/value 0" + "]" * 150 + "\n",
+]
+VALUES: list[Any] = ["v0", {"k": [1, 2]}, ["x"], None]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_cached_skeleton_loads_what_the_plain_load_gives(text: str) -> None:
+    expected = _outcome(_plain, text, VALUES)
+    for _ in range(2):  # the second load uses the cache
+        assert _outcome(templating._load, text, copy.deepcopy(VALUES)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "cached"),
+    [
+        ("a: !kubejobs/value 0\nb: [x, !kubejobs/value 1]\n", True),
+        ("when: 2024-01-02\nn: 1\nf: 1.5\nz: ~\n", True),
+        ("a: &x {k: 1}\nb: *x\n", False),
+        ("? !kubejobs/value 0\n: x\n", False),
+        ("s: !!set {a}\n", False),
+        ("a: " + "[" * 150 + "1" + "]" * 150 + "\n", False),
+        ("a: [unclosed\n", False),
+    ],
+)
+def test_what_is_cached(text: str, cached: bool) -> None:
+    assert (templating._skeleton(text) is not templating._NOT_CACHED) == cached
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_c_loader_and_pure_python_loader_agree(text: str) -> None:
+    """Same data; on bad text the same kind of error (libyaml words its problems differently)."""
+    if not hasattr(yaml, "CSafeLoader"):
+        pytest.skip("libyaml is not installed: the pure-Python loader is the only one")
+    c_loader, pure = _outcome(_plain, text, VALUES), _outcome(_pure, text, VALUES)
+    assert c_loader[:2] == pure[:2]
+    if c_loader[0] == "ok":
+        assert c_loader == pure
+
+
+def test_cached_skeleton_gives_independent_copies_that_hold_the_values_themselves() -> None:
+    text = "a: {b: [!kubejobs/value 0, 1]}\nc: !kubejobs/value 1\n"
+    first_values: list[Any] = [{"x": 1}, [2]]
+    token = templating._VALUES.set(first_values)
+    try:
+        first = templating._load(text)
+        first["a"]["b"].append("changed")
+        first["a"]["new"] = 1
+    finally:
+        templating._VALUES.reset(token)
+    assert first["a"]["b"][0] is first_values[0]
+    assert first["c"] is first_values[1]
+    token = templating._VALUES.set(["fresh", "values"])
+    try:
+        assert templating._load(text) == {"a": {"b": ["fresh", 1]}, "c": "values"}
+    finally:
+        templating._VALUES.reset(token)
+
+
+def _rendered_texts() -> Iterator[tuple[str, list[Any]]]:
+    renderer = Renderer(RenderSettings())
+    for data in example_specs():
+        pid = default_process_id(data)
+        context = build_context(validate_spec(data), renderer.settings, pid)
+        for name in ("job.yaml.j2", "service.yaml.j2"):
+            values: list[Any] = []
+            token = templating._VALUES.set(values)
+            try:
+                text = templating.render_template(renderer._env, name, context)
+            finally:
+                templating._VALUES.reset(token)
+            yield text, values
+
+
+def test_rendered_examples_load_the_same_every_way() -> None:
+    for text, values in _rendered_texts():
+        assert templating._skeleton(text) is not templating._NOT_CACHED
+        expected = _outcome(_plain, text, values)
+        assert expected[0] == "ok"
+        assert _outcome(_pure, text, values) == expected
+        assert _outcome(templating._load, text, values) == expected
+
+
+def test_render_with_and_without_the_cache_is_equal(monkeypatch: pytest.MonkeyPatch) -> None:
+    renderer = Renderer(RenderSettings())
+    specs = example_specs()
+    cached = [renderer.render(validate_spec(s), default_process_id(s)) for s in specs]
+    monkeypatch.setattr(templating, "_skeleton", lambda text: templating._NOT_CACHED)
+    plain = [renderer.render(validate_spec(s), default_process_id(s)) for s in specs]
+    assert json.dumps(cached) == json.dumps(plain)
