@@ -18,6 +18,7 @@ from referencing import Registry, Resource
 
 from kubejobs.errors import Problem
 from kubejobs.resources import load_json
+from kubejobs.spec.schema_check import Check, compile_check
 
 SPEC_SCHEMA = "functionspec.schema.json"
 WORKFLOW_SCHEMA = "workflow.schema.json"
@@ -33,12 +34,22 @@ _JSON_TYPES = {
 
 
 @cache
-def validator(schema_file: str) -> Draft202012Validator:
+def _registry() -> Registry[Any]:
     registry: Registry[Any] = Registry()
     for name in (SPEC_SCHEMA, WORKFLOW_SCHEMA):
         schema = load_json("schema", name)
         registry = registry.with_resource(schema["$id"], Resource.from_contents(schema))
-    return Draft202012Validator(load_json("schema", schema_file), registry=registry)
+    return registry
+
+
+@cache
+def validator(schema_file: str) -> Draft202012Validator:
+    return Draft202012Validator(load_json("schema", schema_file), registry=_registry())
+
+
+@cache
+def _valid_check(schema_file: str) -> Check | None:
+    return compile_check(load_json("schema", schema_file), _registry())
 
 
 def json_path(parts: Iterable[str | int]) -> str:
@@ -54,6 +65,11 @@ def json_path(parts: Iterable[str | int]) -> str:
 
 
 def schema_problems(data: Any, schema_file: str, source: str) -> list[Problem]:
+    # Most documents are valid: the fast check says so exactly (see schema_check), and
+    # only a document with errors pays for jsonschema, which reports them.
+    is_valid = _valid_check(schema_file)
+    if is_valid is not None and is_valid(data):
+        return []
     problems: list[Problem] = []
     for error in validator(schema_file).iter_errors(data):
         problems.extend(_describe(error, source))

@@ -16,10 +16,16 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+from referencing import Registry
 
 from kubejobs.render import Renderer, RenderSettings, default_process_id, templating
 from kubejobs.render.context import build_context
 from kubejobs.spec import load_documents, validate_spec
+from kubejobs.spec.schema_check import compile_check
+from kubejobs.spec.schema_errors import SPEC_SCHEMA, WORKFLOW_SCHEMA, _registry, validator
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -194,3 +200,160 @@ def test_render_with_and_without_the_cache_is_equal(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(templating, "_skeleton", lambda text: templating._NOT_CACHED)
     plain = [renderer.render(validate_spec(s), default_process_id(s)) for s in specs]
     assert json.dumps(cached) == json.dumps(plain)
+
+
+# --- the compiled schema check ---------------------------------------------------------
+
+
+def _property_names(schema: Any) -> set[str]:
+    names: set[str] = set()
+    if isinstance(schema, dict):
+        names |= set(schema.get("properties", {}))
+        for value in schema.values():
+            names |= _property_names(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            names |= _property_names(value)
+    return names
+
+
+KEYS = sorted(
+    _property_names(validator(SPEC_SCHEMA).schema)
+    | _property_names(validator(WORKFLOW_SCHEMA).schema)
+    | {"processes-per-node", "x", ""}
+)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-60000, 60000)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([1.0, -1.0, 0.0, 0.5, float("nan"), float("inf")])
+    | st.sampled_from(["", "execute", "other", "/", "/data", "data", "500m", "busybox"])
+    | st.text(max_size=4)
+)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=3), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
+MUTATION = st.tuples(
+    st.lists(st.integers(0, 50), max_size=6),
+    st.sampled_from(["replace", "delete", "add"]),
+    st.sampled_from(KEYS),
+    JSON_VALUES,
+)
+
+
+def _mutated(document: Any, mutations: list[tuple[list[int], str, str, Any]]) -> Any:
+    """A copy of `document` with each mutation applied at the place its numbers pick."""
+    document = copy.deepcopy(document)
+    for choices, action, key, value in mutations:
+        parent: Any = None
+        where: Any = None
+        node = document
+        for choice in choices:
+            if isinstance(node, dict) and node:
+                where = list(node)[choice % len(node)]
+            elif isinstance(node, list) and node:
+                where = choice % len(node)
+            else:
+                break
+            parent, node = node, node[where]
+        if action == "add" and isinstance(node, dict):
+            node[key] = value
+        elif parent is None:
+            document = value if action == "replace" else document
+        elif action == "delete":
+            del parent[where]
+        else:
+            parent[where] = value
+    return document
+
+
+@pytest.mark.parametrize("schema_file", [SPEC_SCHEMA, WORKFLOW_SCHEMA])
+def test_our_schemas_get_a_fast_check(schema_file: str) -> None:
+    assert compile_check(validator(schema_file).schema, _registry()) is not None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(example_documents()),
+    st.lists(MUTATION, min_size=0, max_size=3),
+)
+def test_fast_check_agrees_with_jsonschema_on_mutated_examples(
+    document: Any, mutations: list[tuple[list[int], str, str, Any]]
+) -> None:
+    document = _mutated(document, mutations)
+    for schema_file in (SPEC_SCHEMA, WORKFLOW_SCHEMA):
+        check = compile_check(validator(schema_file).schema, _registry())
+        assert check is not None
+        assert check(document) == validator(schema_file).is_valid(document)
+
+
+SMALL_SCHEMAS: list[Any] = [
+    True,
+    False,
+    {"type": "integer"},
+    {"type": ["number", "null"]},
+    {"type": "boolean"},
+    {"properties": {"a": {"type": "string"}}, "additionalProperties": False},
+    {"properties": {"a": True}, "additionalProperties": {"type": "integer"}},
+    {"required": ["a", "x"]},
+    {"items": {"minLength": 1}, "minItems": 2},
+    {"items": False},
+    {"minimum": 0, "maximum": 10},
+    {"pattern": "^/"},
+    {"const": "execute"},
+    {"allOf": [{"type": "object"}, {"required": ["a"]}]},
+    {"oneOf": [{"type": "string"}, {"minLength": 1}, {"type": "integer"}]},
+    {"if": {"required": ["a"]}, "then": {"required": ["x"]}, "else": {"type": "array"}},
+    {"if": {"const": "a"}},
+    {"$defs": {"n": {"type": "integer"}}, "items": {"$ref": "#/$defs/n"}},
+]
+
+
+VALUES_OF_EACH_KIND: list[Any] = [
+    *[None, True, False, 0, 1, -1, 5, 10, 11, 1.0, 0.5, -0.5, float("nan"), float("inf")],
+    *["", "a", "/", "/a", "execute", "executes"],
+    *[[], [1], [""], ["a"], ["a", "b"], [1, "x"], [[]]],
+    *[{}, {"a": 1}, {"a": "s"}, {"x": 1}, {"a": "s", "x": 2}, {"a": None, "x": None}, {"b": 1}],
+]
+
+
+@pytest.mark.parametrize("schema", SMALL_SCHEMAS)
+def test_fast_check_agrees_with_jsonschema_keyword_by_keyword(schema: Any) -> None:
+    check = compile_check(schema, Registry())
+    assert check is not None
+    for value in VALUES_OF_EACH_KIND:
+        assert check(value) == Draft202012Validator(schema).is_valid(value), value
+
+
+@pytest.mark.parametrize("schema", SMALL_SCHEMAS)
+@settings(max_examples=50, deadline=None)
+@given(SCALARS | JSON_VALUES)
+def test_fast_check_agrees_with_jsonschema_on_any_value(schema: Any, value: Any) -> None:
+    check = compile_check(schema, Registry())
+    assert check is not None
+    assert check(value) == Draft202012Validator(schema).is_valid(value)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"enum": ["a"]},
+        {"format": "email"},
+        {"const": 1},
+        {"type": "any"},
+        {"patternProperties": {"^a": True}, "additionalProperties": False},
+        {"prefixItems": [True], "items": False},
+        {"$ref": "#/$defs/missing"},
+        {"$defs": {"loop": {"items": {"$ref": "#/$defs/loop"}}}, "$ref": "#/$defs/loop"},
+        {"$schema": "http://json-schema.org/draft-07/schema#"},
+        {"properties": {"a": {"unevaluatedProperties": False}}},
+    ],
+)
+def test_schemas_with_other_keywords_get_no_fast_check(schema: Any) -> None:
+    assert compile_check(schema, Registry()) is None
