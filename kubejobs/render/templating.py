@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import sys
 import traceback
 from contextvars import ContextVar
@@ -55,6 +56,36 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} cannot be written as JSON")
 
 
+class _NotPlain(Exception):
+    """A value the JSON round trip would convert or refuse: the round trip itself decides."""
+
+
+_PLAIN_MAX_DEPTH = 100  # deeper (or circular) data goes through the round trip
+_PLAIN_MAX_INT = 2**63  # far below the int size json.dumps refuses to write
+
+
+def _plain_copy(value: Any, depth: int = 0) -> Any:
+    """json.loads(json.dumps(value)) for data that is JSON already, ~3x faster (no text).
+
+    Only exact dict (str keys), list, str, bool, None, small int and finite float
+    are copied here, and those come back from the round trip equal and of the same
+    type. Anything else raises _NotPlain.
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int and -_PLAIN_MAX_INT < value < _PLAIN_MAX_INT:
+        return value
+    if kind is float and math.isfinite(value):
+        return value
+    if depth < _PLAIN_MAX_DEPTH:
+        if kind is list:
+            return [_plain_copy(item, depth + 1) for item in value]
+        if kind is dict and all(type(key) is str for key in value):
+            return {key: _plain_copy(item, depth + 1) for key, item in value.items()}
+    raise _NotPlain
+
+
 def to_json(value: Any) -> ValueRef:
     values = _VALUES.get()
     if values is None:
@@ -62,8 +93,12 @@ def to_json(value: Any) -> ValueRef:
     if isinstance(value, str | bool | int) or value is None:
         values.append(value)  # immutable JSON scalars need no copy
     else:
-        # The JSON round trip makes an independent copy holding JSON types only.
-        values.append(json.loads(json.dumps(value, allow_nan=False, default=_not_json)))
+        # An independent copy holding JSON types only: what the JSON round trip
+        # makes, built directly when the data is plain JSON already.
+        try:
+            values.append(_plain_copy(value))
+        except _NotPlain:
+            values.append(json.loads(json.dumps(value, allow_nan=False, default=_not_json)))
     return ValueRef(f"{VALUE_TAG} {len(values) - 1}")
 
 

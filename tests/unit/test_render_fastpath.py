@@ -357,3 +357,82 @@ def test_fast_check_agrees_with_jsonschema_on_any_value(schema: Any, value: Any)
 )
 def test_schemas_with_other_keywords_get_no_fast_check(schema: Any) -> None:
     assert compile_check(schema, Registry()) is None
+
+
+# --- tojson's copy -----------------------------------------------------------------------
+
+
+class _Text(str):
+    pass
+
+
+def _tojson_outcome(value: Any) -> Any:
+    values: list[Any] = []
+    token = templating._VALUES.set(values)
+    try:
+        templating.to_json([value])  # in a list: the copy, not the scalar shortcut
+    except Exception as err:
+        return ("error", type(err), str(err))
+    finally:
+        templating._VALUES.reset(token)
+    return ("ok", json.dumps(values[0]), _types(values[0]))
+
+
+def _round_trip_outcome(value: Any) -> Any:
+    try:
+        copied = json.loads(json.dumps([value], allow_nan=False, default=templating._not_json))
+    except Exception as err:
+        return ("error", type(err), str(err))
+    return ("ok", json.dumps(copied), _types(copied))
+
+
+ANY_VALUES = st.recursive(
+    SCALARS
+    | st.integers()
+    | st.sampled_from([2**63, -(2**63), float("-inf"), _Text("t"), b"x", object()])
+    | st.builds(pow, st.just(10), st.just(5000)),  # too long for json.dumps to write
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(
+            st.text(max_size=3) | st.integers() | st.booleans() | st.none() | st.floats(),
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_VALUES)
+def test_tojson_copies_what_the_json_round_trip_gives(value: Any) -> None:
+    assert _tojson_outcome(value) == _round_trip_outcome(value)
+
+
+def test_tojson_copy_of_unusual_data_is_the_round_trip() -> None:
+    deep: list[Any] = []
+    for _ in range(150):
+        deep = [deep]
+    circular: dict[str, Any] = {}
+    circular["self"] = circular
+    unusual = [
+        *[deep, circular, _Text("t"), (1, "a"), {1: "a", "1": "b"}, {True: 1, None: 2}],
+        *[2**63, -(2**63), 2**63 - 1, 10**5000, float("nan"), float("inf"), -0.0, 1e300],
+        *[b"x", object(), {"a": {1, 2}}],
+    ]
+    for value in unusual:
+        assert _tojson_outcome(value) == _round_trip_outcome(value), value
+
+
+def test_tojson_copy_is_independent() -> None:
+    original: dict[str, Any] = {"a": [1, {"b": "c"}]}
+    values: list[Any] = []
+    token = templating._VALUES.set(values)
+    try:
+        templating.to_json(original)
+    finally:
+        templating._VALUES.reset(token)
+    original["a"][1]["b"] = "changed"
+    original["a"].append(2)
+    assert values[0] == {"a": [1, {"b": "c"}]}
