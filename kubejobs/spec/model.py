@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 # maxexectime, maxretries and maxwaittime: -1 means "no limit" to the server.
@@ -103,7 +104,18 @@ def split_command(cmd: str | list[str]) -> tuple[str, ...]:
     """cmd as exec-form words: a list as given, a string split by POSIX shell quoting rules."""
     if isinstance(cmd, list):
         return tuple(cmd)
-    return tuple(shlex.split(cmd))
+    return split_words(cmd)
+
+
+@lru_cache(maxsize=256)
+def split_words(text: str) -> tuple[str, ...]:
+    """shlex.split(text) (ValueError for unbalanced quotes), remembered.
+
+    Validation splits cmd, then FunctionSpec.from_valid splits it again, and
+    shlex is slow (pure Python, ~5 us a word); an executor also sees the same
+    cmd again and again. Errors are not remembered: they are raised every time.
+    """
+    return tuple(shlex.split(text))
 
 
 def arg_text(value: Any) -> str:

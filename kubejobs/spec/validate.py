@@ -10,7 +10,7 @@ from typing import Any
 
 from kubejobs.errors import InvalidInput, Problem
 from kubejobs.spec.load import SpecDocument
-from kubejobs.spec.model import FunctionSpec
+from kubejobs.spec.model import FunctionSpec, split_words
 from kubejobs.spec.names import ENV_NAME, LABEL_VALUE, RESERVED_ENV, image_problem
 from kubejobs.spec.quantity import parse_quantity
 from kubejobs.spec.schema_errors import SPEC_SCHEMA, WORKFLOW_SCHEMA, json_path, schema_problems
@@ -164,7 +164,7 @@ def _check_execute(kwargs: dict[str, Any], add: Any) -> None:
     cmd = kwargs.get("cmd")
     if isinstance(cmd, str) and cmd:
         try:
-            words = shlex.split(cmd)
+            words = split_words(cmd)
         except ValueError as err:
             add(["kwargs", "cmd"], f"cannot split into words: {err} (check the quotes)")
             return
