@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -19,6 +20,29 @@ from tests.unit.test_golden import CASES, EXAMPLES, GOLDEN, PID
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_FILES = sorted(GOLDEN.glob("*.yaml"))
+
+
+def kubejobs_check(*args: str) -> subprocess.CompletedProcess[str]:
+    """`kubejobs check --kubeconform ARGS` from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "kubejobs", "check", "--kubeconform", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def broken_template(folder: Path) -> Path:
+    """The built-in Job template with an unknown field, written into `folder`."""
+    text = (
+        (ROOT / "templates/job.yaml.j2")
+        .read_text()
+        .replace("restartPolicy: Never", "restartPolicy: Never\n      restartPolicyy: Never")
+    )
+    folder.mkdir(exist_ok=True)
+    (folder / "job.yaml.j2").write_text(text)
+    return folder
 
 
 @pytest.mark.parametrize("version", ["1.29.0", "1.34.0"])
@@ -34,27 +58,8 @@ def test_golden_manifest_passes_kubeconform_strict(kubeconform, golden: Path, ve
 
 
 def test_kubeconform_strict_catches_what_a_template_gets_wrong(kubeconform, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    text = (
-        (ROOT / "templates/job.yaml.j2")
-        .read_text()
-        .replace("restartPolicy: Never", "restartPolicy: Never\n      restartPolicyy: Never")
-    )
-    (tmp_path / "job.yaml.j2").write_text(text)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubejobs",
-            "check",
-            "--kubeconform",
-            "--templates",
-            str(tmp_path),
-            "examples/hello-world.json",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
+    result = kubejobs_check(
+        "--templates", str(broken_template(tmp_path)), "examples/hello-world.json"
     )
     assert result.returncode == 1, result.stderr
     assert "examples/hello-world.json::$: Kubernetes 1.34: Job/kj-" in result.stderr
@@ -62,38 +67,20 @@ def test_kubeconform_strict_catches_what_a_template_gets_wrong(kubeconform, tmp_
 
 
 def test_kubeconform_runs_once_and_names_each_spec_with_its_problem(
-    kubeconform, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    text = (
-        (ROOT / "templates/job.yaml.j2")
-        .read_text()
-        .replace("restartPolicy: Never", "restartPolicy: Never\n      restartPolicyy: Never")
-    )
-    (tmp_path / "templates").mkdir()
-    (tmp_path / "templates/job.yaml.j2").write_text(text)
+    kubeconform: Any, tmp_path: Path
+) -> None:
     # Two copies of one spec render the same Job name: each must still get its own report.
     same = tmp_path / "same.json"
     same.write_text((ROOT / "examples/hello-world.json").read_text())
     broken = tmp_path / "broken.json"
     broken.write_text('{"funcname": "execute", "conditions": {"executortype": "k8s", "cpu": "x"}}')
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubejobs",
-            "check",
-            "--kubeconform",
-            "--templates",
-            str(tmp_path / "templates"),
-            "examples/hello-world.json",
-            str(same),
-            "examples/multi-node.json",
-            str(broken),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
+    result = kubejobs_check(
+        "--templates",
+        str(broken_template(tmp_path / "templates")),
+        "examples/hello-world.json",
+        str(same),
+        "examples/multi-node.json",
+        str(broken),
     )
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
@@ -108,22 +95,7 @@ def test_kubeconform_runs_once_and_names_each_spec_with_its_problem(
 def test_kubejobs_check_with_kubeconform_passes_every_example(kubeconform) -> None:  # type: ignore[no-untyped-def]
     files = [str(p.relative_to(ROOT)) for p in EXAMPLES]
     for version in ("1.28", "1.29", "1.34"):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "kubejobs",
-                "check",
-                "--kubeconform",
-                "--kube-version",
-                version,
-                *files,
-            ],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=False,
-        )
+        result = kubejobs_check("--kube-version", version, *files)
         assert result.returncode == 0, result.stderr
 
 
