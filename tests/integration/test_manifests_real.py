@@ -101,8 +101,8 @@ def test_kubejobs_check_with_kubeconform_passes_every_example(kubeconform) -> No
 
 @pytest.mark.parametrize(("example", "suffix"), CASES, ids=[p.stem + s for p, s in CASES])
 def test_server_side_dry_run_accepts_every_example(
-    kube_namespace, example: Path, suffix: str
-) -> None:  # type: ignore[no-untyped-def]
+    kube_namespace: Any, example: Path, suffix: str
+) -> None:
     settings = RenderSettings(
         namespace=kube_namespace.name, kube_version="1.28" if suffix else "1.34"
     )
