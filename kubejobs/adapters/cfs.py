@@ -158,6 +158,8 @@ class CfsClient:
         )
 
     def create_snapshot(self, label: str, name: str) -> Snapshot:
+        """The server records `label` and its sub-labels only when `label` itself holds
+        files, and nothing for "/" (it trims the trailing slash); names are unique."""
         reply = self.client.rpc(
             {
                 "msgtype": "createsnapshotmsg",

@@ -167,7 +167,13 @@ class ColoniesClient:
     def assign(
         self, colony: str, timeout: int, available_cpu: str = "", available_mem: str = ""
     ) -> dict[str, Any] | None:
-        """A RUNNING process assigned to this executor, or None when none came within `timeout` s."""
+        """A RUNNING process assigned to this executor, or None when none came within `timeout` s.
+
+        The server refuses timeout 0 and makes one attempt for a negative one; it
+        reads available cpu only as millicores ("500m"; "2" is 0) and memory with a
+        unit. Only assign tells the server this executor is alive: one that has not
+        assigned for COLONIES_STALE_EXECUTOR_DURATION (600 s) is unregistered.
+        """
         msg: dict[str, Any] = {
             "msgtype": "assignprocessmsg",
             "colonyname": colony,
@@ -227,10 +233,11 @@ class ColoniesClient:
             {
                 "msgtype": "getlogsmsg",
                 "colonyname": colony,
-                "executorid": "",
                 "processid": process_id,
+                "executorname": "",  # a name here would select the executor's logs instead
                 "count": count,
                 "since": since,
+                "latest": False,
             }
         )
-        return list(result or [])
+        return list(result or [])  # the server answers null when there are none
