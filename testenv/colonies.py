@@ -256,7 +256,7 @@ class ColoniesServer:
 
     def get_logs(self, processid: str, count: int = 500, since: int = 0) -> list[dict[str, Any]]:
         """Log entries of a process (at most 500 per call; ``since`` in ns)."""
-        result: list[dict[str, Any]] = self.rpc(
+        result: list[dict[str, Any]] | None = self.rpc(
             {
                 "msgtype": "getlogsmsg",
                 "colonyname": self.colony_name,
@@ -267,7 +267,7 @@ class ColoniesServer:
                 "latest": False,
             }
         )
-        return result
+        return result or []  # the server answers null, not [], when there are none
 
     def log_text(self, processid: str) -> str:
         """All log messages of a process concatenated (pages through 500 at a time)."""

@@ -36,17 +36,20 @@ class InpodExecutor:
         out: list[str] = []
         since = 0
         while True:
-            logs = self.colonies.rpc(
-                {
-                    "msgtype": "getlogsmsg",
-                    "colonyname": self.colonies.colony_name,
-                    "processid": process_id,
-                    "executorname": "",
-                    "count": 500,
-                    "since": since,
-                },
-                self.prvkey,
-            )
+            logs = (
+                self.colonies.rpc(
+                    {
+                        "msgtype": "getlogsmsg",
+                        "colonyname": self.colonies.colony_name,
+                        "processid": process_id,
+                        "executorname": "",
+                        "count": 500,
+                        "since": since,
+                    },
+                    self.prvkey,
+                )
+                or []
+            )  # null, not [], when there are none
             out.extend(entry["message"] for entry in logs)
             if len(logs) < 500:
                 return "".join(out)
@@ -65,6 +68,7 @@ class InpodExecutor:
                 },
                 self.prvkey,
             )
+            or []
         )
 
 

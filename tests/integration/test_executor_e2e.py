@@ -255,7 +255,8 @@ def test_unschedulable_pod_fails_with_the_scheduler_message(
     executor: Callable[..., ExecutorRun],
 ) -> None:
     run = executor(unschedulable_timeout=2)
-    pid = run.submit(spec(run.type, conditions={"cpu": "900"}))
+    # millicores: the Colonies server reads a cpu without "m" as 0
+    pid = run.submit(spec(run.type, conditions={"cpu": "900000m"}))
     process = run.wait_done(pid)
     assert process["state"] == FAILED
     assert "could not be scheduled" in process["errors"][0]
@@ -307,12 +308,13 @@ def test_invalid_spec_fails_at_once_with_every_problem(
     executor: Callable[..., ExecutorRun],
 ) -> None:
     run = executor()
-    bad = spec(run.type, conditions={"mem": "1 GB"})
+    # The server refuses an unparsable mem at submit; a bad GPU name reaches the executor.
+    bad = spec(run.type, conditions={"gpu": {"name": "not a label!"}})
     bad["kwargs"] = {"docker-image": "busybox:1.36"}
     process = run.wait_done(run.submit(bad))
     assert process["state"] == FAILED
     text = "\n".join(process["errors"])
-    assert "$.conditions.mem" in text and "$.kwargs" in text
+    assert "$.conditions.gpu.name" in text and "$.kwargs" in text
     train = run.wait_done(run.submit(spec(run.type, funcname="train")))
     assert train["state"] == FAILED and "'train'" in train["errors"][0]
     assert run.jobs() == []
