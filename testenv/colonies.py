@@ -43,6 +43,7 @@ class ColoniesServer:
         colony_name: str = "testcolony",
         executor_type: str = "kubejobs-test",
         executor_name: str = "kubejobs-test-executor",
+        server_env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kubejobs-colonies-"))
         self.host = "127.0.0.1"
@@ -77,6 +78,7 @@ class ColoniesServer:
                 "TZ": "UTC",
                 "COLONIES_ALLOW_EXECUTOR_REREGISTER": "true",
                 "COLONIES_TLS": "false",
+                **(server_env or {}),
             },
             cwd=Path(__file__).resolve().parent.parent,
         )

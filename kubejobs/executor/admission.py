@@ -14,6 +14,7 @@ so two workers cannot both be offered the same remaining room.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -102,11 +103,14 @@ class Admission:
             self.mem is None or used.mem < self.mem
         )
 
-    def acquire(self, stop: threading.Event, wait: float = 1.0) -> Room | None:
-        """A pending slot and the room left, or None when `stop` was set first."""
+    def acquire(
+        self, stop: threading.Event, wait: float = 1.0, timeout: float | None = None
+    ) -> Room | None:
+        """A pending slot and the room left; None when `stop` was set or `timeout` s passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while not self._has_room():
-                if stop.is_set():
+                if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
                     return None
                 self._cond.wait(wait)
             if stop.is_set():

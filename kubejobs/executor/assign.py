@@ -74,9 +74,14 @@ class AssignWorker(threading.Thread):
         ctx = self.ctx
         backoff = Backoff()
         while self.busy.wait(self.index, ctx.stop_assign):
-            room = ctx.admission.acquire(ctx.stop_assign)
+            # The first worker also wakes up while the executor is full, to keep it alive.
+            keepalive = None if self.index else ctx.settings.keepalive_seconds
+            room = ctx.admission.acquire(ctx.stop_assign, timeout=keepalive)
             if room is None:
-                return
+                if ctx.stop_assign.is_set():
+                    return
+                keep_alive(ctx)
+                continue
             try:
                 process = ctx.colonies.assign(
                     ctx.settings.colony_name, ctx.settings.assign_timeout, room.cpu, room.mem
@@ -96,6 +101,24 @@ class AssignWorker(threading.Thread):
             self.busy.event.set()
             ctx.metrics.assigned.inc()
             start_process(ctx, process, reserved=True)
+
+
+# No process asks for less than nothing, so this assign takes nothing; it only
+# counts as a sign of life (timeout -1: one attempt, no long poll that could
+# swallow the wake-up a submit gives to one waiting executor).
+NOTHING_CPU, NOTHING_MEM = "-1m", "-1Ki"
+
+
+def keep_alive(ctx: Context) -> None:
+    """Tell the server a full executor is alive, so it is not unregistered as stale."""
+    try:
+        process = ctx.colonies.assign(ctx.settings.colony_name, -1, NOTHING_CPU, NOTHING_MEM)
+    except ColoniesError as err:
+        log.debug("keep-alive assign failed: %s", err)
+        return
+    if process is not None:  # cannot happen with these limits; never drop one if it does
+        log.warning("keep-alive assign brought process %s; running it", process.get("processid"))
+        start_process(ctx, process, reserved=False)
 
 
 def start_process(ctx: Context, process: dict[str, Any], reserved: bool) -> None:

@@ -37,6 +37,13 @@ class ExecutorSettings(RenderSettings):
     """Parallel assign-and-apply workers."""
     assign_timeout: int = 10
     """Seconds one assign request long-polls the Colonies server."""
+    keepalive_seconds: int = 60
+    """While full, how often the executor still tells the server it is alive.
+
+    The Colonies server counts only assign requests as signs of life and
+    unregisters an executor silent for 600 s, giving its RUNNING processes to
+    others; a full executor therefore sends an assign that matches no process.
+    """
     unschedulable_timeout: int = 300
     """Seconds a pod may stay unschedulable before its process fails."""
     start_timeout: int = 300
@@ -60,6 +67,7 @@ class ExecutorSettings(RenderSettings):
             "max_jobs",
             "concurrency",
             "assign_timeout",
+            "keepalive_seconds",
             "takeback_check_seconds",
             "colonies_timeout",
             "watch_timeout",

@@ -45,6 +45,16 @@ def test_request_of_a_job_found_on_the_cluster() -> None:
     assert Request.of_job(job) == Request(Decimal("1.000"), Decimal(4 * 2**20))
 
 
+def test_full_admission_gives_up_after_the_timeout_without_taking_a_slot() -> None:
+    admission = Admission(max_jobs=1)
+    stop = threading.Event()
+    assert admission.acquire(stop) == Room()
+    assert admission.acquire(stop, wait=0.01, timeout=0.05) is None
+    assert not stop.is_set()
+    admission.cancel()
+    assert admission.acquire(stop, timeout=0.05) == Room()  # the one slot, not two
+
+
 def test_max_jobs_counts_pending_assigns() -> None:
     admission = Admission(max_jobs=2)
     stop = threading.Event()
