@@ -18,9 +18,12 @@ from kubejobs.errors import InvalidInput, Problem, TemplateError
 from kubejobs.executor.admission import Request
 from kubejobs.render import Renderer, job_name
 from kubejobs.spec import validate_spec
+from kubejobs.spec.quantity import parse_quantity
 
 # Parts of the server's FunctionSpec where a zero value means "not given".
 _ZERO_MEANS_ABSENT = ("conditions", "fs", "gpu", "onconflicts", "onstart", "onclose")
+# The server rewrites these as "<n>m" / "<n>Mi", so unset ones come back "0m" / "0Mi".
+_QUANTITIES = ("cpu", "mem", "storage")
 _SERVER_ENFORCED = ("maxwaittime", "maxexectime", "maxretries")
 _TOP_LEVEL_OPTIONAL = ("nodename", "label", "channels", "fs", "env")
 
@@ -70,11 +73,20 @@ def _drop_zero(obj: dict[str, Any]) -> dict[str, Any]:
     for key, value in obj.items():
         if isinstance(value, dict):
             value = _drop_zero(value) if key in _ZERO_MEANS_ABSENT else value
+        elif key in _QUANTITIES and isinstance(value, str) and _zero_quantity(value):
+            continue
         elif isinstance(value, list):
             value = [_drop_zero(v) if isinstance(v, dict) else v for v in value]
         if not _is_zero(value) or isinstance(value, bool):
             out[key] = value
     return out
+
+
+def _zero_quantity(text: str) -> bool:
+    try:
+        return parse_quantity(text) == 0
+    except ValueError:
+        return False  # not a quantity: left for validation to report
 
 
 def prepare(process: dict[str, Any], renderer: Renderer) -> Prepared:

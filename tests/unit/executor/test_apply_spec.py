@@ -20,12 +20,14 @@ def echoed(kwargs: dict[str, Any], funcname: str = "execute", **conditions: Any)
         "executortype": "kubejobs",
         "dependencies": [],
         "nodes": 0,
-        "cpu": "",
+        # The v1.9.7 server rewrites cpu as millicores and memory as whole MiB,
+        # so unset ones come back as "0m" and "0Mi".
+        "cpu": "0m",
         "processes": 0,
         "processespernode": 0,
-        "mem": "",
-        "storage": "",
-        "gpu": {"name": "", "mem": "", "count": 0, "nodecount": 0},
+        "mem": "0Mi",
+        "storage": "0Mi",
+        "gpu": {"name": "", "mem": "0Mi", "count": 0, "nodecount": 0},
         "walltime": 0,
     }
     cond.update(conditions)
@@ -53,14 +55,25 @@ def renderer() -> Renderer:
 
 
 def test_zero_values_are_dropped() -> None:
-    spec = spec_of(echoed({"docker-image": "busybox", "cmd": "true"}, nodes=2, cpu="1"))
+    spec = spec_of(echoed({"docker-image": "busybox", "cmd": "true"}, nodes=2, cpu="1000m"))
     assert "fs" not in spec and "env" not in spec and "nodename" not in spec
     assert spec["conditions"] == {
         "colonyname": "c",
         "executortype": "kubejobs",
         "nodes": 2,
-        "cpu": "1",
+        "cpu": "1000m",
     }
+
+
+def test_server_zero_quantities_mean_not_given() -> None:
+    kwargs = {"docker-image": "busybox", "cmd": "true"}
+    spec = spec_of(echoed(kwargs, mem="1024Mi", gpu={"name": "a100", "mem": "0Mi", "count": 1}))
+    assert spec["conditions"]["mem"] == "1024Mi"
+    assert "cpu" not in spec["conditions"] and "storage" not in spec["conditions"]
+    assert spec["conditions"]["gpu"] == {"name": "a100", "count": 1}
+    manifests = prepare(echoed(kwargs), renderer()).manifests
+    (main,) = manifests[0]["spec"]["template"]["spec"]["containers"]
+    assert "resources" not in main or not main["resources"], main.get("resources")
 
 
 def test_prepare_renders_job_and_service_first_for_multi_node() -> None:
