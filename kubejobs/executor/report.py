@@ -17,6 +17,8 @@ from kubejobs.executor.outcome import Outcome
 
 log = logging.getLogger(__name__)
 
+GONE_STATUSES = (403, 404)
+
 
 def still_ours(colonies: ColoniesClient, process_id: str, executor_id: str) -> bool | None:
     """True while the process is RUNNING on this executor; None when the server cannot say."""
@@ -24,8 +26,10 @@ def still_ours(colonies: ColoniesClient, process_id: str, executor_id: str) -> b
         process = colonies.get_process(process_id)
     except ColoniesUnavailable:
         return None
-    except ColoniesError:
-        return False  # removed, or no longer visible to us
+    except ColoniesError as err:
+        # 404: removed; 403: this executor is no longer a member (unregistered).
+        # Anything else (the server's database errors are 400/500 too) says nothing.
+        return False if err.status in GONE_STATUSES else None
     return bool(
         process.get("state") == RUNNING and process.get("assignedexecutorid") == executor_id
     )

@@ -31,7 +31,9 @@ class FakeColonies:
     def get_process(self, pid: str) -> dict[str, Any]:
         self.calls.append(("get", pid))
         if pid not in self.processes:
-            raise ColoniesError("process does not exist")
+            raise ColoniesError("Failed to get process, process not found", 404)
+        if self.processes[pid].get("broken"):
+            raise ColoniesError("database error", 500)
         return self.processes[pid]
 
 
@@ -106,6 +108,13 @@ def test_a_refused_list_falls_back_to_one_lookup_each() -> None:
     check(colonies, reconciler)
     assert taken_back(reconciler) == ["b"]
     assert [c for c in colonies.calls if c[0] == "get"] == [("get", "a"), ("get", "b")]
+
+
+def test_a_server_error_on_lookup_is_not_a_take_back() -> None:
+    colonies = FakeColonies({"a": {**proc("a", state=WAITING), "broken": True}})
+    reconciler = FakeReconciler(["a"])
+    check(colonies, reconciler)
+    assert taken_back(reconciler) == []
 
 
 def test_nothing_in_flight_asks_nothing() -> None:
