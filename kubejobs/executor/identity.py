@@ -3,8 +3,8 @@
 With only a colony key, the executor key is generated once and kept in the
 namespace's executor-key Secret (the one the injected log shipper mounts), so a
 restarted executor is the same executor and can finish what its predecessor
-started. Registration (add, approve, register function 'execute') tolerates
-"already exists": it runs on every start.
+started. Registration (add, approve, register function 'execute') is skipped
+when the key is an approved executor already, and tolerates "already exists".
 """
 
 from __future__ import annotations
@@ -93,9 +93,28 @@ def _stored_or_new_key(kube: KubeClient, namespace: str, secret: str, stop: thre
     return _retrying(read_or_create, stop)
 
 
+def _registered(settings: ExecutorSettings, executor: ColoniesClient, executor_id: str) -> bool:
+    """Whether this key is already an approved executor of the colony under this name.
+
+    Asked first because adding an executor again, where the server allows
+    re-registration, unregisters the existing one and puts its RUNNING
+    processes back to WAITING: a restart would give away the work it is to finish.
+    """
+    try:
+        found = executor.get_executor(settings.colony_name, settings.executor_name)
+    except ColoniesUnavailable:
+        raise
+    except ColoniesError:
+        return False  # not a member (yet): unknown, pending or unregistered
+    return bool(found and found.get("executorid") == executor_id)
+
+
 def _register(
     settings: ExecutorSettings, colony: ColoniesClient, executor: ColoniesClient, executor_id: str
 ) -> None:
+    if _registered(settings, executor, executor_id):
+        log.info("executor %s is registered and approved already", settings.executor_name)
+        return
     doc = executor_document(
         settings.colony_name, settings.executor_name, settings.executor_type, executor_id
     )

@@ -407,6 +407,22 @@ def test_self_registration_keeps_its_key_in_a_secret(
     assert run.wait_done(run.submit(spec(run.type)))["state"] == SUCCESS
 
 
+def test_self_registered_restart_keeps_its_running_process(
+    executor: Callable[..., ExecutorRun], colonies: Any
+) -> None:
+    # Adding the executor again would unregister it and requeue its RUNNING processes.
+    run = executor({"kwok.test/run": "6s"}, self_register=True)
+    pid = run.submit(spec(run.type))
+    until(lambda: run.jobs(), "the Job")
+    started = colonies.get_process(pid)["starttime"]
+    assert run.stop() == 0
+    run.start()
+    process = run.wait_done(pid)
+    assert process["state"] == SUCCESS, process["errors"]
+    assert process["starttime"] == started and process["retries"] == 0
+    assert "registered and approved already" in run.log()
+
+
 def test_max_jobs_bounds_the_jobs_in_flight(executor: Callable[..., ExecutorRun]) -> None:
     run = executor({"kwok.test/run": "2s"}, max_jobs=2, concurrency=4)
     pids = [run.submit(spec(run.type)) for _ in range(5)]
