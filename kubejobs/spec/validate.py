@@ -6,13 +6,14 @@ Every problem is collected and returned at once; nothing here raises for bad inp
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 from kubejobs.errors import InvalidInput, Problem
+from kubejobs.spec.colonies_units import cpu_problem, memory_problem
 from kubejobs.spec.load import SpecDocument
 from kubejobs.spec.model import FunctionSpec, split_words
 from kubejobs.spec.names import ENV_NAME, LABEL_VALUE, RESERVED_ENV, image_problem
-from kubejobs.spec.quantity import parse_quantity
 from kubejobs.spec.schema_errors import SPEC_SCHEMA, WORKFLOW_SCHEMA, json_path, schema_problems
 
 # Words that mean something only to a shell; cmd runs without one.
@@ -97,9 +98,10 @@ def _semantic_problems(data: Any, source: str, prefix: list[str | int]) -> list[
 
     conditions = _obj(spec.get("conditions"))
     gpu = _obj(conditions.get("gpu"))
-    for key in ("cpu", "mem", "storage"):
-        _check_quantity(conditions.get(key), ["conditions", key], add)
-    _check_quantity(gpu.get("mem"), ["conditions", "gpu", "mem"], add)
+    _check_amount(conditions.get("cpu"), ["conditions", "cpu"], cpu_problem, add)
+    for key in ("mem", "storage"):
+        _check_amount(conditions.get(key), ["conditions", key], memory_problem, add)
+    _check_amount(gpu.get("mem"), ["conditions", "gpu", "mem"], memory_problem, add)
     gpu_name = gpu.get("name")
     if isinstance(gpu_name, str) and gpu_name and not LABEL_VALUE.match(gpu_name):
         add(
@@ -116,11 +118,22 @@ def _semantic_problems(data: Any, source: str, prefix: list[str | int]) -> list[
             f"{processes} processes do not fit nodes x processespernode = {nodes} x {per_node}",
         )
 
-    for key in ("maxexectime", "maxretries"):
-        if spec.get(key) == 0:
-            add(
-                [key], "0 makes the Colonies server expire the process at once; use -1 for no limit"
-            )
+    # The server's timeout loop: maxexectime -1 is off, any other value not above 0
+    # expires the process at once; a maxwaittime below -1 fails it at once (0 is off).
+    # maxretries 0 is meaningful: no retry after maxexectime.
+    maxexec = _int(spec.get("maxexectime"), -1)
+    if maxexec <= 0 and maxexec != -1:
+        add(
+            ["maxexectime"],
+            f"{maxexec} makes the Colonies server expire the process at once; "
+            "use -1 for no limit",
+        )
+    maxwait = _int(spec.get("maxwaittime"), -1)
+    if maxwait < -1:
+        add(
+            ["maxwaittime"],
+            f"{maxwait} makes the Colonies server fail the process at once; use -1 for no limit",
+        )
     walltime = _int(conditions.get("walltime"), 0)
     maxexectime = _int(spec.get("maxexectime"), -1)
     if walltime > 0 and maxexectime > 0 and walltime <= maxexectime:
@@ -144,16 +157,14 @@ def _semantic_problems(data: Any, source: str, prefix: list[str | int]) -> list[
     return problems
 
 
-def _check_quantity(value: Any, path: list[str | int], add: Any) -> None:
+def _check_amount(
+    value: Any, path: list[str | int], problem: Callable[[str], str | None], add: Any
+) -> None:
     if not isinstance(value, str) or value == "":
         return
-    try:
-        amount = parse_quantity(value)
-    except ValueError as err:
-        add(path, str(err))
-        return
-    if amount < 0:
-        add(path, f"{value!r} is negative")
+    found = problem(value)
+    if found:
+        add(path, found)
 
 
 def _check_execute(kwargs: dict[str, Any], add: Any) -> None:

@@ -28,7 +28,7 @@ def spec_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (repo / "specs" / "bad.json").write_text(
         json.dumps(spec_with(conditions={"mem": "1 GB", "processes-per-node": 2}))
     )
-    (repo / "specs" / "bad-template-input.json").write_text(json.dumps(spec_with(maxretries=0)))
+    (repo / "specs" / "bad-template-input.json").write_text(json.dumps(spec_with(maxexectime=0)))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
     subprocess.run([*git, "add", "."], cwd=repo, check=True)
@@ -66,13 +66,13 @@ def test_validate_hook_fails_bad_specs_with_located_errors(spec_repo: Path) -> N
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Failed" in result.stdout
-    assert "specs/bad.json::$.conditions.mem: '1 GB' is not a Kubernetes quantity" in result.stdout
+    assert "specs/bad.json::$.conditions.mem: '1 GB' is not an amount of memory" in result.stdout
     assert (
         "specs/bad.json::$.conditions['processes-per-node']: unknown key 'processes-per-node'; did you mean 'processespernode'?"
         in result.stdout
     )
     assert (
-        "specs/bad-template-input.json::$.maxretries: 0 makes the Colonies server expire"
+        "specs/bad-template-input.json::$.maxexectime: 0 makes the Colonies server expire"
         in result.stdout
     )
 

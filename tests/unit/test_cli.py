@@ -52,7 +52,7 @@ def test_validate_reports_every_error_of_every_file_and_exits_1(tmp_path: Path) 
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert (
-        f"{bad}::$.conditions.mem: '1 GB' is not a Kubernetes quantity (examples: 500m, 2, 1.5, 512Mi, 2G, 1e9)"
+        f"{bad}::$.conditions.mem: '1 GB' is not an amount of memory; write a whole number with Ki, Mi, Gi, M or G (512Mi, 4Gi)"
         in lines
     )
     assert (

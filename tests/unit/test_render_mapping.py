@@ -51,12 +51,12 @@ def test_processes_per_node_make_main_containers_with_local_rank() -> None:
 
 def test_cpu_and_mem_are_requests_and_limits_of_each_main_container() -> None:
     containers = mains(
-        render(spec_with(conditions={"cpu": "1.5", "mem": "1e9", "processespernode": 2}))
+        render(spec_with(conditions={"cpu": "1500m", "mem": "953Mi", "processespernode": 2}))
     )
     for c in containers:
         assert c["resources"] == {
-            "requests": {"cpu": "1.5", "memory": "1e9"},
-            "limits": {"cpu": "1.5", "memory": "1e9"},
+            "requests": {"cpu": "1500m", "memory": "953Mi"},
+            "limits": {"cpu": "1500m", "memory": "953Mi"},
         }
 
 

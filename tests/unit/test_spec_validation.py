@@ -53,20 +53,52 @@ def test_valid_spec_has_no_problems() -> None:
         ),
         (
             {"conditions": {"mem": "1 GB"}},
-            "spec.json::$.conditions.mem: '1 GB' is not a Kubernetes quantity (examples: 500m, 2, 1.5, 512Mi, 2G, 1e9)",
+            "spec.json::$.conditions.mem: '1 GB' is not an amount of memory; write a whole number with Ki, Mi, Gi, M or G (512Mi, 4Gi)",
         ),
         ({"conditions": {"cpu": "-1"}}, "spec.json::$.conditions.cpu: '-1' is negative"),
         (
             {"conditions": {"gpu": {"count": 1, "mem": "lots"}}},
-            "spec.json::$.conditions.gpu.mem: 'lots' is not a Kubernetes quantity",
+            "spec.json::$.conditions.gpu.mem: 'lots' is not an amount of memory",
         ),
         (
             {"maxexectime": 0},
             "spec.json::$.maxexectime: 0 makes the Colonies server expire the process at once; use -1 for no limit",
         ),
         (
-            {"maxretries": 0},
-            "spec.json::$.maxretries: 0 makes the Colonies server expire the process at once",
+            {"maxexectime": -5},
+            "spec.json::$.maxexectime: -5 makes the Colonies server expire the process at once",
+        ),
+        (
+            {"maxwaittime": -2},
+            "spec.json::$.maxwaittime: -2 makes the Colonies server fail the process at once",
+        ),
+        (
+            {"conditions": {"cpu": "2"}},
+            "spec.json::$.conditions.cpu: the Colonies server reads cpu only as whole millicores and would run '2' with no cpu at all; write '2000m'",
+        ),
+        (
+            {"conditions": {"cpu": "0.25"}},
+            "spec.json::$.conditions.cpu: the Colonies server reads cpu only as whole millicores and would run '0.25' with no cpu at all; write '250m'",
+        ),
+        (
+            {"conditions": {"cpu": "two"}},
+            "spec.json::$.conditions.cpu: 'two' is not a cpu amount; write whole millicores such as 500m or 2000m",
+        ),
+        (
+            {"conditions": {"mem": "1.5Gi"}},
+            "spec.json::$.conditions.mem: the Colonies server takes memory only as a whole number with Ki, Mi, Gi, M or G and refuses or misreads '1.5Gi'; write '1536Mi'",
+        ),
+        (
+            {"conditions": {"storage": "2Ti"}},
+            "spec.json::$.conditions.storage: the Colonies server takes memory only as a whole number with Ki, Mi, Gi, M or G and refuses or misreads '2Ti'; write '2048Gi'",
+        ),
+        (
+            {"conditions": {"mem": "1e9"}},
+            "write '953Mi'",
+        ),
+        (
+            {"conditions": {"gpu": {"count": 1, "mem": "512Ki"}}},
+            "spec.json::$.conditions.gpu.mem: the Colonies server keeps memory in whole MiB, so '512Ki' would become 0 (no request at all); write at least 1Mi",
         ),
         (
             {"conditions": {"walltime": 60}, "maxexectime": 60},
@@ -183,13 +215,16 @@ def test_other_funcnames_are_schema_valid_but_not_executable() -> None:
 
 def test_valid_forms() -> None:
     ok = spec_with(
-        conditions={"cpu": "1.5", "mem": "1e9", "walltime": 0, "gpu": {"count": 0}},
+        conditions={"cpu": "1500m", "mem": "1G", "walltime": 0, "gpu": {"count": 0}},
         kwargs={"cmd": ["echo", "a | b"], "args": [1, 2.5, True, "x"], "init-cmd": "cd /tmp"},
         env={"_A1": "x"},
         maxexectime=-1,
-        maxretries=-1,
+        maxretries=0,
+        maxwaittime=0,
     )
     assert problems(ok) == []
+    for mem in ("1Mi", "2048Ki", "4Gi", "500M", "1G"):
+        assert problems(spec_with(conditions={"mem": mem, "storage": mem})) == [], mem
     quoted = spec_with(kwargs={"cmd": "echo ';' \"a && b\""})
     assert problems(quoted) == []
 

@@ -78,11 +78,11 @@ def test_server_zero_quantities_mean_not_given() -> None:
 
 def test_prepare_renders_job_and_service_first_for_multi_node() -> None:
     prepared = prepare(
-        echoed({"docker-image": "busybox", "cmd": "true"}, nodes=2, cpu="1"), renderer()
+        echoed({"docker-image": "busybox", "cmd": "true"}, nodes=2, cpu="1000m"), renderer()
     )
     assert [m["kind"] for m in prepared.manifests] == ["Service", "Job"]
     assert prepared.job_name == "kj-" + PID[:40]
-    assert str(prepared.request.cpu) == "2"
+    assert prepared.request.cpu == 2
 
 
 def test_invalid_spec_gives_every_problem_located_in_the_process() -> None:
