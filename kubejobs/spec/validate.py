@@ -125,8 +125,7 @@ def _semantic_problems(data: Any, source: str, prefix: list[str | int]) -> list[
     if maxexec <= 0 and maxexec != -1:
         add(
             ["maxexectime"],
-            f"{maxexec} makes the Colonies server expire the process at once; "
-            "use -1 for no limit",
+            f"{maxexec} makes the Colonies server expire the process at once; use -1 for no limit",
         )
     maxwait = _int(spec.get("maxwaittime"), -1)
     if maxwait < -1:
