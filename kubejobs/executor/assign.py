@@ -100,7 +100,28 @@ class AssignWorker(threading.Thread):
                 continue
             self.busy.event.set()
             ctx.metrics.assigned.inc()
+            if not end_earlier_attempt(ctx, str(process["processid"])):
+                ctx.admission.cancel()
+                return
             start_process(ctx, process, reserved=True)
+
+
+def end_earlier_attempt(ctx: Context, pid: str, wait: float = 60.0) -> bool:
+    """Delete the Job of an earlier attempt of `pid` before its new one; False when stopped.
+
+    The server assigns a process it took back (maxexectime) again, possibly to
+    this executor before the take-back check has noticed: the old Job is still
+    running under the same name. The new attempt must start afresh, not inherit it.
+    """
+    if not ctx.reconciler.known(pid):
+        return True
+    log.info("process %s is assigned again (a new attempt): deleting its earlier Job", pid)
+    ctx.reconciler.post("takenback", pid, "assigned again for a new attempt")
+    deadline = time.monotonic() + wait
+    while ctx.reconciler.known(pid) and time.monotonic() < deadline:
+        if ctx.stop_assign.wait(0.2):
+            return False
+    return True  # apply() also waits for a Job still being deleted
 
 
 # No process asks for less than nothing, so this assign takes nothing; it only

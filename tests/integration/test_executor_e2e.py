@@ -304,6 +304,21 @@ def test_takeback_then_reassignment_runs_a_fresh_job(executor: Callable[..., Exe
     run.wait_no_jobs()
 
 
+def test_reassignment_before_the_takeback_check_starts_a_fresh_job(
+    executor: Callable[..., ExecutorRun],
+) -> None:
+    # The take-back check never runs here: only the second assign can tell that the
+    # server gave the process back. The first Job would complete at 6 s and close the
+    # process with the abandoned attempt's result; the fresh Job outlives maxexectime.
+    run = executor({"kwok.test/run": "6s"}, takeback_check_seconds=3600)
+    pid = run.submit(spec(run.type, maxexectime=3, maxretries=1))
+    process = run.wait_done(pid)
+    assert process["state"] == FAILED, run.log()
+    assert process["retries"] == 1
+    assert "assigned again (a new attempt)" in run.log()
+    run.wait_no_jobs()
+
+
 def test_invalid_spec_fails_at_once_with_every_problem(
     executor: Callable[..., ExecutorRun],
 ) -> None:
