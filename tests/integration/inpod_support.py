@@ -32,44 +32,31 @@ class InpodExecutor:
         process = self.colonies.assign(timeout=10, prvkey=self.prvkey)
         return str(process["processid"])
 
+    def log_page(self, process_id: str, since: int = 0) -> list[dict[str, Any]]:
+        """Up to 500 log entries after `since` (the server's page size)."""
+        msg = {
+            "msgtype": "getlogsmsg",
+            "colonyname": self.colonies.colony_name,
+            "processid": process_id,
+            "executorname": "",
+            "count": 500,
+            "since": since,
+        }
+        return list(self.colonies.rpc(msg, self.prvkey) or [])  # null, not [], when none
+
     def log_text(self, process_id: str) -> str:
         out: list[str] = []
         since = 0
         while True:
-            logs = (
-                self.colonies.rpc(
-                    {
-                        "msgtype": "getlogsmsg",
-                        "colonyname": self.colonies.colony_name,
-                        "processid": process_id,
-                        "executorname": "",
-                        "count": 500,
-                        "since": since,
-                    },
-                    self.prvkey,
-                )
-                or []
-            )  # null, not [], when there are none
+            logs = self.log_page(process_id, since)
             out.extend(entry["message"] for entry in logs)
             if len(logs) < 500:
                 return "".join(out)
             since = logs[-1]["timestamp"]
 
     def log_entries(self, process_id: str) -> int:
-        return len(
-            self.colonies.rpc(
-                {
-                    "msgtype": "getlogsmsg",
-                    "colonyname": self.colonies.colony_name,
-                    "processid": process_id,
-                    "executorname": "",
-                    "count": 500,
-                    "since": 0,
-                },
-                self.prvkey,
-            )
-            or []
-        )
+        """Entries in the first page: how many requests the shipper's lines took (up to 500)."""
+        return len(self.log_page(process_id))
 
 
 _executors: dict[int, InpodExecutor] = {}

@@ -18,7 +18,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 
 from testenv._proc import free_port
+from tests.integration import polling
 from tests.integration.executor_support import executor_ready
 
 pytestmark = pytest.mark.integration
@@ -48,14 +48,7 @@ BASIC_USER = {
 
 
 def until(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.2)
+    return polling.until(check, what, timeout)
 
 
 Install = Callable[..., subprocess.CompletedProcess[str]]

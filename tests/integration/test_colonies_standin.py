@@ -24,6 +24,7 @@ from kubejobs.adapters.cfs import CfsClient, CfsError
 from kubejobs.adapters.colonies import ColoniesClient, ColoniesError, key_id
 from testenv.colonies import ColoniesServer
 from testenv.colonies_server import sign
+from tests.integration import polling
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +33,7 @@ ZERO = "0001-01-01T00:00:00Z"
 
 
 def until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.2)
+    return polling.until(check, what, timeout)
 
 
 class Executor:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from testenv._proc import free_port
+from tests.integration import polling
 from tests.integration.executor_support import executor_ready
 
 pytestmark = pytest.mark.integration
@@ -49,14 +50,7 @@ def spec(executor_type: str, **extra: Any) -> dict[str, Any]:
 
 
 def until(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.2)
+    return polling.until(check, what, timeout)
 
 
 @dataclass
