@@ -1149,6 +1149,13 @@ def start_workers(app: ColoniesLite) -> None:
     threading.Thread(target=cleanup, daemon=True).start()
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) resets connections when hundreds of clients
+    # submit at once (the executor benchmark); the Go server's backlog is the OS's.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
@@ -1159,8 +1166,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.server_id:
         ap.error("--server-id or COLONIES_SERVER_ID is required")
     app = ColoniesLite(args.data_dir, args.server_id)
-    httpd = ThreadingHTTPServer((args.host, args.port), make_handler(app))
-    httpd.daemon_threads = True
+    httpd = _Server((args.host, args.port), make_handler(app))
     start_workers(app)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     sys.stderr.write(f"colonies-lite listening on {args.host}:{args.port}, data {args.data_dir}\n")
