@@ -9,10 +9,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.integration.polling import until
 
 ROOT = Path(__file__).resolve().parents[2]
 EXECUTOR_TYPE = "kubejobs-inpod-test"
@@ -100,7 +101,7 @@ def pod_manifest(
 
 def create_pod(ns: Any, manifest: dict[str, Any]) -> None:
     ns.kubectl("create", "-f", "-", input=json.dumps(manifest))
-    wait_for(
+    until(
         lambda: pod_phase(ns, manifest["metadata"]["name"]) in ("Running", "Succeeded"),
         f"pod {manifest['metadata']['name']} running",
     )
@@ -114,16 +115,7 @@ def pod_phase(ns: Any, name: str) -> str:
 def complete_pod(ns: Any, name: str) -> None:
     """Let kwok finish the pod: its containers terminate with exit code 0."""
     ns.kubectl("annotate", "pod", name, "kwok.test/run-forever-")
-    wait_for(lambda: pod_phase(ns, name) == "Succeeded", f"pod {name} succeeded")
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 180.0) -> None:
-    """Poll until `check()`; the timeout only bounds a hung test, it asserts nothing about speed."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        time.sleep(0.1)
+    until(lambda: pod_phase(ns, name) == "Succeeded", f"pod {name} succeeded")
 
 
 @dataclass

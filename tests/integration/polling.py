@@ -7,8 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 
-def until(check: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
-    """The first truthy value of `check()`, polled every 0.2 s; AssertionError after `timeout` s."""
+def until(check: Callable[[], Any], what: str, timeout: float = 180.0) -> Any:
+    """The first truthy value of `check()`, polled every 0.2 s; AssertionError after `timeout` s.
+
+    The timeout only bounds a hung test; it asserts nothing about speed.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = check()

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from testenv._proc import free_port
-from tests.integration import polling
 from tests.integration.executor_support import executor_ready
+from tests.integration.polling import until
 
 pytestmark = pytest.mark.integration
 
@@ -45,10 +45,6 @@ BASIC_USER = {
     "selfsubjectaccessreviews.authorization.k8s.io",
     "selfsubjectrulesreviews.authorization.k8s.io",
 }
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    return polling.until(check, what, timeout)
 
 
 Install = Callable[..., subprocess.CompletedProcess[str]]
@@ -242,19 +238,31 @@ CLUSTER_DENIED = [
 ]  # fmt: skip
 
 
+def assert_allowed_only(
+    kube: Any,
+    ns: str,
+    account: str,
+    allowed: list[tuple[str, str]],
+    denied: list[tuple[str, str]],
+    other_namespace: str,
+) -> None:
+    """`kubectl auth can-i` as `account`: `allowed` here only, `denied` and cluster scope never."""
+    for verb, resource in allowed:
+        assert can_i(kube, ns, account, verb, resource, "-n", ns), (verb, resource)
+    for verb, resource in denied:
+        assert not can_i(kube, ns, account, verb, resource, "-n", ns), (verb, resource)
+    for verb, resource in allowed:
+        assert not can_i(kube, ns, account, verb, resource, "-n", other_namespace)
+    for verb, resource, *extra in CLUSTER_DENIED:
+        assert not can_i(kube, ns, account, verb, resource, *extra), (verb, resource)
+
+
 def test_executor_account_may_do_what_the_executor_does_and_nothing_more(
     install: Install, kube: Any, kube_namespace: Any, other_namespace: str
 ) -> None:
     ns = kube_namespace.name
     install()
-    for verb, resource in EXECUTOR_ALLOWED:
-        assert can_i(kube, ns, EXECUTOR_SA, verb, resource, "-n", ns), (verb, resource)
-    for verb, resource in EXECUTOR_DENIED:
-        assert not can_i(kube, ns, EXECUTOR_SA, verb, resource, "-n", ns), (verb, resource)
-    for verb, resource in EXECUTOR_ALLOWED:
-        assert not can_i(kube, ns, EXECUTOR_SA, verb, resource, "-n", other_namespace)
-    for verb, resource, *extra in CLUSTER_DENIED:
-        assert not can_i(kube, ns, EXECUTOR_SA, verb, resource, *extra), (verb, resource)
+    assert_allowed_only(kube, ns, EXECUTOR_SA, EXECUTOR_ALLOWED, EXECUTOR_DENIED, other_namespace)
     assert rules_of(kube, ns, EXECUTOR_SA, ns) == {
         "jobs.batch": {"get", "list", "watch", "create", "patch", "delete"},
         "pods": {"list", "watch"},
@@ -269,14 +277,7 @@ def test_log_shipper_account_reads_pods_and_their_logs_only(
 ) -> None:
     ns = kube_namespace.name
     install()
-    for verb, resource in SHIPPER_ALLOWED:
-        assert can_i(kube, ns, SHIPPER_SA, verb, resource, "-n", ns), (verb, resource)
-    for verb, resource in SHIPPER_DENIED:
-        assert not can_i(kube, ns, SHIPPER_SA, verb, resource, "-n", ns), (verb, resource)
-    for verb, resource in SHIPPER_ALLOWED:
-        assert not can_i(kube, ns, SHIPPER_SA, verb, resource, "-n", other_namespace)
-    for verb, resource, *extra in CLUSTER_DENIED:
-        assert not can_i(kube, ns, SHIPPER_SA, verb, resource, *extra), (verb, resource)
+    assert_allowed_only(kube, ns, SHIPPER_SA, SHIPPER_ALLOWED, SHIPPER_DENIED, other_namespace)
     assert rules_of(kube, ns, SHIPPER_SA, ns) == {"pods": {"get"}, "pods/log": {"get"}}
 
     # A real log read as the shipper (what `kubectl logs` does: get the pod, then pods/log).

@@ -24,16 +24,12 @@ from kubejobs.adapters.cfs import CfsClient, CfsError
 from kubejobs.adapters.colonies import ColoniesClient, ColoniesError, key_id
 from testenv.colonies import ColoniesServer
 from testenv.colonies_server import sign
-from tests.integration import polling
+from tests.integration.polling import until
 
 pytestmark = pytest.mark.integration
 
 WAITING, RUNNING, SUCCESS, FAILED = 0, 1, 2, 3
 ZERO = "0001-01-01T00:00:00Z"
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    return polling.until(check, what, timeout)
 
 
 class Executor:

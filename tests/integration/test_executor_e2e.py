@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from testenv._proc import free_port
-from tests.integration import polling
 from tests.integration.executor_support import executor_ready
+from tests.integration.polling import until
 
 pytestmark = pytest.mark.integration
 
@@ -47,10 +47,6 @@ def spec(executor_type: str, **extra: Any) -> dict[str, Any]:
     }
     doc.update(extra)
     return doc
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    return polling.until(check, what, timeout)
 
 
 @dataclass

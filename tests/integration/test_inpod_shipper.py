@@ -6,20 +6,32 @@ import re
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.integration.inpod_support import (
+    CriLog,
+    InpodExecutor,
     complete_pod,
     create_pod,
     cri_log,
     inpod_executor,
     pod_manifest,
     shipper,
-    wait_for,
 )
+from tests.integration.polling import until
 
 pytestmark = pytest.mark.integration
+
+
+def single_container_pod(ns: Any, colonies: Any, name: str) -> tuple[InpodExecutor, str, CriLog]:
+    """A RUNNING process and a pod `name` with one main container whose log the test writes."""
+    executor = inpod_executor(colonies)
+    pid = executor.running_process()
+    log = cri_log(ns, "main", name)
+    create_pod(ns, pod_manifest(name, ["main"]))
+    return executor, pid, log
 
 
 def lines_of(prefix: str, start: int, count: int) -> list[str]:
@@ -29,10 +41,7 @@ def lines_of(prefix: str, start: int, count: int) -> list[str]:
 def test_100k_lines_shipped_in_order_none_lost(
     kube, kube_namespace, colonies, tmp_path: Path
 ) -> None:
-    executor = inpod_executor(colonies)
-    pid = executor.running_process()
-    log = cri_log(kube_namespace, "main", "big")
-    create_pod(kube_namespace, pod_manifest("big", ["main"]))
+    executor, pid, log = single_container_pod(kube_namespace, colonies, "big")
     program = shipper(
         kube, kube_namespace, "big", ["main"], colonies, executor, pid, tmp_path
     ).start()
@@ -51,16 +60,13 @@ def test_100k_lines_shipped_in_order_none_lost(
 def test_shipper_killed_and_restarted_mid_stream(
     kube, kube_namespace, colonies, tmp_path: Path
 ) -> None:
-    executor = inpod_executor(colonies)
-    pid = executor.running_process()
-    log = cri_log(kube_namespace, "main", "killed")
-    create_pod(kube_namespace, pod_manifest("killed", ["main"]))
+    executor, pid, log = single_container_pod(kube_namespace, colonies, "killed")
     expected = lines_of("main", 0, 20_000)
     log.write(expected)
     first = shipper(
         kube, kube_namespace, "killed", ["main"], colonies, executor, pid, tmp_path
     ).start()
-    wait_for(lambda: executor.log_entries(pid) >= 2, "some batches delivered")
+    until(lambda: executor.log_entries(pid) >= 2, "some batches delivered")
     first.kill()
     more = lines_of("main", 20_000, 20_000)
     log.write(more)
@@ -68,7 +74,7 @@ def test_shipper_killed_and_restarted_mid_stream(
     second = shipper(
         kube, kube_namespace, "killed", ["main"], colonies, executor, pid, tmp_path
     ).start()
-    wait_for(
+    until(
         lambda: len(executor.log_text(pid).splitlines()) >= 30_000, "the restarted shipper shipping"
     )
     third_part = lines_of("main", 40_000, 5_000)
@@ -82,23 +88,20 @@ def test_shipper_killed_and_restarted_mid_stream(
 def test_colonies_server_down_60s_mid_stream(
     kube, kube_namespace, colonies, tmp_path: Path
 ) -> None:
-    executor = inpod_executor(colonies)
-    pid = executor.running_process()
-    log = cri_log(kube_namespace, "main", "outage")
-    create_pod(kube_namespace, pod_manifest("outage", ["main"]))
+    executor, pid, log = single_container_pod(kube_namespace, colonies, "outage")
     program = shipper(
         kube, kube_namespace, "outage", ["main"], colonies, executor, pid, tmp_path
     ).start()
     expected = lines_of("main", 0, 10_000)
     log.write(expected)
-    wait_for(lambda: len(executor.log_text(pid).splitlines()) >= 10_000, "first lines delivered")
+    until(lambda: len(executor.log_text(pid).splitlines()) >= 10_000, "first lines delivered")
     colonies.stop()
     try:
         during = lines_of("main", 10_000, 30_000)
         log.write(during)  # written, followed and journaled while the server is away
         expected += during
         state = tmp_path / "state" / "shipper" / "journal"
-        wait_for(
+        until(
             lambda: sum(p.stat().st_size for p in state.glob("*.journal")) > 30_000 * 20,
             "the shipper journaling during the outage",
         )
@@ -141,10 +144,7 @@ def test_several_main_containers_tagged_and_in_order(
 
 
 def test_log_rotation_while_following(kube, kube_namespace, colonies, tmp_path: Path) -> None:
-    executor = inpod_executor(colonies)
-    pid = executor.running_process()
-    log = cri_log(kube_namespace, "main", "rotating")
-    create_pod(kube_namespace, pod_manifest("rotating", ["main"]))
+    executor, pid, log = single_container_pod(kube_namespace, colonies, "rotating")
     program = shipper(
         kube, kube_namespace, "rotating", ["main"], colonies, executor, pid, tmp_path
     ).start()
@@ -154,7 +154,7 @@ def test_log_rotation_while_following(kube, kube_namespace, colonies, tmp_path: 
         log.write(chunk)
         expected += chunk
         want = len(expected)
-        wait_for(
+        until(
             lambda want=want: len(executor.log_text(pid).splitlines()) >= want,  # type: ignore[misc]
             "caught up",
         )
@@ -168,16 +168,13 @@ def test_log_rotation_while_following(kube, kube_namespace, colonies, tmp_path: 
 
 
 def test_api_server_restart_mid_stream(kube, kube_namespace, colonies, tmp_path: Path) -> None:
-    executor = inpod_executor(colonies)
-    pid = executor.running_process()
-    log = cri_log(kube_namespace, "main", "apirestart")
-    create_pod(kube_namespace, pod_manifest("apirestart", ["main"]))
+    executor, pid, log = single_container_pod(kube_namespace, colonies, "apirestart")
     program = shipper(
         kube, kube_namespace, "apirestart", ["main"], colonies, executor, pid, tmp_path
     ).start()
     expected = lines_of("main", 0, 5_000)
     log.write(expected)
-    wait_for(lambda: len(executor.log_text(pid).splitlines()) >= 5_000, "first lines delivered")
+    until(lambda: len(executor.log_text(pid).splitlines()) >= 5_000, "first lines delivered")
     kube.restart_apiserver(down_seconds=3)
     more = lines_of("main", 5_000, 5_000)
     log.write(more)
@@ -209,7 +206,7 @@ def test_native_sidecar_waits_for_sigterm_after_shipping(
     ).start()
     log.write(["one", "two"])
     complete_pod(kube_namespace, "native")
-    wait_for(lambda: "shipped 2 lines" in program.output(), "everything shipped")
+    until(lambda: "shipped 2 lines" in program.output(), "everything shipped")
     assert (
         program.proc is not None and program.proc.poll() is None
     )  # still there, as a native sidecar must be
@@ -221,10 +218,7 @@ def test_native_sidecar_waits_for_sigterm_after_shipping(
 def test_gives_up_within_the_grace_period_when_colonies_is_away(
     kube, kube_namespace, colonies, tmp_path: Path
 ) -> None:
-    executor = inpod_executor(colonies)
-    pid = executor.running_process()
-    log = cri_log(kube_namespace, "main", "grace")
-    create_pod(kube_namespace, pod_manifest("grace", ["main"]))
+    executor, pid, log = single_container_pod(kube_namespace, colonies, "grace")
     program = shipper(
         kube,
         kube_namespace,
@@ -237,7 +231,7 @@ def test_gives_up_within_the_grace_period_when_colonies_is_away(
         {"KUBEJOBS_GRACE_SECONDS": "6"},
     ).start()
     log.write(["before"])
-    wait_for(lambda: executor.log_text(pid) == "before\n", "first line delivered")
+    until(lambda: executor.log_text(pid) == "before\n", "first line delivered")
     colonies.stop()
     try:
         log.write(["during"])
