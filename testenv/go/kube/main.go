@@ -1,12 +1,13 @@
 // Command kube is a multi-call binary for the kubejobs test environment.
 //
 // It dispatches on the program name (argv[0], usually a symlink) to
-// kube-apiserver, kube-controller-manager or kube-scheduler, so the large
+// kube-apiserver, kube-controller-manager, kube-scheduler or kubelet, so the large
 // Kubernetes dependency graph is compiled and linked once. The first argument
 // may name the component instead (`kube kube-apiserver --help`).
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,12 +22,15 @@ import (
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 var components = map[string]func() *cobra.Command{
 	"kube-apiserver":          apiserver.NewAPIServerCommand,
 	"kube-controller-manager": controllermanager.NewControllerManagerCommand,
 	"kube-scheduler":          func() *cobra.Command { return scheduler.NewSchedulerCommand() },
+	// the real node (testenv/node.py): pods that run real containers through containerd
+	"kubelet": func() *cobra.Command { return kubelet.NewKubeletCommand(context.Background()) },
 }
 
 func main() {
@@ -39,7 +43,7 @@ func main() {
 	}
 	newCommand, ok := components[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "usage: link this binary as kube-apiserver, kube-controller-manager or kube-scheduler (got %q)\n", name)
+		fmt.Fprintf(os.Stderr, "usage: link this binary as kube-apiserver, kube-controller-manager, kube-scheduler or kubelet (got %q)\n", name)
 		os.Exit(2)
 	}
 	os.Exit(cli.Run(newCommand()))
