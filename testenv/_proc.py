@@ -28,6 +28,12 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _primary_group(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
+
+
 class TestEnvError(RuntimeError):
     """A server of the test environment could not be started or is missing."""
 
@@ -110,20 +116,22 @@ class Service:
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
-        argv = self.argv
-        if self.user is not None:
-            argv = ["runuser", "-u", self.user, "--", *argv]
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(self.argv)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                argv,
+                self.argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
                 cwd=self.cwd,
+                # the server itself drops to the user (no runuser in between), so the
+                # parent-death signal below, set after the switch, reaches it
+                user=self.user,
+                group=_primary_group(self.user) if self.user else None,
+                extra_groups=[] if self.user else None,
                 start_new_session=True,
                 # PDEATHSIG follows the starting *thread*: only from the main thread
                 preexec_fn=_die_with_parent

@@ -1,11 +1,12 @@
-"""A Colonies server on loopback for the tests, plus a small raw-RPC client.
+"""The real Colonies v1.9.7 server on PostgreSQL 15, on loopback, plus a small raw-RPC client.
 
-The server is testenv/colonies_server.py ("colonies-lite"): the real
-Colonies v1.9.7 server cannot be built here because the Go module proxy
-refuses github.com/colonyos/colonies. It speaks the same signed RPC protocol
-on ``POST /api`` and answers ``GET /health``, so pycolonies and the project's
-adapter talk to it as to the real server. State persists in its data dir
-across ``stop()`` / ``start()`` / ``restart()``.
+The server binary is built by testenv/install.sh from ../shared/third_party/colonies
+(the v1.9.7 source with its Go dependencies vendored) into ``.testenv/bin/colonies``;
+it is also the real ``colonies`` CLI. Each :class:`ColoniesServer` gets its own
+PostgreSQL cluster (testenv/postgres.py), its own ports and its own embedded-etcd
+data dir. The first start runs ``--initdb`` (which stores the server id once);
+later starts keep the data, so ``stop()`` / ``start()`` / ``restart()`` behave like
+restarting a production server.
 
 ``ColoniesServer.start()`` creates a colony and one approved executor and
 exposes their keys. All helpers take and return raw dicts (the server's JSON).
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
+import os
+import subprocess
 import tempfile
 import time
 import urllib.error
@@ -23,8 +25,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from testenv._proc import Service, TestEnvError, free_port, wait_until
-from testenv.colonies_server import generate_prvkey, key_id, sign
+from kubejobs.adapters.colonies import generate_prvkey, key_id, sign
+from testenv._proc import Service, TestEnvError, binary, free_port, wait_until
+from testenv.postgres import PostgresServer
 
 WAITING, RUNNING, SUCCESS, FAILED = 0, 1, 2, 3
 
@@ -36,6 +39,11 @@ class ColoniesRPCError(RuntimeError):
         self.status = status
 
 
+def colonies_binary() -> str:
+    """The real Colonies server and CLI built by testenv/install.sh."""
+    return binary("colonies")
+
+
 class ColoniesServer:
     def __init__(
         self,
@@ -45,6 +53,7 @@ class ColoniesServer:
         executor_name: str = "kubejobs-test-executor",
         server_env: dict[str, str] | None = None,
     ) -> None:
+        """``server_env`` adds server settings, e.g. ``COLONIES_STALE_EXECUTOR_DURATION``."""
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kubejobs-colonies-"))
         self.host = "127.0.0.1"
         self.port = free_port()
@@ -58,41 +67,57 @@ class ColoniesServer:
         self.executor_name = executor_name
         self.executor_prvkey = generate_prvkey()
         self.executor_id = key_id(self.executor_prvkey)
+        self.postgres = PostgresServer(self.workdir / "logs")
+        # the embedded etcd and the relay get ports of their own, kept across restarts
+        etcd_client, etcd_peer, relay = free_port(), free_port(), free_port()
+        self._argv = [
+            colonies_binary(),
+            "server",
+            "start",
+            "--port",
+            str(self.port),
+            "--insecure",
+            "--etcdname",
+            "colonies",
+            "--etcdhost",
+            self.host,
+            "--etcdclientport",
+            str(etcd_client),
+            "--etcdpeerport",
+            str(etcd_peer),
+            "--relayport",
+            str(relay),
+            "--etcddatadir",
+            str(self.workdir / "etcd"),
+        ]
         self.service = Service(
             "colonies-server",
-            [
-                sys.executable,
-                "-m",
-                "testenv.colonies_server",
-                "--host",
-                self.host,
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.workdir / "data"),
-                "--server-id",
-                self.server_id,
-            ],
+            [*self._argv, "--initdb"],
             self.workdir / "logs",
             env={
                 "TZ": "UTC",
-                "COLONIES_ALLOW_EXECUTOR_REREGISTER": "true",
+                "COLONIES_DB_HOST": self.postgres.host,
+                "COLONIES_DB_PORT": str(self.postgres.port),
+                "COLONIES_DB_USER": "postgres",
+                "COLONIES_DB_PASSWORD": self.postgres.password,
+                "COLONIES_SERVER_ID": self.server_id,
                 "COLONIES_TLS": "false",
+                "COLONIES_ALLOW_EXECUTOR_REREGISTER": "true",
                 **(server_env or {}),
             },
-            cwd=Path(__file__).resolve().parent.parent,
         )
         self._initialised = False
 
     # -- lifecycle -----------------------------------------------------
     @property
     def env(self) -> dict[str, str]:
-        """COLONIES_* variables for a client acting as the test executor."""
+        """COLONIES_* variables for a client acting as the test executor (the CLI reads them)."""
         return {
             "COLONIES_SERVER_HOST": self.host,
             "COLONIES_SERVER_PORT": str(self.port),
             "COLONIES_SERVER_TLS": "false",
             "COLONIES_TLS": "false",
+            "COLONIES_INSECURE": "true",
             "COLONIES_COLONY_NAME": self.colony_name,
             "COLONIES_COLONY_PRVKEY": self.colony_prvkey,
             "COLONIES_EXECUTOR_NAME": self.executor_name,
@@ -111,9 +136,13 @@ class ColoniesServer:
             return False
 
     def start(self) -> ColoniesServer:
+        """Start PostgreSQL and the server (the first start initialises the database)."""
+        self.postgres.start()
         self.service.start()
-        wait_until(self.healthy, 30, "Colonies /health", interval=0.1, service=self.service)
+        wait_until(self.healthy, 60, "Colonies /health", interval=0.1, service=self.service)
         if not self._initialised:
+            # --initdb only once: it would recreate the tables on every start
+            self.service.argv = list(self._argv)
             self.rpc(
                 {
                     "msgtype": "addcolonymsg",
@@ -126,7 +155,14 @@ class ColoniesServer:
         return self
 
     def stop(self) -> None:
+        """Stop the server and its database (the data is kept for the next start)."""
         self.service.stop()
+        self.postgres.stop()
+
+    def shutdown(self) -> None:
+        """Stop everything and remove the database."""
+        self.service.stop()
+        self.postgres.remove()
 
     def restart(self, down_seconds: float = 0.0) -> None:
         """Stop the server, stay down ``down_seconds``, start it again (state kept)."""
@@ -134,6 +170,25 @@ class ColoniesServer:
         if down_seconds:
             time.sleep(down_seconds)
         self.start()
+
+    def cli(
+        self, *args: str, prvkey: str | None = None, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real ``colonies`` CLI against this server (default key: the test executor's)."""
+        env = {**self.env, "COLONIES_PRVKEY": prvkey or self.executor_prvkey}
+        result = subprocess.run(
+            [colonies_binary(), *args, "--insecure"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise TestEnvError(
+                f"colonies {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
 
     # -- RPC -----------------------------------------------------------
     def rpc(self, msg: dict[str, Any], prvkey: str | None = None, timeout: float = 30) -> Any:

@@ -12,9 +12,11 @@
 # second run takes seconds. Go's default module and build caches are used
 # (GOMODCACHE / GOCACHE as `go env` reports them); CI may cache them.
 #
-# The Colonies server is not built: the Go module proxy refuses
-# github.com/colonyos/colonies, so the tests run testenv/colonies_server.py, a
-# Colonies-protocol stand-in in Python (no PostgreSQL needed).
+# The Colonies server (v1.9.7) is built from the source kept in
+# ../shared/third_party/colonies (its Go dependencies vendored: the module proxy
+# refuses github.com/colonyos/colonies) with that folder's build.sh, rebuilt only
+# when the archive's sha256 changes. It runs on PostgreSQL 15: the machine's, or
+# Debian's postgresql package, installed here when missing.
 set -euo pipefail
 
 # ---- pinned versions -------------------------------------------------------
@@ -143,7 +145,7 @@ build_kube() {
     echo "[testenv] kube $KUBE_VERSION: up to date"
   fi
   local c
-  for c in kube-apiserver kube-controller-manager kube-scheduler; do
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
     ln -sfn kube "$BIN/$c"
   done
 }
@@ -186,9 +188,47 @@ kwok_crds() {
   echo "[testenv] kwok CRDs $KWOK_VERSION: copied to $dest"
 }
 
+COLONIES_SRC="${KUBEJOBS_COLONIES_SRC:-$ROOT/../shared/third_party/colonies}"
+
+build_colonies() {
+  local archive="$COLONIES_SRC/colonies-1.9.7-src.tar.xz"
+  [[ -f "$archive" && -x "$COLONIES_SRC/build.sh" ]] \
+    || { echo "install.sh: Colonies source not found at $COLONIES_SRC (set KUBEJOBS_COLONIES_SRC)" >&2; return 1; }
+  local want; want="colonies $(sha256sum "$archive" | cut -c1-64) $GOVERSION"
+  if up_to_date colonies "$BIN/colonies" "$want"; then
+    echo "[testenv] colonies 1.9.7: up to date"; return 0
+  fi
+  local t0; t0=$(now)
+  echo "[testenv] colonies 1.9.7: building (log: $LOGS/build-colonies.log)"
+  if ! "$COLONIES_SRC/build.sh" "$BIN/colonies" >"$LOGS/build-colonies.log" 2>&1; then
+    cat "$LOGS/build-colonies.log" >&2
+    echo "[testenv] colonies: BUILD FAILED" >&2; return 1
+  fi
+  echo "$want" >"$STAMPS/colonies"
+  echo "[testenv] colonies 1.9.7: built in $(( $(now) - t0 ))s"
+}
+
+# PostgreSQL for the Colonies server: the machine image has it in /usr/local/bin;
+# elsewhere Debian's package provides the same programs and the postgres user.
+ensure_postgres() {
+  local dir
+  for dir in /usr/local/bin /usr/lib/postgresql/15/bin /usr/lib/postgresql/16/bin; do
+    if [[ -x "$dir/initdb" && -x "$dir/postgres" ]] && id postgres >/dev/null 2>&1; then
+      echo "[testenv] PostgreSQL: $dir"; return 0
+    fi
+  done
+  echo "[testenv] PostgreSQL: not found; installing Debian's postgresql"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >"$LOGS/apt-postgresql.log" 2>&1 \
+    || { apt-get update -q >>"$LOGS/apt-postgresql.log" 2>&1 \
+         && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >>"$LOGS/apt-postgresql.log" 2>&1; } \
+    || { cat "$LOGS/apt-postgresql.log" >&2; echo "[testenv] PostgreSQL: INSTALL FAILED" >&2; return 1; }
+}
+
 small_tools() {
   # errexit does not apply inside a function called from `||`: check each step
   local rc=0
+  ensure_postgres || rc=1
+  build_colonies || rc=1
   build_etcd || rc=1
   go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" kwok || rc=1
   kwok_crds || rc=1

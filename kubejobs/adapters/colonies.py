@@ -66,7 +66,8 @@ def executor_document(
     }
 
 
-def _sign(payload: str, prvkey: str) -> str:
+def sign(payload: str, prvkey: str) -> str:
+    """The signature of a base64 payload, as the server checks it."""
     from crypto import Crypto
 
     return str(Crypto().sign(payload, prvkey))
@@ -100,7 +101,7 @@ class ColoniesClient:
             {
                 "payloadtype": msg["msgtype"],
                 "payload": payload,
-                "signature": _sign(payload, self._prvkey),
+                "signature": sign(payload, self._prvkey),
             }
         )
         try:

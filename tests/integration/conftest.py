@@ -137,7 +137,7 @@ def colonies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ColoniesServe
     try:
         yield server
     finally:
-        server.stop()
+        server.shutdown()
 
 
 @pytest.fixture(scope="session")

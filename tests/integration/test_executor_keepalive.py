@@ -36,7 +36,7 @@ def colonies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ColoniesServe
     try:
         yield server
     finally:
-        server.stop()
+        server.shutdown()
 
 
 def test_full_executor_keeps_its_running_process(

@@ -1,6 +1,7 @@
-"""kubejobs' Colonies clients against the stand-in over HTTP, where the server's v1.9.7
-behaviour crosses the wire: the background timeout and cleanup loops, re-registration,
-long polls, signatures and the CFS label and snapshot quirks.
+"""kubejobs' Colonies clients against the real Colonies v1.9.7 server (PostgreSQL), for every
+server behaviour kubejobs depends on: reply shapes and units, who may close, the background
+timeout and stale-executor loops, re-registration, long polls, signatures, the getprocesses
+cap, log paging and the CFS label and snapshot queries.
 
 Each test uses an executor type of its own, so the session's colony is shared safely.
 """
@@ -21,9 +22,15 @@ from typing import Any
 import pytest
 
 from kubejobs.adapters.cfs import CfsClient, CfsError
-from kubejobs.adapters.colonies import ColoniesClient, ColoniesError, key_id
-from testenv.colonies import ColoniesServer
-from testenv.colonies_server import sign
+from kubejobs.adapters.colonies import (
+    ColoniesClient,
+    ColoniesError,
+    executor_document,
+    generate_prvkey,
+    key_id,
+    sign,
+)
+from testenv.colonies import ColoniesRPCError, ColoniesServer
 from tests.integration.polling import until
 
 pytestmark = pytest.mark.integration
@@ -38,8 +45,8 @@ class Executor:
     def __init__(self, colonies: ColoniesServer, name: str | None = None) -> None:
         suffix = uuid.uuid4().hex[:8]
         self.colonies = colonies
-        self.type = f"standin-{suffix}"
-        self.name, self.prvkey = colonies.add_executor(name or f"standin-{suffix}", self.type)
+        self.type = f"real-{suffix}"
+        self.name, self.prvkey = colonies.add_executor(name or f"real-{suffix}", self.type)
         self.id = key_id(self.prvkey)
         self.client = ColoniesClient(colonies.host, colonies.port, self.prvkey, timeout=10)
 
@@ -169,11 +176,21 @@ def post(colonies: ColoniesServer, body: dict[str, Any]) -> tuple[int, dict[str,
     return status, json.loads(base64.b64decode(envelope["payload"]))
 
 
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def high_s(signature: str) -> str:
+    """The same signature with s in the upper half (r || n-s || v^1): valid math, refused."""
+    raw = bytes.fromhex(signature)
+    s = SECP256K1_N - int.from_bytes(raw[32:64], "big")
+    return (raw[:32] + s.to_bytes(32, "big") + bytes([raw[64] ^ 1])).hex()
+
+
 def test_high_s_signatures_and_unknown_messages_are_refused(colonies: ColoniesServer) -> None:
     msg = {"msgtype": "getprocessmsg", "processid": "nope"}
     payload = base64.b64encode(json.dumps(msg).encode()).decode()
     body = {"payloadtype": msg["msgtype"], "payload": payload}
-    high = sign(payload, colonies.executor_prvkey, low_s=False)
+    high = high_s(sign(payload, colonies.executor_prvkey))
     assert post(colonies, {**body, "signature": high}) == (
         403,
         {
@@ -183,10 +200,16 @@ def test_high_s_signatures_and_unknown_messages_are_refused(colonies: ColoniesSe
     )
     low = sign(payload, colonies.executor_prvkey)
     assert post(colonies, {**body, "signature": low})[0] == 404
-    unknown = {**body, "payloadtype": "getcronsmsg", "signature": low}
+    # the stand-in answered a known type with a mismatched payload like an unknown one (403)
+    mismatch = {**body, "payloadtype": "getcronsmsg", "signature": low}
+    assert post(colonies, mismatch) == (
+        400,
+        {"status": 400, "message": "Failed to get crons, msg.MsgType does not match payloadType"},
+    )
+    unknown = {**body, "payloadtype": "nosuchmsg", "signature": low}
     assert post(colonies, unknown) == (
         403,
-        {"status": 403, "message": "invalid rpcMsg.PayloadType: getcronsmsg"},
+        {"status": 403, "message": "invalid rpcMsg.PayloadType: nosuchmsg"},
     )
 
 
@@ -195,7 +218,7 @@ def test_cfs_client_label_and_snapshot_quirks(
 ) -> None:
     ex = executor()
     cfs = CfsClient(ex.client, colonies.colony_name)
-    base = f"/standin/{uuid.uuid4().hex[:8]}"
+    base = f"/real/{uuid.uuid4().hex[:8]}"
 
     def add(label: str, name: str) -> str:
         file = {"colonyname": colonies.colony_name, "label": label, "name": name, "size": 0}
@@ -262,4 +285,128 @@ def test_stale_executors_are_unregistered_and_their_processes_requeued(
         assert client.get_process(pid)["state"] == WAITING  # approved again, same key
         client.close_session()
     finally:
-        server.stop()
+        server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("cpu", "mem", "want_cpu", "want_mem"),
+    [
+        ("500m", "512Mi", "500m", "512Mi"),
+        ("2", "1Gi", "0m", "1024Mi"),  # whole cores are not millicores: 0
+        ("", "500M", "0m", "476Mi"),  # decimal units truncate to whole MiB
+        ("", "", "0m", "0Mi"),  # unset: what the executor must read as "not given"
+        ("100m", "100Ki", "100m", "0Mi"),
+    ],
+)
+def test_conditions_quantities_come_back_in_the_servers_units(
+    colonies: ColoniesServer,
+    executor: Callable[..., Executor],
+    cpu: str,
+    mem: str,
+    want_cpu: str,
+    want_mem: str,
+) -> None:
+    """The unit rules kubejobs' spec validation and executor are built on (spec/colonies_units)."""
+    ex = executor()
+    pid = ex.submit(conditions={"cpu": cpu, "mem": mem, "storage": mem})
+    cond = ex.client.get_process(pid)["spec"]["conditions"]
+    assert (cond["cpu"], cond["mem"], cond["storage"], cond["gpu"]["mem"]) == (
+        want_cpu,
+        want_mem,
+        want_mem,
+        "0Mi",
+    )
+
+
+@pytest.mark.parametrize(
+    ("conditions", "message"),
+    [
+        ({"mem": "1 GB"}, "error converting memory to int"),
+        ({"mem": "1.5Gi"}, "error converting memory to int"),
+        ({"mem": "1000"}, "error converting memory to int"),
+        ({"storage": "1gb"}, "error converting memory to int"),
+        ({"cpu": "1.5m"}, "Error converting CPU to int"),
+    ],
+)
+def test_quantities_kubejobs_refuses_are_refused_by_the_server_too(
+    executor: Callable[..., Executor], conditions: dict[str, str], message: str
+) -> None:
+    ex = executor()
+    with pytest.raises(ColoniesRPCError) as err:
+        ex.submit(conditions=conditions)
+    assert err.value.status == 400 and message in err.value.message
+
+
+def test_get_processes_is_capped_at_100(
+    colonies: ColoniesServer, executor: Callable[..., Executor]
+) -> None:
+    """The take-back check relies on it: one list of at most 100, the rest looked up one by one."""
+    ex = executor()
+    pids = {ex.submit() for _ in range(101)}
+    with pytest.raises(ColoniesError) as err:
+        ex.client.get_processes(colonies.colony_name, WAITING, 101, ex.type)
+    assert err.value.status == 400 and "MaxCount limit <100>" in str(err.value)
+    listed = ex.client.get_processes(colonies.colony_name, WAITING, 100, ex.type)
+    assert len(listed) == 100 and {p["processid"] for p in listed} <= pids
+    assert ex.client.get_processes(colonies.colony_name, RUNNING, 100, ex.type) == []  # null
+
+
+def test_logs_page_by_500_with_since_and_only_the_assignee_writes(
+    colonies: ColoniesServer, executor: Callable[..., Executor]
+) -> None:
+    ex, other = executor(), executor()
+    pid = ex.submit()
+    with pytest.raises(ColoniesError, match="not running"):
+        ex.client.add_log(pid, "early\n")
+    assert ex.client.assign(colonies.colony_name, 5) is not None
+    with pytest.raises(ColoniesError) as err:
+        other.client.add_log(pid, "intruder\n")
+    assert err.value.status == 403
+    for i in range(1203):
+        ex.client.add_log(pid, f"{i}\n")
+    with pytest.raises(ColoniesError, match="exceeds max log count"):
+        ex.client.get_logs(colonies.colony_name, pid, 501)
+    # the shipper's and the tests' paging: 500 at a time, `since` the last timestamp
+    first = ex.client.get_logs(colonies.colony_name, pid, 500)
+    assert len(first) == 500
+    read = "".join(e["message"] for e in first)
+    since = first[-1]["timestamp"]
+    while True:
+        page = other.client.get_logs(colonies.colony_name, pid, 500, since)
+        read += "".join(e["message"] for e in page)
+        if len(page) < 500:
+            break
+        since = page[-1]["timestamp"]
+    assert read == "".join(f"{i}\n" for i in range(1203))
+    assert colonies.log_text(pid) == read
+
+
+def test_client_errors_keep_the_server_status(
+    colonies: ColoniesServer, executor: Callable[..., Executor]
+) -> None:
+    ex = executor()
+    pid = ex.submit()
+    owner = ColoniesClient(colonies.host, colonies.port, colonies.colony_prvkey, timeout=10)
+    with pytest.raises(ColoniesError) as err:
+        owner.get_process(pid)  # the colony key owns the colony but is not a member
+    assert err.value.status == 403
+    with pytest.raises(ColoniesError, match="timeout cannot be zero"):
+        ex.client.assign(colonies.colony_name, 0)
+    assert ex.client.assign(colonies.colony_name, -1) is not None  # negative: one attempt
+    owner.close_session()
+
+
+def test_registration_messages_the_executor_sends(colonies: ColoniesServer) -> None:
+    """identity: add (refused when the name exists), approve, add the function, look itself up."""
+    key = generate_prvkey()
+    name = f"reg-{uuid.uuid4().hex[:8]}"
+    owner = ColoniesClient(colonies.host, colonies.port, colonies.colony_prvkey, timeout=10)
+    own = ColoniesClient(colonies.host, colonies.port, key, timeout=10)
+    doc = executor_document(colonies.colony_name, name, "reg", key_id(key))
+    added = owner.add_executor(doc)
+    assert added["state"] == 0 and added["executorname"] == name
+    owner.approve_executor(colonies.colony_name, name)
+    assert own.add_function(colonies.colony_name, name, "execute")["funcname"] == "execute"
+    assert own.get_executor(colonies.colony_name, name)["state"] == 1  # APPROVED
+    owner.close_session()
+    own.close_session()
