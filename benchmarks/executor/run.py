@@ -139,6 +139,12 @@ def run_executor(
         "median_submit_to_close": statistics.median(latencies),
         "p99_submit_to_close": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "kube_requests_per_process": metric_sum(metrics, "kubejobs_kube_requests") / n,
+        "kube_writes_per_process": sum(
+            metric_sum(metrics, f'kubejobs_kube_requests{{verb="{verb}"}}')
+            for verb in ("apply", "create", "patch", "delete")
+        )
+        / n,
+        "colonies_requests_per_process": metric_sum(metrics, "kubejobs_colonies_requests") / n,
         "peak_rss_mib": peak / 1024,
     }
 
@@ -220,6 +226,10 @@ def main() -> None:
         for n in sizes:
             namespace = kube.create_namespace("bench")
             kube.kubectl("-n", namespace, "create", "serviceaccount", "kubejobs-log-shipper")
+            kube.kubectl(
+                "-n", namespace, "create", "secret", "generic", "kubejobs-executor-key",
+                "--from-literal=prvkey=" + "0" * 64,
+            )  # fmt: skip
             result = run_executor(colonies, kube, namespace, n, workdir)
             floor_ns = kube.create_namespace("floor")
             kube.kubectl("-n", floor_ns, "create", "serviceaccount", "kubejobs-log-shipper")
@@ -233,7 +243,7 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        colonies.stop()
+        colonies.shutdown()
         kube.stop()
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,6 +89,8 @@ class ColoniesClient:
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=32)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()  # by msgtype, for the executor's metrics
 
     def __repr__(self) -> str:  # never show the key
         return f"ColoniesClient({self.url!r})"
@@ -96,6 +100,8 @@ class ColoniesClient:
 
     def rpc(self, msg: dict[str, Any], timeout: float | None = None) -> Any:
         """Send one signed message; the decoded reply payload, or ColoniesError."""
+        with self._lock:
+            self.requests[msg["msgtype"]] += 1
         payload = base64.b64encode(json.dumps(msg).encode("utf-8")).decode("ascii")
         body = json.dumps(
             {

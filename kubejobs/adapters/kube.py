@@ -33,6 +33,7 @@ _RESOURCES = {
     "Service": ("/api/v1", "services"),
     "Event": ("/api/v1", "events"),
     "Secret": ("/api/v1", "secrets"),
+    "ServiceAccount": ("/api/v1", "serviceaccounts"),
 }
 
 
@@ -224,6 +225,7 @@ class KubeClient:
         label_selector: str,
         resource_version: str,
         timeout_seconds: int = 300,
+        field_selector: str = "",
     ) -> Iterator[dict[str, Any]]:
         """Events ({'type', 'object'}) from `resource_version` until the server ends the watch.
 
@@ -238,6 +240,8 @@ class KubeClient:
         }
         if label_selector:
             query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
         url = (
             self.host + self.collection_path(kind, namespace) + "?" + urllib.parse.urlencode(query)
         )

@@ -1,4 +1,5 @@
-"""/healthz (the loop is alive), /readyz (watches synced, Colonies reachable) and /metrics."""
+"""/healthz (the loop is alive), /readyz (watches synced, prerequisites in place; the body
+says what is missing) and /metrics."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ class HealthServer:
         alive: Callable[[], bool],
         ready: Callable[[], bool],
         before_scrape: Callable[[], None] = lambda: None,
+        not_ready_reasons: Callable[[], list[str]] = lambda: [],
     ) -> None:
-        handler = _handler(metrics, alive, ready, before_scrape)
+        handler = _handler(metrics, alive, ready, before_scrape, not_ready_reasons)
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -42,14 +44,18 @@ def _handler(
     alive: Callable[[], bool],
     ready: Callable[[], bool],
     before_scrape: Callable[[], None],
+    not_ready_reasons: Callable[[], list[str]],
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/healthz":
                 self._answer(200 if alive() else 503, b"ok\n" if alive() else b"stalled\n")
             elif self.path == "/readyz":
-                ok = ready()
-                self._answer(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+                if ready():
+                    self._answer(200, b"ready\n")
+                else:
+                    why = "".join(f"{reason}\n" for reason in not_ready_reasons())
+                    self._answer(503, f"not ready\n{why}".encode())
             elif self.path == "/metrics":
                 before_scrape()
                 self._answer(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)

@@ -1,10 +1,12 @@
 """The executor's lifecycle: start the threads in a safe order, stop them cleanly.
 
-Order at start: identity and registration; the Job and pod watches, and the
-reconciler until both have listed once (so capacity counts every Job already
-running, and Jobs of a predecessor are adopted); processes RUNNING on this
-executor that have no Job yet are applied; only then do assign workers take new
-work. On stop (SIGTERM) workers stop taking work, finish what they hold, and
+Order at start: identity and registration; the Job, pod and FailedCreate-event
+watches, and the reconciler until Jobs and pods have listed once (so capacity
+counts every Job already running, and Jobs of a predecessor are adopted); the
+preflight (the log shipper's service account, the key Secret, the templates),
+re-checked until everything is in place; processes RUNNING on this executor that
+have no Job yet are applied; only then do assign workers take new work, and
+/readyz answers 200. On stop (SIGTERM) workers stop taking work, finish what they hold, and
 the executor returns; running Jobs are left to be found again.
 """
 
@@ -17,7 +19,7 @@ from dataclasses import replace
 
 from kubejobs.adapters.colonies import RUNNING, ColoniesClient, ColoniesError
 from kubejobs.adapters.kube import KubeClient, KubeError, default_namespace
-from kubejobs.executor import cleanup, report
+from kubejobs.executor import cleanup, preflight, report
 from kubejobs.executor.admission import Admission
 from kubejobs.executor.assign import AssignWorker, Busy, Context, start_process
 from kubejobs.executor.health import HealthServer
@@ -33,7 +35,9 @@ from kubejobs.render.identity import MANAGED_BY, MANAGER
 
 log = logging.getLogger(__name__)
 SELECTOR = f"{MANAGED_BY}={MANAGER}"
+FAILED_CREATE = "involvedObject.kind=Job,reason=FailedCreate"
 STALL_SECONDS = 60.0
+PREFLIGHT_SECONDS = 5.0
 
 
 class ServerActions(Actions):
@@ -96,6 +100,9 @@ class Executor:
         self.identity: Identity | None = None
         self.reconciler: Reconciler | None = None
         self.health: HealthServer | None = None
+        self.colonies: ColoniesClient | None = None
+        self.prerequisites_ok = threading.Event()
+        self.problems: list[str] = []
 
     def _client(self, prvkey: str) -> ColoniesClient:
         s = self.settings
@@ -117,18 +124,54 @@ class Executor:
 
     def ready(self) -> bool:
         r = self.reconciler
-        return bool(r and r.ready.is_set() and not self.stop_assign.is_set())
+        return bool(
+            r
+            and r.ready.is_set()
+            and self.prerequisites_ok.is_set()
+            and not self.stop_assign.is_set()
+        )
+
+    def not_ready_reasons(self) -> list[str]:
+        return list(self.problems)
+
+    def _wait_for_prerequisites(self, renderer: Renderer) -> bool:
+        """Take no work until what every Job needs is in place (preflight); False if stopped."""
+        last: list[str] = []
+        while not self.stop_assign.is_set():
+            try:
+                found = preflight.problems(self.kube, self.namespace, renderer)
+            except KubeError as err:
+                found = [f"cannot check namespace {self.namespace}: {err}"]
+            self.problems = found
+            if not found:
+                self.prerequisites_ok.set()
+                return True
+            if found != last:
+                for problem in found:
+                    log.error("not ready: %s", problem)
+                last = found
+            self.stop_assign.wait(PREFLIGHT_SECONDS)
+        return False
 
     def _scrape(self) -> None:
         for verb, count in list(self.kube.requests.items()):
             self.metrics.kube_requests.labels(verb=verb).set(count)
+        if self.colonies is not None:
+            for msgtype, count in list(self.colonies.requests.items()):
+                self.metrics.colonies_requests.labels(msgtype=msgtype).set(count)
 
     def run(self) -> None:
         """Serve until stop(); returns after the workers have finished what they hold."""
         s = self.settings
         if s.health_port:
             self.health = HealthServer(
-                s.health_host, s.health_port, self.metrics, self.alive, self.ready, self._scrape
+                s.health_host,
+                s.health_port,
+                self.metrics,
+                self.alive,
+                self.ready,
+                self._scrape,
+                self.not_ready_reasons,
             )
             self.health.start()
         try:
@@ -143,7 +186,7 @@ class Executor:
     def _run(self) -> None:
         s = self.settings
         self.identity = establish(s, self.kube, self.namespace, self._client, self.stop_assign)
-        colonies = self._client(self.identity.prvkey)
+        colonies = self.colonies = self._client(self.identity.prvkey)
         log.info(
             "executor %s (%s) in colony %s, namespace %s",
             s.executor_name,
@@ -183,20 +226,28 @@ class Executor:
         )
         loop.start()
         on_error = self.metrics.api_errors.labels
-        for kind in ("Pod", "Job"):
+        for kind, labels, fields in (
+            ("Pod", SELECTOR, ""),
+            ("Job", SELECTOR, ""),
+            # filtered by the API server: only the Job controller's refusals reach us
+            ("Event", "", FAILED_CREATE),
+        ):
             Watcher(
                 self.kube,
                 kind,
                 self.namespace,
-                SELECTOR,
+                labels,
                 reconciler.watch_sink,
                 self.stop_all,
                 s.watch_timeout,
                 on_error=lambda api: on_error(api=api).inc(),
+                field_selector=fields,
             ).start()
         while not reconciler.ready.wait(0.5):
             if self.stop_assign.is_set():
                 return
+        if not self._wait_for_prerequisites(ctx.renderer):
+            return
         recover_unapplied(ctx, self.identity.executor_id)
         busy = Busy()
         workers = [AssignWorker(ctx, i, busy) for i in range(s.concurrency)]

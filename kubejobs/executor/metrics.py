@@ -11,7 +11,7 @@ class Metrics:
         self.processes = Counter(
             "kubejobs_processes",
             "Processes finished, by outcome (succeeded, failed, deadline, "
-            "cannot_start, unschedulable, no_pods, deleted, rejected, taken_back)",
+            "cannot_start, cannot_create, unschedulable, no_pods, deleted, rejected, taken_back)",
             ["outcome"],
             registry=self.registry,
         )
@@ -36,6 +36,12 @@ class Metrics:
             "kubejobs_kube_requests",
             "Kubernetes API requests made, by verb",
             ["verb"],
+            registry=self.registry,
+        )
+        self.colonies_requests = Gauge(
+            "kubejobs_colonies_requests",
+            "Colonies server requests made with the executor's key, by message type",
+            ["msgtype"],
             registry=self.registry,
         )
         self.assigned = Counter(

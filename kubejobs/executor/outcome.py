@@ -41,7 +41,8 @@ class Outcome:
 
     success: bool
     kind: str
-    """Metric label: succeeded, failed, deadline, cannot_start, unschedulable, no_pods."""
+    """Metric label: succeeded, failed, deadline, cannot_start, cannot_create, unschedulable,
+    no_pods."""
     output: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     pods_done: bool = True
@@ -69,15 +70,32 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
 
 
 def job_outcome(
-    job: dict[str, Any], pods: list[dict[str, Any]], now: float, timeouts: Timeouts = Timeouts()
+    job: dict[str, Any],
+    pods: list[dict[str, Any]],
+    now: float,
+    timeouts: Timeouts = Timeouts(),
+    create_failure: str | None = None,
 ) -> Outcome | None:
-    """The result of a Job, or None while it is still running normally."""
+    """The result of a Job, or None while it is still running normally.
+
+    ``create_failure`` is the Job controller's FailedCreate message for this Job, if
+    any: the API server refused its pods (quota, admission, Pod Security, a missing
+    service account), so they would never appear and the Job would wait forever.
+    """
     pods = sorted(pods, key=_pod_order)
     if condition(job, "Complete"):
         return Outcome(True, "succeeded", output=_outputs(pods))
     failed = condition(job, "Failed")
     if failed:
         return _failure(job, failed, pods)
+    if create_failure is not None:
+        name = (job.get("metadata") or {}).get("name", "")
+        return Outcome(
+            False,
+            "cannot_create",
+            pods_done=False,
+            errors=[f"Job {name} cannot create its pods (FailedCreate): {_clip(create_failure)}"],
+        )
     return _start_problem(job, pods, now, timeouts)
 
 

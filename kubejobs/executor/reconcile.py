@@ -47,6 +47,7 @@ APPLYING, RUNNING, REPORTING, FINISHED, DELETING = (
     "deleting",
 )
 RETRY_SECONDS = 2.0
+MAX_CREATE_FAILURES = 10_000
 
 
 @dataclass
@@ -98,6 +99,9 @@ class Reconciler:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, dict[str, dict[str, Any]]] = {}  # job name -> pod name -> pod
         self.flights: dict[str, Flight] = {}
+        # the Job controller's last FailedCreate message per Job uid (quota, admission,
+        # a missing service account): such a Job would wait for its pods forever
+        self.create_failures: dict[str, str] = {}
         self.synced: set[str] = set()
         self.heartbeat = clock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="effects")
@@ -207,8 +211,14 @@ class Reconciler:
             self._on_job(event, obj)
         elif kind == "Pod":
             self._on_pod(event, obj)
+        elif kind == "Event" and event != "DELETED":
+            self._on_failed_create(obj)
 
     def _on_sync(self, kind: str, items: list[dict[str, Any]]) -> None:
+        if kind == "Event":
+            for item in items:
+                self._on_failed_create(item)
+            return
         if kind == "Job":
             fresh = {j["metadata"]["name"]: j for j in items if self._ours(j)}
             for name in set(self.jobs) - set(fresh):
@@ -243,6 +253,7 @@ class Reconciler:
         if event == "DELETED":
             self.jobs.pop(name, None)
             self.pods.pop(name, None)
+            self.create_failures.pop(str(meta.get("uid", "")), None)
             if flight is None:
                 return
             if flight.phase in (FINISHED, DELETING):
@@ -268,6 +279,20 @@ class Reconciler:
         if flight.phase == APPLYING:
             return  # the worker's "applied" message moves it on
         self._evaluate(flight)
+
+    def _on_failed_create(self, event: dict[str, Any]) -> None:
+        involved = event.get("involvedObject") or {}
+        name, uid = str(involved.get("name", "")), str(involved.get("uid", ""))
+        if involved.get("kind") != "Job" or not name.startswith(JOB_NAME_PREFIX) or not uid:
+            return
+        if len(self.create_failures) >= MAX_CREATE_FAILURES:
+            self.create_failures.pop(next(iter(self.create_failures)))
+        self.create_failures[uid] = str(event.get("message") or "no message")
+        job = self.jobs.get(name)
+        if job is not None:
+            flight = self.flights.get(job["metadata"]["annotations"][PROCESS_ANNOTATION])
+            if flight is not None:
+                self._evaluate(flight)
 
     def _adopt(self, pid: str, job: dict[str, Any]) -> Flight:
         name = job["metadata"]["name"]
@@ -360,7 +385,8 @@ class Reconciler:
         if job is None:
             return
         pods = list(self.pods.get(flight.job_name, {}).values())
-        outcome = job_outcome(job, pods, self.clock(), self.timeouts)
+        failure = self.create_failures.get(str(job["metadata"].get("uid", "")))
+        outcome = job_outcome(job, pods, self.clock(), self.timeouts, failure)
         if outcome is None:
             return
         flight.outcome = outcome

@@ -1,4 +1,4 @@
-"""List-then-watch of the managed Jobs or pods in one namespace, feeding the reconciler.
+"""List-then-watch of the managed Jobs, their pods, or the Job controller's FailedCreate events.
 
 One watch per kind: a full list first (delivered as one SYNC, which replaces the
 reconciler's cache, so objects deleted while nobody watched are noticed), then a
@@ -32,12 +32,14 @@ class Watcher(threading.Thread):
         stop: threading.Event,
         timeout_seconds: int = 300,
         on_error: Callable[[str], None] | None = None,
+        field_selector: str = "",
     ) -> None:
         super().__init__(name=f"watch-{kind.lower()}", daemon=True)
         self.kube = kube
         self.kind = kind
         self.namespace = namespace
         self.selector = selector
+        self.field_selector = field_selector
         self.sink = sink
         self.stop = stop
         self.timeout_seconds = timeout_seconds
@@ -47,7 +49,9 @@ class Watcher(threading.Thread):
         backoff = Backoff()
         while not self.stop.is_set():
             try:
-                items, version = self.kube.list(self.kind, self.namespace, self.selector)
+                items, version = self.kube.list(
+                    self.kind, self.namespace, self.selector, self.field_selector
+                )
                 self.sink(self.kind, "SYNC", items)
                 backoff.reset()
                 while not self.stop.is_set():
@@ -62,7 +66,12 @@ class Watcher(threading.Thread):
 
     def _watch(self, version: str) -> str:
         for event in self.kube.watch(
-            self.kind, self.namespace, self.selector, version, self.timeout_seconds
+            self.kind,
+            self.namespace,
+            self.selector,
+            version,
+            self.timeout_seconds,
+            self.field_selector,
         ):
             obj = event.get("object") or {}
             version = (obj.get("metadata") or {}).get("resourceVersion") or version

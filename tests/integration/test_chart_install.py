@@ -212,7 +212,7 @@ EXECUTOR_ALLOWED = [
     ("list", "jobs.batch"), ("watch", "jobs.batch"), ("delete", "jobs.batch"),
     ("list", "pods"), ("watch", "pods"),
     ("create", "services"), ("patch", "services"), ("get", "services"), ("delete", "services"),
-    ("list", "events"),
+    ("list", "events"), ("watch", "events"), ("get", "serviceaccounts/kubejobs-log-shipper"),
 ]  # fmt: skip
 EXECUTOR_DENIED = [
     ("get", "secrets"), ("list", "secrets"), ("create", "secrets"), ("get", "secrets/kubejobs-executor-key"),
@@ -221,7 +221,8 @@ EXECUTOR_DENIED = [
     ("list", "services"), ("create", "events"), ("get", "configmaps"),
     ("create", "deployments.apps"), ("create", "roles.rbac.authorization.k8s.io"),
     ("create", "rolebindings.rbac.authorization.k8s.io"), ("impersonate", "serviceaccounts"),
-    ("create", "serviceaccounts/token"),
+    ("create", "serviceaccounts/token"), ("get", "serviceaccounts/default"),
+    ("list", "serviceaccounts"),
 ]  # fmt: skip
 SHIPPER_ALLOWED = [("get", "pods"), ("get", "pods/log")]
 SHIPPER_DENIED = [
@@ -267,7 +268,8 @@ def test_executor_account_may_do_what_the_executor_does_and_nothing_more(
         "jobs.batch": {"get", "list", "watch", "create", "patch", "delete"},
         "pods": {"list", "watch"},
         "services": {"get", "create", "patch", "delete"},
-        "events": {"list"},
+        "events": {"list", "watch"},
+        "serviceaccounts/kubejobs-log-shipper": {"get"},
     }
     assert rules_of(kube, ns, EXECUTOR_SA, other_namespace) == {}
 

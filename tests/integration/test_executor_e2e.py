@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ class ExecutorRun:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> ExecutorRun:
+    def start(self, wait_ready: bool = True) -> ExecutorRun:
         self.env["KUBEJOBS_HEALTH_PORT"] = str(free_port())
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -72,12 +73,24 @@ class ExecutorRun:
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
             )
-        until(self.ready, "executor /readyz", 60)
+        if wait_ready:
+            until(self.ready, "executor /readyz", 60)
         return self
 
     def ready(self) -> bool:
         assert self.proc is not None
         return executor_ready(self.proc, self.env["KUBEJOBS_HEALTH_PORT"], self.log())
+
+    def readyz(self) -> tuple[int, str]:
+        url = f"http://127.0.0.1:{self.env['KUBEJOBS_HEALTH_PORT']}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return int(reply.status), reply.read().decode()
+        except urllib.error.HTTPError as err:
+            with err:
+                return int(err.code), err.read().decode()
+        except OSError:
+            return 0, ""  # not listening yet
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.env['KUBEJOBS_HEALTH_PORT']}/metrics"
@@ -126,7 +139,10 @@ def executor(
     runs: list[ExecutorRun] = []
 
     def start(
-        annotations: dict[str, str] | None = None, self_register: bool = False, **settings: Any
+        annotations: dict[str, str] | None = None,
+        self_register: bool = False,
+        wait_ready: bool = True,
+        **settings: Any,
     ) -> ExecutorRun:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEJOBS_")}
         env.update(
@@ -151,6 +167,12 @@ def executor(
             env.pop("KUBEJOBS_EXECUTOR_PRVKEY")
             env["KUBEJOBS_COLONY_PRVKEY"] = colonies.colony_prvkey
             env["KUBEJOBS_EXECUTOR_NAME"] = f"kj-self-{suffix}"
+        elif wait_ready:
+            # the key Secret the log shipper mounts, as the chart or an operator makes it
+            kube_namespace.kubectl(
+                "create", "secret", "generic", "kubejobs-executor-key",
+                f"--from-literal=prvkey={prvkey}", check=False,
+            )  # fmt: skip
         run = ExecutorRun(
             colonies,
             kube_namespace,
@@ -161,7 +183,7 @@ def executor(
             env,
         )
         runs.append(run)
-        return run.start()
+        return run.start(wait_ready)
 
     yield start
     for run in runs:
@@ -254,16 +276,60 @@ def test_unschedulable_pod_fails_with_the_scheduler_message(
     run.wait_no_jobs()
 
 
-def test_job_without_pods_fails_with_the_job_controller_reason(
-    executor: Callable[..., ExecutorRun], kube_namespace: Any
+REFUSALS = {
+    "missing service account": (
+        ("delete", "serviceaccount", "kubejobs-log-shipper"),
+        'serviceaccount "kubejobs-log-shipper" not found',
+    ),
+    "exceeded quota": (
+        ("create", "quota", "no-pods", "--hard=pods=0"),
+        "exceeded quota: no-pods",
+    ),
+    "Pod Security": (
+        ("label", "namespace", "{ns}", "pod-security.kubernetes.io/enforce=restricted"),
+        'violates PodSecurity "restricted:latest"',
+    ),
+}
+
+
+@pytest.mark.parametrize("cause", list(REFUSALS))
+def test_pods_the_api_server_refuses_fail_the_process_with_its_message(
+    executor: Callable[..., ExecutorRun], kube_namespace: Any, cause: str
+) -> None:
+    """FailedCreate: no pod will ever exist, so neither the walltime nor start_timeout applies."""
+    change, says = REFUSALS[cause]
+    run = executor()
+    # after start: the start-up check would have caught the missing account
+    kube_namespace.kubectl(*(arg.format(ns=kube_namespace.name) for arg in change))
+    pid = run.submit(spec(run.type, conditions={"walltime": 86400}))
+    process = run.wait_done(pid)
+    assert process["state"] == FAILED
+    assert "cannot create its pods (FailedCreate): Error creating: " in process["errors"][0]
+    assert says in process["errors"][0], process["errors"]
+    run.wait_no_jobs()
+    assert 'kubejobs_processes_total{outcome="cannot_create"} 1.0' in run.metrics()
+
+
+def test_not_ready_until_what_its_jobs_need_exists(
+    executor: Callable[..., ExecutorRun], kube_namespace: Any, colonies: Any
 ) -> None:
     kube_namespace.kubectl("delete", "serviceaccount", "kubejobs-log-shipper")
-    run = executor(start_timeout=3)
-    process = run.wait_done(run.submit(spec(run.type)))
-    assert process["state"] == FAILED
-    assert "created no pod within 3s" in process["errors"][0]
-    assert any("kubejobs-log-shipper" in e for e in process["errors"][1:]), process["errors"]
-    run.wait_no_jobs()
+    run = executor(wait_ready=False)
+    pid = run.submit(spec(run.type))
+    body = until(
+        lambda: (r := run.readyz())[0] == 503 and "kubejobs-log-shipper" in r[1] and r[1],
+        "/readyz saying what is missing",
+    )
+    assert "kubectl -n " + kube_namespace.name + " create serviceaccount" in body
+    assert 'Secret "kubejobs-executor-key"' in body and "create secret generic" in body
+    assert "not ready: service account" in run.log()
+    assert colonies.get_process(pid)["state"] == WAITING  # nothing taken while not ready
+    kube_namespace.kubectl("create", "serviceaccount", "kubejobs-log-shipper")
+    kube_namespace.kubectl(
+        "create", "secret", "generic", "kubejobs-executor-key", f"--from-literal=prvkey={run.prvkey}"
+    )  # fmt: skip
+    until(run.ready, "ready once both exist")
+    assert run.wait_done(pid)["state"] == SUCCESS
 
 
 def test_walltime_fails_with_deadline_exceeded(executor: Callable[..., ExecutorRun]) -> None:

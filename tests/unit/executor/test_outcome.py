@@ -212,3 +212,19 @@ def test_job_without_pods_fails_after_start_timeout() -> None:
     assert job_outcome(old, [], NOW, Timeouts(start=900)) is None
     result = job_outcome(old, [], NOW, Timeouts(start=300))
     assert result is not None and result.kind == "no_pods"
+
+
+def test_failed_create_fails_at_once_with_kubernetes_message() -> None:
+    message = (
+        'Error creating: pods "kj-abc-x" is forbidden: error looking up service account '
+        't/kubejobs-log-shipper: serviceaccount "kubejobs-log-shipper" not found'
+    )
+    outcome = job_outcome(job(deadline=86400), [], NOW, Timeouts(), message)
+    assert outcome is not None and not outcome.success
+    assert outcome.kind == "cannot_create" and not outcome.pods_done
+    assert outcome.errors == [f"Job kj-abc cannot create its pods (FailedCreate): {message}"]
+
+
+def test_finished_job_wins_over_an_old_failed_create() -> None:
+    outcome = job_outcome(job(cond("Complete")), [], NOW, Timeouts(), "exceeded quota")
+    assert outcome is not None and outcome.success

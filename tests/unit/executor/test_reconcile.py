@@ -150,3 +150,44 @@ def test_relist_notices_jobs_deleted_while_not_watching() -> None:
     r.drain()
     settle(r)
     assert actions.calls and actions.calls[0][0] == "report"
+
+
+def failed_create(uid: str, message: str = "exceeded quota: q") -> dict[str, Any]:
+    return {
+        "involvedObject": {"kind": "Job", "name": NAME, "uid": uid},
+        "reason": "FailedCreate",
+        "type": "Warning",
+        "message": f"Error creating: {message}",
+    }
+
+
+def with_uid(obj: dict[str, Any], uid: str) -> dict[str, Any]:
+    obj["metadata"]["uid"] = uid
+    return obj
+
+
+def test_failed_create_of_its_job_fails_the_process_and_deletes_the_job() -> None:
+    r, actions, _ = reconciler()
+    r.watch_sink("Event", "SYNC", [failed_create("old-attempt")])  # an earlier Job's
+    r.watch_sink("Job", "ADDED", with_uid(job(), "u1"))
+    r.drain()
+    assert r.flights[PID].phase == RUNNING  # the earlier Job's refusal is not this one's
+    r.watch_sink("Event", "ADDED", failed_create("u1"))
+    r.drain()
+    settle(r)
+    outcome = actions.calls[0][2]
+    assert (actions.calls[0][0], outcome.kind) == ("report", "cannot_create")
+    assert "FailedCreate): Error creating: exceeded quota: q" in outcome.errors[0]
+    assert ("delete", PID, NAME) in actions.calls
+
+
+def test_failed_create_seen_before_the_job_counts_when_the_job_arrives() -> None:
+    r, actions, _ = reconciler()
+    r.watch_sink("Event", "ADDED", failed_create("u2"))
+    r.watch_sink("Job", "ADDED", with_uid(job(), "u2"))
+    r.drain()
+    settle(r)
+    assert actions.calls and actions.calls[0][2].kind == "cannot_create"
+    r.watch_sink("Job", "DELETED", with_uid(job(), "u2"))
+    r.drain()
+    assert "u2" not in r.create_failures  # forgotten with its Job

@@ -1,0 +1,97 @@
+"""What every Job of this executor needs in its namespace, checked before it takes work.
+
+A pod naming a missing service account is refused by the API server (the Job
+controller's FailedCreate), and a log shipper whose key Secret is missing never
+starts (CreateContainerConfigError); templates that cannot render the simplest
+spec fail every process. Each would fail every process the executor takes, so
+until they are in place the executor is not ready and takes nothing, and says
+what is missing and how to create it.
+
+An object the executor may not read (403: its Role does not grant it) is not
+reported: the chart grants `get` on the log shipper's account, and mounts the key
+Secret into the executor itself, so a missing Secret stops the executor's own pod.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+
+from kubejobs.adapters.kube import KubeClient, KubeError
+from kubejobs.errors import InvalidInput, TemplateError
+from kubejobs.render import Renderer
+from kubejobs.spec import validate_spec
+
+log = logging.getLogger(__name__)
+
+PROBE_SPEC = {"funcname": "execute", "kwargs": {"docker-image": "busybox", "cmd": "true"}}
+PROBE_ID = "0" * 64
+HOWTO = "see the README, 'Running the executor by hand'"
+
+
+def problems(kube: KubeClient, namespace: str, renderer: Renderer) -> list[str]:
+    """What is missing for this executor's Jobs, each with how to fix it; [] when ready."""
+    settings = renderer.settings
+    found: list[str] = []
+    account = settings.service_account
+    if account and _missing(kube, "ServiceAccount", namespace, account):
+        found.append(
+            f'service account "{account}" (the log shipper\'s, setting service_account) '
+            f'is missing in namespace "{namespace}": every pod would be refused. Create it '
+            f"with `kubectl -n {namespace} create serviceaccount {account}` and let it get "
+            f"pods and pods/log ({HOWTO})"
+        )
+    secret_name = settings.executor_key_secret
+    secret = _read(kube, "Secret", namespace, secret_name)
+    create = (
+        f"`kubectl -n {namespace} create secret generic {secret_name} "
+        f"--from-file=prvkey=EXECUTOR_KEY_FILE`"
+    )
+    if secret is _ABSENT:
+        found.append(
+            f'Secret "{secret_name}" (the executor key the log shipper signs with, setting '
+            f'executor_key_secret) is missing in namespace "{namespace}": no pod could start. '
+            f"Create it with {create}"
+        )
+    elif isinstance(secret, dict) and not _has_key(secret):
+        found.append(
+            f'Secret "{secret_name}" in namespace "{namespace}" has no key "prvkey" holding '
+            f"the executor's private key. Recreate it with {create}"
+        )
+    try:
+        renderer.render(validate_spec(PROBE_SPEC, "preflight"), PROBE_ID)
+    except (InvalidInput, TemplateError) as err:
+        where = settings.templates_dir or "the built-in templates"
+        found.append(f"the templates ({where}) cannot render the simplest spec: {err}")
+    return found
+
+
+_ABSENT = object()
+
+
+def _read(kube: KubeClient, kind: str, namespace: str, name: str) -> object:
+    """The object, _ABSENT when it does not exist, None when it may not be read."""
+    try:
+        obj = kube.get(kind, namespace, name)
+    except KubeError as err:
+        if err.status == 403:
+            log.debug("may not read %s %s to check it: %s", kind, name, err)
+            return None
+        raise
+    return _ABSENT if obj is None else obj
+
+
+def _missing(kube: KubeClient, kind: str, namespace: str, name: str) -> bool:
+    return _read(kube, kind, namespace, name) is _ABSENT
+
+
+def _has_key(secret: dict[str, object]) -> bool:
+    data = secret.get("data")
+    value = data.get("prvkey") if isinstance(data, dict) else None
+    if not isinstance(value, str):
+        return False
+    try:
+        return bool(base64.b64decode(value, validate=True).strip())
+    except (binascii.Error, ValueError):
+        return False
