@@ -10,9 +10,9 @@ tests/integration/conftest.py; ``python -m testenv up`` starts all of them):
 - :class:`testenv.kube.KubeCluster`: etcd, kube-apiserver, kube-controller-manager,
   kube-scheduler and kwok with fake nodes; see its docstring for the pod
   annotations that steer pod outcomes.
-- :class:`testenv.colonies.ColoniesServer`: a Colonies-protocol server (see
-  testenv/colonies_server.py for why it is a stand-in) with a colony and an
-  approved executor.
+- :class:`testenv.colonies.ColoniesServer`: the real Colonies v1.9.7 server on a
+  PostgreSQL 15 cluster of its own (testenv/postgres.py), with a colony and an
+  approved executor; its binary is also the real ``colonies`` CLI.
 - :class:`testenv.s3.S3Server`: moto's S3 server.
 - :func:`kubeconform_schema_location`, :func:`helm_path`, :func:`kubeconform_path`.
 """

@@ -79,7 +79,8 @@ def _serve(only: list[str]) -> int:
     finally:
         for item in reversed(started):
             with contextlib.suppress(Exception):
-                item.stop()  # type: ignore[attr-defined]
+                # the Colonies server also removes its PostgreSQL cluster
+                getattr(item, "shutdown", getattr(item, "stop", None))()  # type: ignore[misc]
     return 0
 
 

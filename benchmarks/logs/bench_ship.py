@@ -168,7 +168,7 @@ def main() -> None:
         avg = sum(len(x) + 1 for x in lines) / len(lines)
         print(
             f"\n{len(lines)} lines of {avg:.0f} bytes on average; Colonies server: {colonies.url} "
-            f"(testenv colonies-lite); Kubernetes {kube.version} with kwok\n"
+            f"(Colonies v1.9.7 on PostgreSQL 15); Kubernetes {kube.version} with kwok\n"
         )
         print(
             f"{'run':<52} {'lines':>8} {'seconds':>8} {'requests':>8} {'lines/s':>10}  all there, in order"
@@ -178,7 +178,7 @@ def main() -> None:
                 f"{name:<52} {n:>8} {secs:>8.2f} {reqs:>8} {n / secs:>10.0f}  {'yes' if good else 'NO'}"
             )
     finally:
-        colonies.stop()
+        colonies.shutdown()
         kube.stop()
 
 
