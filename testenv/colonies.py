@@ -117,7 +117,6 @@ class ColoniesServer:
             "COLONIES_SERVER_PORT": str(self.port),
             "COLONIES_SERVER_TLS": "false",
             "COLONIES_TLS": "false",
-            "COLONIES_INSECURE": "true",
             "COLONIES_COLONY_NAME": self.colony_name,
             "COLONIES_COLONY_PRVKEY": self.colony_prvkey,
             "COLONIES_EXECUTOR_NAME": self.executor_name,
