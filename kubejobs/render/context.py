@@ -77,6 +77,7 @@ def build_context(spec: FunctionSpec, settings: RenderSettings, process_id: str)
         "priority_class_name": settings.priority_class,
         "service_account_name": settings.service_account,
         "image_pull_secrets": [{"name": s} for s in settings.image_pull_secrets],
+        "host_network": settings.host_network,
         "spec": spec.raw,
         "kube_version": settings.kube_version,
     }

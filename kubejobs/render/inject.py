@@ -204,6 +204,10 @@ def _env(injection: Injection, main_names: list[str]) -> list[dict[str, Any]]:
             "value": "native" if injection.native_sidecar else "container",
         },
     ]
+    env += [
+        {"name": name, "value": value.replace("$", "$$")}
+        for name, value in sorted(settings.inpod_env.items())
+    ]
     fs = injection.spec.fs
     if fs is not None:
         env.append({"name": "KUBEJOBS_FS", "value": _fs_json(injection).replace("$", "$$")})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +13,9 @@ from kubejobs.errors import SettingsError
 from kubejobs.render.kube_version import parse_kube_version
 
 DEFAULT_KUBE_VERSION = "1.34"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+#: Prefixes of the variables render/inject.py gives the injected containers.
+_RESERVED_ENV = ("COLONIES_", "KUBEJOBS_")
 
 
 def _empty() -> Mapping[str, Any]:
@@ -68,6 +72,14 @@ class RenderSettings:
     """Safety net: Kubernetes deletes a finished Job after this, if the executor has not."""
     termination_grace_seconds: int = 60
     """Pod grace period: the log shipper drains and syncs results within it."""
+    host_network: bool = False
+    """Run the pods in their node's network namespace (hostNetwork, dnsPolicy
+    ClusterFirstWithHostNet): for nodes without pod networking, or programs that
+    need the node's interfaces. The pod's containers then share the node's ports."""
+    inpod_env: Mapping[str, str] = field(default_factory=_empty)
+    """Environment added to the injected containers (log shipper, data stager), e.g.
+    KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT for host-network pods where
+    the kubernetes Service IP is not routed. Names kubejobs sets itself are refused."""
 
     def __post_init__(self) -> None:
         try:
@@ -78,3 +90,11 @@ class RenderSettings:
             raise SettingsError(
                 "ttl_seconds_after_finished and termination_grace_seconds must be >= 0"
             )
+        for name in self.inpod_env:
+            if not _ENV_NAME.fullmatch(name):
+                raise SettingsError(f"inpod_env: {name!r} is not an environment variable name")
+            if name.startswith((*_RESERVED_ENV, "AWS_S3_")):
+                raise SettingsError(
+                    f"inpod_env: {name!r} is set by kubejobs itself; "
+                    f"names starting with {', '.join(_RESERVED_ENV)} or AWS_S3_ are reserved"
+                )

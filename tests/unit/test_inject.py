@@ -175,3 +175,22 @@ def test_a_template_mount_at_fs_mount_is_refused() -> None:
     )
     with pytest.raises(TemplateError, match="already mounts '/cfs'"):
         inject(job, injection, "job.yaml.j2")
+
+
+def test_inpod_env_reaches_only_the_injected_containers() -> None:
+    api = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
+    pod = pod_of(render(spec_with(fs=FS), inpod_env={**api, "PRICE": "$5"}))
+    for container in pod["initContainers"]:  # the shipper and the stager
+        env = env_of(container)
+        assert {k: env[k] for k in api} == api
+        assert env["PRICE"] == "$$5"  # written for Kubernetes' $(VAR) expansion
+    for container in pod["containers"]:
+        assert "KUBERNETES_SERVICE_HOST" not in env_of(container)
+
+
+@pytest.mark.parametrize("name", ["COLONIES_PRVKEY", "KUBEJOBS_FS", "AWS_S3_SECRETKEY", "1BAD"])
+def test_inpod_env_refuses_kubejobs_own_names(name: str) -> None:
+    from kubejobs.errors import SettingsError
+
+    with pytest.raises(SettingsError, match=f"inpod_env: '{name}'"):
+        RenderSettings(inpod_env={name: "x"})

@@ -224,3 +224,11 @@ def test_executor_settings_reach_the_pod() -> None:
 def test_extra_labels_cannot_override_identity() -> None:
     job = job_of(render(spec_with(), extra_labels={"app.kubernetes.io/managed-by": "helm"}))
     assert job["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubejobs"
+
+
+def test_host_network_setting_puts_the_pods_on_the_node_network() -> None:
+    plain = pod_of(render(spec_with()))
+    assert "hostNetwork" not in plain and "dnsPolicy" not in plain
+    pod = pod_of(render(spec_with(conditions={"nodes": 2}), host_network=True))
+    assert pod["hostNetwork"] is True
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
