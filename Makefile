@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup python-env test-servers demo test lint unit integration bench clean
+.PHONY: help setup python-env test-servers demo test lint unit integration bench clean image
 
 help:
 	@echo "make setup   install kubejobs with its dev tools in .venv, and build the test servers"
 	@echo "make demo    render an example spec into a Job manifest"
 	@echo "make test    set up, then lint, type-check and run every test (unit and integration)"
 	@echo "make bench   run the render benchmark"
+	@echo "make image   build the kubejobs image without Docker (OCI archive in .testenv/images/kubejobs.tar)"
 
 setup: python-env test-servers
 
@@ -41,6 +42,10 @@ unit: python-env
 
 test: setup lint
 	$(BIN)/pytest
+
+# Same contents as the Dockerfile (both run images/kubejobs/rootfs.sh); needs root.
+image: python-env
+	images/build.sh kubejobs
 
 bench: python-env
 	$(BIN)/python benchmarks/render/bench_render.py
