@@ -256,4 +256,5 @@ if [[ $small_tools_status -ne 0 || $kube_status -ne 0 ]]; then
   exit 1
 fi
 
+"$ROOT/testenv/install-node.sh"  # the real node: containerd, runc, CNI, umoci (apt) and its images
 echo "[testenv] all components ready in $BIN after $(( $(now) - T0 ))s"
