@@ -188,7 +188,10 @@ kwok_crds() {
   echo "[testenv] kwok CRDs $KWOK_VERSION: copied to $dest"
 }
 
+# The source sits beside the repository (../shared/third_party/colonies); a clone
+# elsewhere on this machine finds it at /work/shared, or set KUBEJOBS_COLONIES_SRC.
 COLONIES_SRC="${KUBEJOBS_COLONIES_SRC:-$ROOT/../shared/third_party/colonies}"
+[[ -d "$COLONIES_SRC" || -n "${KUBEJOBS_COLONIES_SRC:-}" ]] || COLONIES_SRC=/work/shared/third_party/colonies
 
 build_colonies() {
   local archive="$COLONIES_SRC/colonies-1.9.7-src.tar.xz"
