@@ -1,7 +1,8 @@
 """A real node beside the kwok nodes: containerd + runc + a kubelet, for pods whose containers must run.
 
-``RealNode(kube).start()`` starts containerd (its own root, state, socket and
-CNI config under the work dir) and a kubelet built into the multi-call kube
+``RealNode(kube).start()`` starts containerd (v2, built by
+testenv/install-node.sh; its own root, state, socket and CNI config under the
+work dir; the version 2 config below is migrated by containerd itself) and a kubelet built into the multi-call kube
 binary, registers the node ``real-node-0`` with the cluster's admin
 credentials, gives it the address 127.0.0.1 (the kubelet refuses a loopback
 ``--node-ip``), and imports the images ``images/build.sh`` built
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from testenv._proc import PREFIX, ROOT, Service, TestEnvError, binary, free_port, wait_until
+from testenv._proc import BIN, PREFIX, ROOT, Service, TestEnvError, binary, free_port, wait_until
 
 if TYPE_CHECKING:
     from testenv.kube import KubeCluster
@@ -90,10 +91,10 @@ class RealNode:
 
     # -- start / stop --------------------------------------------------
     def start(self) -> RealNode:
-        for tool in ("containerd", "ctr", "runc"):
-            if shutil.which(tool) is None:
-                raise TestEnvError(f"{tool} is missing: run testenv/install-node.sh")
-        binary("kubelet")
+        if shutil.which("runc") is None:
+            raise TestEnvError("runc is missing: run testenv/install-node.sh")
+        for name in ("containerd", "containerd-shim-runc-v2", "ctr", "kubelet"):
+            binary(name)
         # Seconds when the images are up to date; rebuilds the kubejobs image when
         # the source changed, so pods never run code older than the checkout.
         build = subprocess.run(
@@ -159,8 +160,10 @@ state = "{run}/containerd/state"
         (run / "containerd.toml").write_text(config)
         svc = Service(
             "containerd",
-            ["containerd", "--config", str(run / "containerd.toml"), "--log-level", "warn"],
+            [binary("containerd"), "--config", str(run / "containerd.toml"), "--log-level", "warn"],
             self.log_dir,
+            # where it finds its shim, containerd-shim-runc-v2
+            env={"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
         )
         self.services["containerd"] = svc
         svc.start()
@@ -177,7 +180,7 @@ state = "{run}/containerd/state"
     ) -> subprocess.CompletedProcess[str]:
         """Run ``ctr`` against this node's containerd in the CRI namespace (k8s.io)."""
         res = subprocess.run(
-            ["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args],
+            [binary("ctr"), "--address", str(self.socket), "--namespace", "k8s.io", *args],
             capture_output=True,
             text=True,
             timeout=timeout,
