@@ -184,3 +184,22 @@ def test_every_value_is_in_the_readme_values_reference(values: dict[str, Any]) -
 
     missing = [p for p in _leaf_paths(values) if not documented(p)]
     assert not missing, f"values missing from charts/kubejobs/README.md: {missing}"
+
+
+def test_schema_patterns_are_go_regular_expressions(schema: dict[str, Any]) -> None:
+    """helm checks values with Go's regexp (RE2): no look-around, no back-references."""
+    import re
+
+    def patterns(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            found = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+            found += list(node.get("patternProperties", {}))
+            return found + [p for v in node.values() for p in patterns(v)]
+        if isinstance(node, list):
+            return [p for v in node for p in patterns(v)]
+        return []
+
+    found = patterns(schema)
+    assert found
+    unsupported = re.compile(r"\(\?[=!<]|\\[1-9]")
+    assert [p for p in found if unsupported.search(p)] == []

@@ -1,0 +1,106 @@
+"""The Helm chart for real: its executor runs as a pod on real-node-0 and runs a spec submitted
+with the `colonies` CLI.
+
+The chart is installed with the image images/build.sh built, on the real node
+(its toleration and selector, hostNetwork so the pod reaches the API server
+and the Colonies server on loopback). The executor uses in-cluster config with
+the chart's ServiceAccount, RBAC and key Secret; the Jobs it makes run on the
+real node too, with the chart's log-shipper account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubejobs import __version__
+from testenv._proc import free_port
+from testenv.node import LABEL, NODE_NAME, TAINT, RealNode
+from tests.integration import test_chart_install as chart_tests
+from tests.integration.polling import until
+from tests.integration.realnode.conftest import job_spec
+from tests.integration.test_colonies_cli import process_json, submit_and_wait
+from tests.integration.test_executor_e2e import SUCCESS
+
+pytestmark = pytest.mark.integration
+install = chart_tests.install  # `helm install` of charts/kubejobs into this test's namespace
+WAIT = 240.0
+
+
+def executor_pod(kube_namespace: Any) -> dict[str, Any] | None:
+    out = kube_namespace.kubectl(
+        "get", "pods", "-l", "app.kubernetes.io/component=executor", "-o", "json"
+    ).stdout
+    items = json.loads(out)["items"]
+    return items[0] if items else None
+
+
+def ready(pod: dict[str, Any] | None) -> bool:
+    if pod is None:
+        return False
+    conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+    return conditions.get("Ready") == "True"
+
+
+def test_chart_executor_runs_on_the_real_node_and_a_cli_submit_succeeds(
+    install: chart_tests.Install,
+    real_node: RealNode,
+    kube_namespace: Any,
+    colonies: Any,
+    tmp_path: Path,
+) -> None:
+    suffix = os.urandom(4).hex()
+    executor_type = f"kj-chart-type-{suffix}"
+    name, prvkey = colonies.add_executor(f"kj-chart-{suffix}", executor_type)
+    toleration = {**TAINT, "operator": "Equal"}
+    values = {
+        "image": {"repository": "localhost/kubejobs", "tag": __version__},
+        "hostNetwork": True,
+        "nodeSelector": LABEL,
+        "tolerations": [toleration],
+        # no kube-proxy here: the kubernetes Service IP is not routed on the node
+        "extraEnv": [{"name": k, "value": v} for k, v in real_node.api_env.items()],
+        "executorKey": {"source": "value", "prvkey": prvkey},
+        "config": {
+            "colonies_host": colonies.host,
+            "colonies_port": colonies.port,
+            "executor_name": name,
+            "executor_type": executor_type,
+            "health_port": free_port(),
+            "health_host": "127.0.0.1",
+            "assign_timeout": 2,
+            "host_network": True,
+            "inpod_env": real_node.api_env,
+            "node_selector": LABEL,
+            "tolerations": [toleration],
+            "termination_grace_seconds": 30,
+        },
+    }
+    values_file = tmp_path / "values.json"
+    values_file.write_text(json.dumps(values))  # JSON is YAML; holds the key: not printed
+    install("-f", str(values_file), "--set", f"config.colony_name={colonies.colony_name}")
+
+    def ready_pod() -> dict[str, Any] | None:
+        pod = executor_pod(kube_namespace)
+        return pod if ready(pod) else None
+
+    pod = until(ready_pod, "the chart's executor pod Ready", WAIT)
+    assert pod["spec"]["nodeName"] == NODE_NAME and pod["spec"]["hostNetwork"] is True
+    executor = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "executor")
+    assert executor["restartCount"] == 0 and "running" in executor["state"]
+
+    spec_file = tmp_path / "hello.json"
+    script = "echo hello from the chart; printf chart-answer=7 >/dev/termination-log"
+    spec_file.write_text(json.dumps(job_spec(executor_type, "sh", ["-c", script])))
+    code, pid = submit_and_wait(colonies, spec_file)
+    assert code == 0
+    process = process_json(colonies, pid)
+    assert (process["state"], process["out"]) == (SUCCESS, ["chart-answer=7"])
+    assert colonies.log_text(pid).splitlines() == ["hello from the chart"]
+    # the executor that ran it is the chart's pod: its own log names the process
+    log = kube_namespace.kubectl("logs", pod["metadata"]["name"], "-c", "executor").stdout
+    assert pid in log
