@@ -102,6 +102,16 @@ def to_json(value: Any) -> ValueRef:
     return ValueRef(f"{VALUE_TAG} {len(values) - 1}")
 
 
+@jinja2.pass_context
+def _tojson_filter(context: Any, value: Any) -> ValueRef:
+    """tojson as a filter. Taking the context keeps Jinja from calling it while it
+    compiles a template (it folds filters of constants, `{{ "x" | tojson }}`): the
+    value would be recorded once, in whichever render compiled the template, and
+    its reference baked into the template would name another value in every
+    later render."""
+    return to_json(value)
+
+
 def _finalize(value: Any) -> Any:
     if isinstance(value, ValueRef):
         return value
@@ -133,7 +143,7 @@ def environment(templates_dir: str | None = None) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["tojson"] = to_json
+    env.filters["tojson"] = _tojson_filter
     env.policies["json.dumps_function"] = None
     return env
 

@@ -149,3 +149,22 @@ def test_a_forged_value_tag_is_refused(tmp_path: Path) -> None:
 def test_tojson_outside_a_render_is_an_error() -> None:
     with pytest.raises(TemplateError, match="only available while kubejobs renders"):
         to_json("x")
+
+
+def test_tojson_of_a_constant_is_right_in_every_render(tmp_path: Path) -> None:
+    """Jinja folds filters of constants while compiling; tojson must not be folded, or the
+    first render's value reference would be baked into the template for all later ones."""
+    from kubejobs.render import Renderer, RenderSettings
+    from kubejobs.spec import validate_spec
+
+    builtin = data_dir("templates").joinpath("job.yaml.j2").read_text(encoding="utf-8")
+    text = builtin.replace(
+        "      restartPolicy: Never\n",
+        '      restartPolicy: Never\n      dnsPolicy: {{ "ClusterFirstWithHostNet" | tojson }}\n',
+    )
+    renderer = Renderer(RenderSettings(templates_dir=custom(tmp_path, text)))
+    spec = validate_spec(spec_with())
+    for pid in ("a" * 64, "b" * 64, "c" * 64):
+        job = job_of(renderer.render(spec, pid))
+        assert job["spec"]["template"]["spec"]["dnsPolicy"] == "ClusterFirstWithHostNet"
+        assert job["metadata"]["name"] == "kj-" + pid[:40]
