@@ -51,6 +51,7 @@ POD_PLACEMENT: dict[str, Any] = {
     "tolerations": [{**TAINT, "operator": "Equal"}],
     "hostNetwork": True,
 }
+SHIPPER_ACCOUNT = "kubejobs-log-shipper"  # the service_account setting's default
 IMAGES_DIR = PREFIX / "images"
 PAUSE_IMAGE = "localhost/pause:1"
 BUSYBOX_IMAGE = "localhost/busybox:1"
@@ -382,3 +383,64 @@ state = "{run}/containerd/state"
 
     def logs(self) -> dict[str, Service]:
         return dict(self.services)
+
+    # -- what kubejobs needs to run Jobs here --------------------------
+    def executor_settings(self) -> dict[str, str]:
+        """kubejobs settings (KUBEJOBS_<NAME> values) that put an executor's Jobs on this node."""
+        return {
+            "inpod_image": kubejobs_image(),
+            "host_network": "true",
+            "inpod_env": json.dumps(self.api_env),
+            "node_selector": json.dumps(LABEL),
+            "tolerations": json.dumps(POD_PLACEMENT["tolerations"]),
+            "termination_grace_seconds": "30",
+        }
+
+    def prepare_namespace(
+        self, namespace: str, prvkey: str, s3_env: dict[str, str] | None = None
+    ) -> None:
+        """What the chart gives a Jobs namespace: the log shipper's account and Role, the
+        executor key Secret and, with ``s3_env``, the S3 Secret (values never printed)."""
+        objects: list[dict[str, Any]] = [
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": SHIPPER_ACCOUNT, "namespace": namespace},
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": SHIPPER_ACCOUNT, "namespace": namespace},
+                "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get"]}],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": SHIPPER_ACCOUNT, "namespace": namespace},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": SHIPPER_ACCOUNT,
+                },
+                "subjects": [
+                    {"kind": "ServiceAccount", "name": SHIPPER_ACCOUNT, "namespace": namespace}
+                ],
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "kubejobs-executor-key", "namespace": namespace},
+                "stringData": {"prvkey": prvkey},
+            },
+        ]
+        if s3_env is not None:
+            objects.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "kubejobs-s3", "namespace": namespace},
+                    "stringData": dict(s3_env),
+                }
+            )
+        body = {"apiVersion": "v1", "kind": "List", "items": objects}
+        self.kube.kubectl("apply", "-f", "-", input=json.dumps(body))

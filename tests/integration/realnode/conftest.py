@@ -14,13 +14,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from testenv.node import BUSYBOX_IMAGE, LABEL, TAINT, RealNode, kubejobs_image
+from testenv.node import BUSYBOX_IMAGE, RealNode
 from tests.integration.conftest import _register
 from tests.integration.test_executor_e2e import ExecutorRun, executor
 
@@ -40,62 +39,6 @@ def real_node(kube: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         node.stop()
 
 
-def real_node_settings(node: RealNode) -> dict[str, str]:
-    """Executor settings (KUBEJOBS_<NAME> values) that put its Jobs on the real node."""
-    return {
-        "inpod_image": kubejobs_image(),
-        "host_network": "true",
-        "inpod_env": json.dumps(node.api_env),
-        "node_selector": json.dumps(LABEL),
-        "tolerations": json.dumps([{**TAINT, "operator": "Equal"}]),
-        "termination_grace_seconds": "30",
-    }
-
-
-def prepare_namespace(kube_namespace: Any, prvkey: str, s3: Any | None) -> None:
-    """What the chart gives a Jobs namespace: the shipper's Role, the key and S3 Secrets."""
-    ns = kube_namespace.name
-    objects: list[dict[str, Any]] = [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": "kubejobs-log-shipper", "namespace": ns},
-            "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get"]}],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "kubejobs-log-shipper", "namespace": ns},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "kubejobs-log-shipper",
-            },
-            "subjects": [
-                {"kind": "ServiceAccount", "name": "kubejobs-log-shipper", "namespace": ns}
-            ],
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "kubejobs-executor-key", "namespace": ns},
-            "stringData": {"prvkey": prvkey},
-        },
-    ]
-    if s3 is not None:
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "kubejobs-s3", "namespace": ns},
-                "stringData": dict(s3.config.env),
-            }
-        )
-    kube_namespace.kubectl(
-        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
-    )
-
-
 @pytest.fixture
 def real_executor(
     executor: Callable[..., ExecutorRun], real_node: RealNode, kube_namespace: Any, s3: Any
@@ -103,8 +46,8 @@ def real_executor(
     """start(**settings) -> a running executor whose Jobs run on the real node."""
 
     def start(**settings: Any) -> ExecutorRun:
-        run = executor(**{**real_node_settings(real_node), **settings})
-        prepare_namespace(kube_namespace, run.prvkey, s3)
+        run = executor(**{**real_node.executor_settings(), **settings})
+        real_node.prepare_namespace(kube_namespace.name, run.prvkey, dict(s3.config.env))
         return run
 
     return start
