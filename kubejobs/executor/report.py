@@ -9,6 +9,7 @@ still ours, the report is retried.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kubejobs.adapters.colonies import RUNNING, ColoniesClient, ColoniesError, ColoniesUnavailable
@@ -20,8 +21,16 @@ log = logging.getLogger(__name__)
 GONE_STATUSES = (403, 404)
 
 
-def still_ours(colonies: ColoniesClient, process_id: str, executor_id: str) -> bool | None:
-    """True while the process is RUNNING on this executor; None when the server cannot say."""
+def still_ours(
+    colonies: ColoniesClient,
+    process_id: str,
+    executor_id: str,
+    seen: Callable[[dict[str, Any]], None] | None = None,
+) -> bool | None:
+    """True while the process is RUNNING on this executor; None when the server cannot say.
+
+    ``seen`` gets the process document when the server sent one.
+    """
     try:
         process = colonies.get_process(process_id)
     except ColoniesUnavailable:
@@ -30,6 +39,8 @@ def still_ours(colonies: ColoniesClient, process_id: str, executor_id: str) -> b
         # 404: removed; 403: this executor is no longer a member (unregistered).
         # Anything else (the server's database errors are 400/500 too) says nothing.
         return False if err.status in GONE_STATUSES else None
+    if seen is not None:
+        seen(process)
     return bool(
         process.get("state") == RUNNING and process.get("assignedexecutorid") == executor_id
     )

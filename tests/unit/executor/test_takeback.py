@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from kubejobs.adapters.colonies import RUNNING, WAITING, ColoniesError
-from kubejobs.executor.takeback import LIST_LIMIT, TakebackChecker
+from kubejobs.executor.takeback import LIST_LIMIT, ROUTINE_LOOKUPS, TakebackChecker
 
 ME, OTHER = "exec-me", "exec-other"
 
@@ -53,8 +53,8 @@ def proc(pid: str, state: int = RUNNING, executor: str = ME) -> dict[str, Any]:
     return {"processid": pid, "state": state, "assignedexecutorid": executor}
 
 
-def check(colonies: FakeColonies, reconciler: FakeReconciler) -> None:
-    checker = TakebackChecker(
+def checker(colonies: FakeColonies, reconciler: FakeReconciler) -> TakebackChecker:
+    made = TakebackChecker(
         colonies,  # type: ignore[arg-type]
         "colony",
         "kj-type",
@@ -63,7 +63,25 @@ def check(colonies: FakeColonies, reconciler: FakeReconciler) -> None:
         1.0,
         threading.Event(),
     )
-    checker.check_once()
+    made.clock = lambda: NOW
+    return made
+
+
+def check(colonies: FakeColonies, reconciler: FakeReconciler) -> None:
+    checker(colonies, reconciler).check_once()
+
+
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+def timed(pid: str, maxexectime: int, started: str = "2027-01-15T07:00:00Z") -> dict[str, Any]:
+    return {**proc(pid), "starttime": started, "spec": {"maxexectime": maxexectime}}
+
+
+def lookups(colonies: FakeColonies) -> list[str]:
+    found = [c[1] for c in colonies.calls if c[0] == "get"]
+    colonies.calls.clear()
+    return found
 
 
 def taken_back(reconciler: FakeReconciler) -> list[str]:
@@ -121,3 +139,40 @@ def test_nothing_in_flight_asks_nothing() -> None:
     colonies = FakeColonies({})
     check(colonies, FakeReconciler([]))
     assert colonies.calls == []
+
+
+def test_beyond_the_list_far_deadlines_take_turns_and_due_ones_are_checked_every_time() -> None:
+    listed = [f"a{i:03}" for i in range(LIST_LIMIT)]
+    far = [f"f{i:03}" for i in range(2 * ROUTINE_LOOKUPS)]  # no maxexectime, or hours left
+    due = ["due"]  # started an hour ago with maxexectime 3610: due within the clock margin
+    processes = {pid: proc(pid) for pid in listed}
+    processes.update({pid: timed(pid, -1 if i % 2 else 86_400) for i, pid in enumerate(far)})
+    processes["due"] = timed("due", 3610)
+    colonies = FakeColonies(processes)
+    reconciler = FakeReconciler(listed + far + due)
+    one = checker(colonies, reconciler)
+    one.check_once()
+    assert lookups(colonies) == far + due  # new ones: looked up once to learn their deadlines
+    one.clock = lambda: NOW + 1
+    one.check_once()
+    assert lookups(colonies) == due + far[:ROUTINE_LOOKUPS]
+    one.clock = lambda: NOW + 2
+    one.check_once()
+    assert lookups(colonies) == due + far[ROUTINE_LOOKUPS:]
+    # a far one taken back (removed) is noticed in its turn
+    del colonies.processes[far[0]]
+    one.clock = lambda: NOW + 3
+    one.check_once()
+    assert lookups(colonies) == due + far[:ROUTINE_LOOKUPS]
+    assert taken_back(reconciler) == [far[0]]
+
+
+def test_finished_processes_are_forgotten() -> None:
+    colonies = FakeColonies({"a": timed("a", -1)}, list_fails=True)
+    reconciler = FakeReconciler(["a"])
+    one = checker(colonies, reconciler)
+    one.check_once()
+    assert "a" in one._deadline
+    reconciler.ids = []
+    one.check_once()
+    assert not one._deadline and not one._looked_up  # memory follows the Jobs in flight
