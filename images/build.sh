@@ -26,6 +26,9 @@ VERSION=$("$PYTHON" -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],
 FORCE=${FORCE:-0}
 
 mkdir -p "$OUT" "$WORK" "$STAMPS"
+# One build at a time per prefix (test sessions started together share it).
+exec 9>"$OUT/.build.lock"
+flock 9
 now() { date +%s; }
 
 # pack NAME TAG ROOTFS [umoci config flags...]: OUT/NAME.tar with the image NAME:TAG.
