@@ -80,7 +80,7 @@ build_small() {  # busybox and pause from the same busybox-static root file syst
 
 build_kubejobs() {
   local want
-  want="kubejobs $VERSION $(cd "$ROOT" && find pyproject.toml kubejobs schema templates sidecars images/kubejobs \
+  want="kubejobs $VERSION $(cd "$ROOT" && find pyproject.toml kubejobs schema templates sidecars images/kubejobs images/build.sh \
         -type f ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
   if up_to_date kubejobs "$want"; then
     echo "[image] kubejobs $VERSION: up to date ($OUT/kubejobs.tar)"; return 0
