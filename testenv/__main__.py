@@ -1,11 +1,14 @@
 """By-hand use of the test environment.
 
-    python -m testenv up [--only kube,colonies,s3]   start in the background, print env
+    python -m testenv up [--only kube,colonies,s3,node]   start in the background, print env
     python -m testenv env                            print the export lines again
     python -m testenv status                         which servers are alive
     python -m testenv down                           stop everything
 
-State lives in .testenv/run/ (env file, pids, server logs and data).
+State lives in .testenv/run/ (env file, pids, server logs and data). ``node``
+is the real node (containerd + kubelet, ``real-node-0``; needs root and
+``testenv/install.sh``): pods that tolerate ``kubejobs.io/real-node`` and use
+``host_network`` run real containers there.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from testenv._proc import PREFIX
 RUN = PREFIX / "run"
 STATE = RUN / "state.json"
 ENV_FILE = RUN / "env.sh"
-COMPONENTS = ("kube", "colonies", "s3")
+COMPONENTS = ("kube", "colonies", "s3", "node")
 
 
 def _serve(only: list[str]) -> int:
@@ -34,6 +37,7 @@ def _serve(only: list[str]) -> int:
     import testenv
     from testenv.colonies import ColoniesServer
     from testenv.kube import KubeCluster
+    from testenv.node import RealNode
     from testenv.s3 import S3Server
 
     started: list[object] = []
@@ -46,6 +50,10 @@ def _serve(only: list[str]) -> int:
             env.update(kube.env)
             info["kubeconfig"] = str(kube.kubeconfig)
             info["logs"] = {n: str(s.log_path) for n, s in kube.services.items()}
+            if "node" in only:
+                node = RealNode(kube, RUN / "node").start()
+                started.append(node)
+                info["node_logs"] = {n: str(s.log_path) for n, s in node.services.items()}
         if "s3" in only:
             s3 = S3Server(RUN / "s3").start()
             started.append(s3)
@@ -188,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m testenv", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start the environment in the background")
-    up.add_argument("--only", default=",".join(COMPONENTS), help="comma list of kube,colonies,s3")
+    up.add_argument(
+        "--only",
+        default=",".join(COMPONENTS),
+        help="comma list of kube,colonies,s3,node (node needs kube)",
+    )
     up.add_argument("--timeout", type=float, default=300)
     up.set_defaults(func=cmd_up)
     sub.add_parser("env", help="print export lines").set_defaults(func=cmd_env)
