@@ -267,12 +267,25 @@ class ColoniesServer:
     def wait_state(
         self, processid: str, states: tuple[int, ...] = (SUCCESS, FAILED), timeout: float = 60
     ) -> dict[str, Any]:
-        """Poll until the process is in one of ``states``; returns it."""
+        """Poll until the process is in one of ``states``; returns it.
+
+        v1.9.7 fails a process in separate statements (state FAILED, then its
+        errors; no transaction), so a read in between sees FAILED with no
+        errors. A FAILED process without errors is read again for up to 5 s
+        before it is returned as it is.
+        """
         deadline = time.monotonic() + timeout
+        errors_due: float | None = None
         while True:
             proc = self.get_process(processid)
             if proc["state"] in states:
-                return proc
+                if proc["state"] != FAILED or proc.get("errors"):
+                    return proc
+                errors_due = errors_due or time.monotonic() + 5
+                if time.monotonic() > errors_due:
+                    return proc
+                time.sleep(0.05)
+                continue
             if time.monotonic() > deadline:
                 raise TestEnvError(
                     f"process {processid} still in state {proc['state']} after {timeout}s"

@@ -57,10 +57,17 @@ def submit_and_wait(colonies: Any, spec_file: Path) -> tuple[int, str]:
 
 
 def process_json(colonies: Any, pid: str) -> dict[str, Any]:
-    result = colonies.cli("process", "get", "-p", pid, "--json")
-    # v1.9.7 prints the document followed by " <nil>" (its error value): read the first
-    doc: dict[str, Any] = json.JSONDecoder().raw_decode(result.stdout)[0]
-    return doc
+    """`colonies process get --json`; a FAILED process is read until its errors are stored
+    (v1.9.7 writes the state and the errors in separate statements)."""
+
+    def read() -> dict[str, Any] | None:
+        result = colonies.cli("process", "get", "-p", pid, "--json")
+        # v1.9.7 prints the document followed by " <nil>" (its error value): read the first
+        doc: dict[str, Any] = json.JSONDecoder().raw_decode(result.stdout)[0]
+        return None if doc["state"] == FAILED and not doc.get("errors") else doc
+
+    found: dict[str, Any] = until(read, f"the errors of failed process {pid}", 10)
+    return found
 
 
 def test_submit_wait_then_get_output(

@@ -124,8 +124,10 @@ def test_timeout_loop_takes_back_and_fails_at_maxretries(
     with pytest.raises(ColoniesError, match="process is not assigned"):
         ex.client.close(pid, [])  # what the executor's report sees after a take-back
     assert ex.client.assign(colonies.colony_name, 5) is not None
+    # the server stores the state, then the errors (no transaction): wait for both
     failed = until(
-        lambda: (p := ex.client.get_process(pid))["state"] == FAILED and p, "the failure"
+        lambda: (p := ex.client.get_process(pid))["state"] == FAILED and p["errors"] and p,
+        "the failure and its errors",
     )
     assert failed["errors"] == ["Maximum execution time limit exceeded"]
     assert failed["assignedexecutorid"] == ex.id  # MarkFailed keeps the assignment
