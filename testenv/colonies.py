@@ -407,3 +407,15 @@ class ColoniesServer:
             }
         )
         return result
+
+    def create_snapshot(self, label: str, name: str) -> dict[str, Any]:
+        """A CFS snapshot of the files now under ``label`` (what the stager pulls by name)."""
+        result: dict[str, Any] = self.rpc(
+            {
+                "msgtype": "createsnapshotmsg",
+                "colonyname": self.colony_name,
+                "label": label,
+                "name": name,
+            }
+        )
+        return result

@@ -107,7 +107,7 @@ def run_executor(
             cwd=ROOT,
         )
     try:
-        _wait_ready(port)
+        wait_ready(port)
         start = time.time()
         with ThreadPoolExecutor(16) as pool:
             pids = list(pool.map(lambda i: colonies.submit(spec(etype, i))["processid"], range(n)))
@@ -149,7 +149,7 @@ def run_executor(
     }
 
 
-def _wait_ready(port: int) -> None:
+def wait_ready(port: int) -> None:
     deadline = time.time() + 120
     while time.time() < deadline:
         try:

@@ -30,12 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.executor.run import wait_ready
 from kubejobs.adapters.kube import KubeClient
 from kubejobs.render import Renderer, RenderSettings
 from kubejobs.spec import validate_spec
@@ -116,7 +116,7 @@ def latency(
         )
     seconds: list[float] = []
     try:
-        _wait_ready(port)
+        wait_ready(port)
         for i in range(n):
             pid = colonies.submit(spec(etype, ["-c", f"echo {i}"]), prvkey)["processid"]
             process = colonies.wait_state(pid, (SUCCESS, FAILED), 300)
@@ -127,19 +127,6 @@ def latency(
         proc.terminate()
         proc.wait(60)
     return seconds
-
-
-def _wait_ready(port: int) -> None:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("executor not ready")
 
 
 # --- 2. pod start with and without the injected containers ------------------------

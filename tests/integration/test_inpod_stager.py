@@ -75,14 +75,7 @@ def test_stage_in_dirs_and_snapshots_with_nested_labels_and_a_50mb_file(
         put_file(colonies, s3, folder, name, body)
     put_file(colonies, s3, f"{base}/snap", "x.txt", b"x version 1\n")
     put_file(colonies, s3, f"{base}/snap/nested", "y.txt", b"y\n")
-    snapshot = colonies.rpc(
-        {
-            "msgtype": "createsnapshotmsg",
-            "colonyname": colonies.colony_name,
-            "label": f"{base}/snap",
-            "name": f"snap-{uuid.uuid4().hex[:6]}",
-        }
-    )
+    snapshot = colonies.create_snapshot(f"{base}/snap", f"snap-{uuid.uuid4().hex[:6]}")
     put_file(colonies, s3, f"{base}/snap", "x.txt", b"x version 2, after the snapshot\n")
     mount = tmp_path / "mount"
     fs = {

@@ -186,14 +186,7 @@ def test_stager_pulls_a_snapshot_and_a_dir_and_results_sync_back(
     run = real_executor()
     base = f"/realnode/{uuid.uuid4().hex[:8]}"
     put_file(colonies, s3, f"{base}/snap", "x.txt", b"snapshot v1\n")
-    snapshot = colonies.rpc(
-        {
-            "msgtype": "createsnapshotmsg",
-            "colonyname": colonies.colony_name,
-            "label": f"{base}/snap",
-            "name": f"snap-{uuid.uuid4().hex[:6]}",
-        }
-    )
+    snapshot = colonies.create_snapshot(f"{base}/snap", f"snap-{uuid.uuid4().hex[:6]}")
     put_file(colonies, s3, f"{base}/snap", "x.txt", b"snapshot v2, after the snapshot\n")
     put_file(colonies, s3, f"{base}/data", "in.txt", b"hello cfs\n")
     fs = {
