@@ -114,7 +114,13 @@ from kubejobs.cli import main
 
 sys.exit(main())
 EOF
-chmod 0755 "$ROOTFS/usr/bin/kubejobs"
+cat >"$ROOTFS/usr/bin/kubejobs-inpod" <<'EOF'
+#!/usr/bin/python3.11 -s
+from kubejobs.inpod.entry import main
+
+main()
+EOF
+chmod 0755 "$ROOTFS/usr/bin/kubejobs" "$ROOTFS/usr/bin/kubejobs-inpod"
 
 # Byte code, by the image's own interpreter (the root file system is read-only
 # when it runs, so nothing could be cached later).
@@ -123,5 +129,6 @@ chroot "$ROOTFS" /usr/bin/python3.11 -m compileall -q \
 # The entry point works (imports every module the executor and the in-pod
 # programs load).
 chroot --userspec="$UID_GID:$UID_GID" "$ROOTFS" /usr/bin/kubejobs --help >/dev/null
+chroot --userspec="$UID_GID:$UID_GID" "$ROOTFS" /usr/bin/kubejobs-inpod --help >/dev/null
 chroot --userspec="$UID_GID:$UID_GID" "$ROOTFS" /usr/bin/python3.11 -c \
   'import kubejobs.executor.loop, kubejobs.inpod.shipper, kubejobs.inpod.stager, kubejobs.check, kubernetes.client, boto3; boto3.client("s3", region_name="us-east-1")'

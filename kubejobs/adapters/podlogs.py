@@ -49,10 +49,15 @@ class LogStream:
     """One `pods/log` response as lists of complete lines (one list per network read).
 
     Ends at EOF, or with `.idle` set when nothing came for `idle_timeout` seconds.
+    A final read (`final`: not following, the container has ended) also yields the
+    text after the last newline at EOF: the program's last line when it printed no
+    newline (the kubelet serves it as is). A following stream holds such a tail back:
+    it may still be growing, and the final read gets it whole.
     """
 
-    def __init__(self, response: requests.Response) -> None:
+    def __init__(self, response: requests.Response, final: bool = False) -> None:
         self._response = response
+        self.final = final
         self.idle = False
 
     def __iter__(self) -> Iterator[list[bytes]]:
@@ -73,7 +78,8 @@ class LogStream:
                 raise KubeUnavailable(f"log stream broke: {type(err).__name__}") from None
         except requests.RequestException as err:
             raise KubeUnavailable(f"log stream broke: {type(err).__name__}") from None
-        # A line without its newline is incomplete (the stream was cut): drop it, it comes again.
+        if rest and self.final and not self.idle:
+            yield [rest]
 
     def close(self) -> None:
         self._response.close()
@@ -169,7 +175,7 @@ class PodLogs:
         except requests.RequestException as err:
             raise KubeUnavailable(f"API server unreachable: {type(err).__name__}") from None
         if reply.status_code == 200:
-            return LogStream(reply)
+            return LogStream(reply, final=not follow)
         message = _message(reply)
         reply.close()
         if reply.status_code == 404 and "not found" in message.lower() and container not in message:

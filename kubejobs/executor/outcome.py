@@ -9,7 +9,7 @@ start (image pulls, config errors, unschedulable for too long).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,13 @@ CANNOT_START = frozenset(
         "PreStartHookError",
     }
 )
+# Terminated reasons of a container the runtime could not start (command not found, bad
+# entrypoint): containerd says StartError, dockershim said ContainerCannotRun.
+START_ERRORS = frozenset({"StartError", "ContainerCannotRun"})
+# How long a failure that is known while pods still run (walltime, a container that could
+# not start) waits for the log shipper to deliver what the program printed: Colonies
+# refuses log lines once the process is failed.
+SETTLE_SECONDS = 2.0
 LOG_SHIPPER = "kubejobs-log-shipper"
 _INJECTED_ROLES = {"kubejobs-data-stager": "data stager", LOG_SHIPPER: "log shipper"}
 
@@ -88,6 +95,14 @@ def job_outcome(
     failed = condition(job, "Failed")
     if failed:
         return _failure(job, failed, pods)
+    target = condition(job, "FailureTarget")
+    if target and target.get("reason") == "DeadlineExceeded":
+        # The Job controller has decided at the deadline; `Failed` follows only once the pods
+        # are gone, a whole grace period later for a program that ignores SIGTERM.
+        since = timestamp(target.get("lastTransitionTime")) or now
+        if now - since >= SETTLE_SECONDS or _shippers_done(pods):
+            return replace(_failure(job, target, pods), pods_done=False)
+        return None
     if create_failure is not None:
         name = (job.get("metadata") or {}).get("name", "")
         return Outcome(
@@ -144,6 +159,21 @@ def _failure(job: dict[str, Any], failed: dict[str, Any], pods: list[dict[str, A
     return Outcome(False, "failed", errors=errors)
 
 
+def _shippers_done(pods: list[dict[str, Any]]) -> bool:
+    """Every pod's log shipper has ended (or the pod has none left running)."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed"):
+            continue
+        for cs in [
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ]:
+            if cs.get("name") == LOG_SHIPPER and "terminated" not in (cs.get("state") or {}):
+                return False
+    return True
+
+
 def _pod_errors(pod: dict[str, Any]) -> list[str]:
     status = pod.get("status") or {}
     name = (pod.get("metadata") or {}).get("name", "")
@@ -171,7 +201,10 @@ def _container_error(pod: str, container: str, term: dict[str, Any]) -> str:
     reason = term.get("reason") or "Error"
     role = _INJECTED_ROLES.get(container)
     who = f"container {container}" + (f" (injected {role})" if role else "")
-    text = f"pod {pod} {who} exited with code {code} ({reason})"
+    if reason in START_ERRORS:
+        text = f"pod {pod} {who} could not start ({reason})"
+    else:
+        text = f"pod {pod} {who} exited with code {code} ({reason})"
     if reason == "OOMKilled":
         text += ": it used more memory than its limit (raise conditions.mem)"
     message = (term.get("message") or "").strip()
@@ -190,6 +223,19 @@ def _start_problem(
         name = (pod.get("metadata") or {}).get("name", "")
         for key in ("initContainerStatuses", "containerStatuses"):
             for cs in status.get(key) or []:
+                term = (cs.get("state") or {}).get("terminated") or {}
+                restarts = (pod.get("spec") or {}).get("restartPolicy", "Never") != "Never"
+                if term.get("reason") in START_ERRORS and not restarts:
+                    # restartPolicy Never: it will not be tried again. The pod fails once its
+                    # shipper is done; do not depend on that, say so within seconds.
+                    since = timestamp(term.get("finishedAt")) or now
+                    if now - since >= SETTLE_SECONDS or _shippers_done([pod]):
+                        return Outcome(
+                            False,
+                            "cannot_start",
+                            pods_done=False,
+                            errors=[_container_error(name, cs.get("name", ""), term)],
+                        )
                 waiting = (cs.get("state") or {}).get("waiting") or {}
                 if waiting.get("reason") in CANNOT_START:
                     detail = waiting.get("message") or "no message"

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-import threading
-from types import FrameType
 
 import click
 
@@ -20,6 +17,7 @@ from kubejobs.adapters.cfs import CfsClient, S3Store
 from kubejobs.adapters.colonies import ColoniesClient, ColoniesError, ColoniesUnavailable
 from kubejobs.adapters.podlogs import PodLogs
 from kubejobs.errors import KubejobsError
+from kubejobs.inpod import sigterm
 from kubejobs.inpod.config import STAGER_CONTAINER, PodEnv, local_dir
 from kubejobs.inpod.retry import Retrier
 from kubejobs.inpod.shipper import Shipper, ShipperOptions
@@ -31,6 +29,14 @@ log = logging.getLogger("kubejobs.inpod")
 
 class ShippingIncomplete(KubejobsError):
     """The shipper stopped before every line was delivered and synced."""
+
+
+class StageInStopped(KubejobsError):
+    """SIGTERM during stage-in: the pod is being deleted, the program will not run."""
+
+
+def _stop_stage_in() -> None:
+    raise StageInStopped("stage-in stopped by SIGTERM (the pod is being deleted)")
 
 
 def _logging() -> None:
@@ -58,6 +64,9 @@ def _client(env: PodEnv) -> ColoniesClient:
 )
 def stage_in_command(retry_seconds: float) -> None:
     """Download the spec's fs.snapshots and fs.dirs into the shared volume (init container)."""
+    sigterm.install()  # again: `kubejobs stage-in` does not come through entry.py
+    # Nothing to finish for the pod that is being deleted: stop at once, not after the grace period.
+    sigterm.on_sigterm(_stop_stage_in)
     _logging()
     env = PodEnv.from_environ(os.environ, need_pod=False)
     if env.fs is None:
@@ -123,6 +132,7 @@ def ship_logs_command(
     retry_seconds: float,
 ) -> None:
     """Ship the pod's container output to the Colonies process log, then sync fs.dirs back."""
+    sigterm.install()  # again: `kubejobs ship-logs` does not come through entry.py
     _logging()
     env = PodEnv.from_environ(os.environ)
     client = _client(env)
@@ -158,13 +168,7 @@ def ship_logs_command(
             max_batch_bytes=max_batch_bytes, linger=linger, grace_seconds=grace_seconds
         ),
     )
-    terminated = threading.Event()
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        terminated.set()
-        shipper.terminate()
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    sigterm.on_sigterm(shipper.terminate)
     result = shipper.run()
     log.info(
         "shipped %d lines in %d requests (%.1f s)%s%s",
@@ -174,9 +178,10 @@ def ship_logs_command(
         f"; {result.dropped_lines} lines refused by the server" if result.dropped_lines else "",
         "" if result.complete else "; INCOMPLETE",
     )
-    if env.sidecar_mode == "native" and result.complete:
-        # A native sidecar that exits is restarted: stay until the kubelet stops the pod.
-        terminated.wait()
+    # Done means every main container was seen terminated, so exit now in both modes. A
+    # native sidecar is not restarted once all main containers have ended (the kubelet
+    # kills the pod instead), and waiting for SIGTERM would cost the grace period whenever
+    # the signal came before the handler or was lost.
     if not result.complete:
         # An exception, not click's Exit: with standalone_mode=False click returns Exit's code instead.
         raise ShippingIncomplete("not every log line was delivered (see the messages above)")

@@ -120,7 +120,7 @@ def complete_pod(ns: Any, name: str) -> None:
 
 @dataclass
 class InpodProgram:
-    """`python -m kubejobs <command>` with the injected environment."""
+    """`python -m kubejobs.inpod <command>` (the injected containers' entry point) with the injected environment."""
 
     command: str
     env: dict[str, str]
@@ -130,7 +130,7 @@ class InpodProgram:
     def start(self) -> InpodProgram:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubejobs", self.command],
+            [sys.executable, "-m", "kubejobs.inpod", self.command],
             env=self.env,
             cwd=ROOT,
             stdout=self._log,

@@ -228,3 +228,72 @@ def test_failed_create_fails_at_once_with_kubernetes_message() -> None:
 def test_finished_job_wins_over_an_old_failed_create() -> None:
     outcome = job_outcome(job(cond("Complete")), [], NOW, Timeouts(), "exceeded quota")
     assert outcome is not None and outcome.success
+
+
+# --- failures known while pods still run ------------------------------------------
+
+RUNNING = {"state": {"running": {}}}
+SHIPPER = "kubejobs-log-shipper"
+START_ERROR = (
+    'failed to create containerd task: exec: "no-such-program": executable file not found in $PATH'
+)
+
+
+def shipper(state: str) -> dict[str, Any]:
+    if state == "running":
+        return {"name": SHIPPER, **RUNNING}
+    return terminated(SHIPPER, 0, "Completed")
+
+
+def test_deadline_target_fails_once_the_shipper_is_done_without_waiting_for_the_pods() -> None:
+    target = cond("FailureTarget", "DeadlineExceeded", "Job was active longer")
+    still = pod("p", "Running", [{"name": "main", **RUNNING}], init=[shipper("terminated")])
+    result = job_outcome(job(target, deadline=10), [still], NOW)
+    assert result is not None and result.kind == "deadline" and not result.success
+    assert "walltime=10s" in result.errors[0]
+    assert result.pods_done is False  # the Job must still be deleted, its pod still runs
+
+
+def test_deadline_target_waits_a_moment_for_a_running_shipper_then_fails() -> None:
+    target = cond("FailureTarget", "DeadlineExceeded", when=NOW_TEXT)
+    still = pod("p", "Running", [{"name": "main", **RUNNING}], init=[shipper("running")])
+    assert job_outcome(job(target, deadline=10), [still], NOW + 1) is None
+    result = job_outcome(job(target, deadline=10), [still], NOW + 2)
+    assert result is not None and result.kind == "deadline"
+
+
+def test_other_failure_targets_wait_for_the_final_condition() -> None:
+    target = cond("FailureTarget", "BackoffLimitExceeded")
+    still = pod("p", "Running", [terminated("main", 3, "Error")], init=[shipper("running")])
+    assert job_outcome(job(target), [still], NOW + 60) is None
+
+
+def start_error_pod(shipper_state: str, finished: str = NOW_TEXT) -> dict[str, Any]:
+    main = terminated("main", 128, "StartError", START_ERROR)
+    main["state"]["terminated"]["finishedAt"] = finished
+    return pod("p-1", "Running", [main], init=[shipper(shipper_state)])
+
+
+def test_start_error_fails_at_once_naming_the_container_and_the_runtime_message() -> None:
+    result = job_outcome(job(), [start_error_pod("terminated")], NOW)
+    assert result is not None and result.kind == "cannot_start" and result.pods_done is False
+    assert result.errors == [f"pod p-1 container main could not start (StartError): {START_ERROR}"]
+
+
+def test_start_error_gives_a_running_shipper_a_moment() -> None:
+    assert job_outcome(job(), [start_error_pod("running")], NOW + 1) is None
+    result = job_outcome(job(), [start_error_pod("running")], NOW + 2)
+    assert result is not None and result.kind == "cannot_start"
+
+
+def test_start_error_in_a_pod_that_restarts_its_containers_is_not_final() -> None:
+    restarting = start_error_pod("terminated")
+    restarting["spec"] = {"restartPolicy": "OnFailure"}
+    assert job_outcome(job(), [restarting], NOW + 60) is None
+
+
+def test_a_failed_pod_names_a_start_error_the_same_way() -> None:
+    failed = pod("p-1", "Failed", [terminated("main", 128, "StartError", START_ERROR)])
+    result = job_outcome(job(cond("Failed", "BackoffLimitExceeded")), [failed], NOW)
+    assert result is not None
+    assert result.errors == [f"pod p-1 container main could not start (StartError): {START_ERROR}"]

@@ -1,0 +1,3 @@
+from kubejobs.inpod.entry import main
+
+main()
