@@ -10,17 +10,24 @@ containers, so interleaved output stays attributable.
 from __future__ import annotations
 
 import copy
+import functools
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from kubejobs.inpod.journal import Position
+from kubejobs.inpod.journal import STAMP_LEN, Position, last_stamp
 from kubejobs.inpod.state import LogPosition
 
 
+@functools.cache
+def _run_end(header: bytes) -> re.Pattern[bytes]:
+    return re.compile(b"\n(?!" + re.escape(header) + b")")
+
+
 class RecordSource(Protocol):
-    def read(self, pos: Position, max_bytes: int) -> tuple[list[bytes], Position]: ...
+    def read_block(self, pos: Position, max_bytes: int) -> tuple[bytes, Position]: ...
 
     def wait(self, pos: Position, timeout: float) -> bool: ...
 
@@ -78,9 +85,9 @@ class Batcher:
         """The next batch, or None once every log is complete and delivered-to-be (or `should_stop`)."""
         while True:
             budget = self.max_bytes - self._size
-            records, nxt = self.source.read(self.pos, budget) if budget > 0 else ([], self.pos)
-            if records:
-                self._take(records)
+            block, nxt = self.source.read_block(self.pos, budget) if budget > 0 else (b"", self.pos)
+            if block:
+                self._take(block)
                 self.pos = nxt
                 if self._size >= self.max_bytes * 0.9:
                     return self._cut()
@@ -96,44 +103,43 @@ class Batcher:
             wait = self.linger - (self.clock() - self._first) if self._lines else 0.5
             self.source.wait(self.pos, max(0.01, min(wait, 0.5)))
 
-    def _take(self, raws: list[bytes]) -> None:
-        # The hot loop of the shipper: plain splits and local names, no objects per line.
-        parts = self._parts
-        prefixes = self._prefixes
-        positions = self.positions
-        size, lines = self._size, self._lines
-        if raws and not lines:
-            self._first = self.clock()
-        current: tuple[bytes, LogPosition] | None = None
-        for raw in raws:
-            if raw[:1] == b"E":
-                name = raw[2:].decode()
-                positions.setdefault(name, LogPosition()).done = True
+    def _take(self, block: bytes) -> None:
+        # The sending half of the hot path: whole runs of one container's records at once
+        # (a follower appends thousands at a time), cut apart by C-level searches and slices.
+        pos = 0
+        while pos < len(block):
+            if block.startswith(b"E", pos):
+                end = block.index(b"\n", pos) + 1
+                self.positions.setdefault(
+                    block[pos + 2 : end - 1].decode(), LogPosition()
+                ).done = True
                 self._dirty = True
-                continue
-            _, container, stamp, text = raw.split(b"\t", 3)
-            if current is None or current[0] != container:
-                name = container.decode()
-                position = positions.get(name)
-                if position is None:
-                    position = positions[name] = LogPosition()
-                current = (container, position)
-                if name not in prefixes:
-                    prefixes[name] = self.format.prefix(name)
-                prefix = prefixes[name]
-            position = current[1]
-            ns = int(stamp)
-            if ns == position.ns:
-                position.same += 1
             else:
-                position.ns, position.same = ns, 1
-            line = prefix + text if prefix else text
-            parts.append(line)
-            size += len(line) + 1
-            lines += 1
-        if lines != self._lines:
-            self._dirty = True
-        self._size, self._lines = size, lines
+                header = block[pos : block.index(b"\t", pos + 2) + 1]
+                # The run ends at the first newline not followed by this header.
+                found = _run_end(header).search(block, pos)
+                end = found.end() if found else len(block)
+                self._take_run(header, block[pos:end])
+            pos = end
+
+    def _take_run(self, header: bytes, run: bytes) -> None:
+        name = header[2:-1].decode()
+        prefix = self._prefixes.get(name)
+        if prefix is None:
+            prefix = self._prefixes[name] = self.format.prefix(name)
+        records = run[:-1].split(b"\n")
+        skip = len(header) + STAMP_LEN + 1  # header and "stamp "
+        if prefix:
+            self._parts.extend([prefix + r[skip:] for r in records])
+        else:
+            self._parts.extend([r[skip:] for r in records])
+        ns, same = last_stamp(records, len(header))
+        self.positions.setdefault(name, LogPosition()).advance_run(ns, same, len(records))
+        if not self._lines:
+            self._first = self.clock()
+        self._size += len(run) + len(records) * (len(prefix) - skip)
+        self._lines += len(records)
+        self._dirty = True
 
     def _cut(self) -> Batch:
         text = b"\n".join(self._parts) + b"\n" if self._parts else b""

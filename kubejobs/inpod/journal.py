@@ -5,19 +5,26 @@ however long the Colonies server is away; the sender reads the journal from
 its committed position. Both positions survive a restart of the shipper
 container because the journal lives in KUBEJOBS_STATE_DIR (an emptyDir).
 
-Records are single lines: `L<TAB>container<TAB>ns<TAB>text` for a log line and
-`E<TAB>container` when a container's log is complete. Container names are DNS
-labels and log lines never hold a newline, so no escaping is needed. A record
-cut short by a crash is cut off when the journal is opened.
+Records are single lines: `L<TAB>container<TAB>stamp<SPACE>text` for a log line
+and `E<TAB>container` when a container's log is complete. `stamp` is always
+`2024-05-01T12:00:00.123456789Z` (UTC, 9 digits, STAMP_LEN bytes): the kubelet's
+own prefix, which the follower journals as it comes (no per-line work) and
+normalizes to this form in the rare line that differs. The fixed width lets the
+batcher strip it by slicing and compare timestamps as bytes. Container names
+are DNS labels and log lines never hold a newline, so no escaping is needed. A
+record cut short by a crash is cut off when the journal is opened.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from kubejobs.inpod.timestamps import parse_ns
 
 Position = tuple[int, int]  # (segment number, byte offset in it)
 SEGMENT_BYTES = 64 * 1024 * 1024
@@ -31,8 +38,33 @@ class Record:
     text: bytes = b""
 
 
+STAMP_LEN = len(b"2024-05-01T12:00:00.123456789Z")
+_second: tuple[int, bytes] = (-1, b"")
+
+
+def stamp(ns: int) -> bytes:
+    """`ns` in the journal's timestamp form (the kubelet's RFC3339Nano with all 9 digits, UTC)."""
+    global _second
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    cached, text = _second
+    if seconds != cached:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode()
+        _second = (seconds, text)
+    return b"%s.%09dZ" % (text, nanos)
+
+
 def line_record(container: str, ns: int, text: bytes) -> bytes:
-    return b"L\t%s\t%d\t%s\n" % (container.encode(), ns, text)
+    return b"L\t%s\t%s %s\n" % (container.encode(), stamp(ns), text)
+
+
+def last_stamp(items: list[bytes], at: int) -> tuple[int, int]:
+    """The time (ns) of the last of `items` (journal-form stamps starting at byte `at`) and
+    how many items at the end carry it. Equal stamps are equal bytes: no parsing per item."""
+    last = items[-1][at : at + STAMP_LEN]
+    same = 1
+    while same < len(items) and items[-1 - same][at : at + STAMP_LEN] == last:
+        same += 1
+    return parse_ns(last), same
 
 
 def end_record(container: str) -> bytes:
@@ -43,8 +75,8 @@ def parse_record(raw: bytes) -> Record:
     """One record as Journal.read returns it (without its newline)."""
     if raw[:1] == b"E":
         return Record("E", raw[2:].decode())
-    _, container, ns, text = raw.split(b"\t", 3)
-    return Record("L", container.decode(), int(ns), text)
+    _, container, rest = raw.split(b"\t", 2)
+    return Record("L", container.decode(), parse_ns(rest[:STAMP_LEN]), rest[STAMP_LEN + 1 :])
 
 
 class JournalFull(Exception):
@@ -110,7 +142,13 @@ class Journal:
         return self.size() >= self.max_bytes
 
     def read(self, pos: Position, max_bytes: int) -> tuple[list[bytes], Position]:
-        """Whole records from `pos` (about `max_bytes`, at least one) up to the current end; the next position."""
+        """Whole records from `pos` (about `max_bytes`, at least one) up to the current end,
+        without their newlines; the next position."""
+        data, nxt = self.read_block(pos, max_bytes)
+        return (data[:-1].split(b"\n") if data else []), nxt
+
+    def read_block(self, pos: Position, max_bytes: int) -> tuple[bytes, Position]:
+        """As read(), as the bytes of the records (each with its newline), not split."""
         end = self.end()
         out: list[bytes] = []
         taken = 0
@@ -131,10 +169,10 @@ class Journal:
                     f.seek(off)
                     data = f.readline()
                     cut = len(data)
-            out.extend(data[: cut - 1].split(b"\n"))  # records without their newline
+            out.append(data[:cut] if cut < len(data) else data)
             taken += cut
             off += cut
-        return out, (seg, off)
+        return b"".join(out), (seg, off)
 
     def discard_before(self, pos: Position) -> None:
         """Delete whole segments that lie before `pos`."""

@@ -13,6 +13,7 @@ tail, then the log is marked complete.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -20,7 +21,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from kubejobs.adapters.podlogs import KubeUnavailable, LogsNotReady, PodGone
-from kubejobs.inpod.journal import Journal, end_record
+from kubejobs.inpod.journal import Journal, end_record, last_stamp, stamp
 from kubejobs.inpod.state import LogPosition
 from kubejobs.inpod.timestamps import parse_ns, to_datetime
 
@@ -42,6 +43,21 @@ class PodApi(Protocol):
         idle_timeout: float = 5.0,
         previous: bool = False,
     ) -> Stream: ...
+
+
+# Every line of a chunk starts with a stamp in journal form (kubelet: RFC3339Nano, 9 digits, UTC).
+_NOT_STAMPED = re.compile(rb"\n(?!\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z )")
+
+
+def _line_ns(line: bytes, missing: int) -> int:
+    """The time of a kubelet line in ns, or `missing` when it has no timestamp."""
+    cut = line.find(b" ")
+    if cut < 0:
+        return missing
+    try:
+        return parse_ns(line[:cut])
+    except (ValueError, IndexError):
+        return missing
 
 
 def container_state(pod: dict[str, Any], name: str) -> str:
@@ -144,46 +160,48 @@ class Follower:
             self.reconnects += 1
 
     def _copy(self, chunks: Iterable[list[bytes]]) -> None:
+        # The reading half of the shipper's hot path. A chunk (one network read, thousands of
+        # lines) whose lines all carry the kubelet's stamp in journal form goes to the journal
+        # as it came, tagged by one join; only its last lines are parsed, for the position.
+        # Per-line Python work here would compete with the sender for the one GIL.
         position = self.position
         skip_before, skip_same = position.ns, position.same
         catching_up = skip_before > 0
         header = b"L\t" + self.container.encode() + b"\t"
-        second, base = b"", 0  # the last whole second seen and its ns, to parse the rest fast
         for lines in chunks:
-            records = []
-            for line in lines:
-                cut = line.find(b" ")
-                try:
-                    if line[:19] == second and line[19:20] == b"." and line[cut - 1 : cut] == b"Z":
-                        ns = base + int(line[20 : cut - 1].ljust(9, b"0"))
-                    else:
-                        ns = parse_ns(line[:cut])
-                        second, base = line[:19], ns - ns % 1_000_000_000
-                    text = line[cut + 1 :]
-                except (ValueError, IndexError):
-                    ns, text = (
-                        position.ns,
-                        line,
-                    )  # no timestamp: keep the line, place it with the last one
-                if catching_up:
+            if catching_up:  # a reopened stream: drop what the journal already has
+                start = 0
+                for line in lines:
+                    ns = _line_ns(line, position.ns)
                     if ns < skip_before:
-                        continue
-                    if ns == skip_before and skip_same > 0:
+                        start += 1
+                    elif ns == skip_before and skip_same > 0:
                         skip_same -= 1
-                        continue
-                    catching_up = False
-                records.append(b"%s%d\t%s\n" % (header, ns, text))
-                if ns == position.ns:
-                    position.same += 1
-                else:
-                    position.ns, position.same = ns, 1
-            if records:
-                self.journal.append(records)
-                self.lines += len(records)
+                        start += 1
+                    else:
+                        catching_up = False
+                        break
+                lines = lines[start:]
+            if lines and _NOT_STAMPED.search(b"\n" + b"\n".join(lines)) is None:
+                self.journal.append([header + (b"\n" + header).join(lines) + b"\n"])
+                ns, same = last_stamp(lines, 0)
+                position.advance_run(ns, same, len(lines))
+            elif lines:  # another stamp form, or none: line by line, into journal form
+                self.journal.append([self._record(header, line) for line in lines])
+            self.lines += len(lines)
             while self.journal.full() and not self.stop.is_set():
                 self.sleep(0.2)  # the sender is far behind: let the kubelet keep the rest for now
             if self.stop.is_set():
                 return
+
+    def _record(self, header: bytes, line: bytes) -> bytes:
+        ns = _line_ns(line, -1)
+        if ns < 0:  # no timestamp: keep the whole line, placed with the last one
+            ns, text = self.position.ns, line
+        else:
+            text = line[line.index(b" ") + 1 :]
+        self.position.advance(ns)
+        return header + stamp(ns) + b" " + text + b"\n"
 
     def _finish(self) -> None:
         self.journal.append([end_record(self.container)])

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kubejobs.inpod.batching import Batcher, LineFormat
-from kubejobs.inpod.journal import Journal, end_record, line_record, parse_record
+from kubejobs.inpod.journal import Journal, Record, end_record, line_record, parse_record
+from kubejobs.inpod.journal import stamp as journal_stamp
 from kubejobs.inpod.state import Cursor, LogPosition, Pending, StateStore
 from kubejobs.inpod.timestamps import parse_ns, to_datetime
 from tests.unit.inpod.fakes import BASE_NS, stamp
@@ -106,6 +108,18 @@ def test_cursor_round_trip(tmp_path: Path) -> None:
     assert store.sent_count("abc") == 1
 
 
+def test_cursor_survives_a_crash_between_removing_and_renaming(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.save(Cursor(pos=(0, 1)))
+    store.save(Cursor(pos=(0, 2)))
+    assert not (tmp_path / "cursor.tmp").exists()
+    # What save() leaves when killed after removing cursor.json, before the rename.
+    (tmp_path / "cursor.json").rename(tmp_path / "cursor.tmp")
+    assert store.load() == Cursor(pos=(0, 2))
+    store.save(Cursor(pos=(0, 3)))
+    assert store.load() == Cursor(pos=(0, 3))
+
+
 def _batcher(
     tmp_path: Path,
     clock: FakeClock,
@@ -172,3 +186,41 @@ def test_all_logs_complete_flushes_at_once_and_then_ends(tmp_path: Path) -> None
     assert batch is not None
     assert batch.text == "[2/a] from a\n[2/b] from b\n"
     assert batcher.next() is None
+
+
+def test_positions_of_runs_match_line_by_line(tmp_path: Path) -> None:
+    # Runs of one container's records are taken at once; each batch's positions must be what
+    # advancing line by line gives: repeated, interleaved and even decreasing timestamps.
+    rng = random.Random(7)
+    clock = FakeClock()
+    journal, batcher = _batcher(tmp_path, clock, expected=("a", "b"), tagged=True, max_bytes=300)
+    lines: list[tuple[str, int, bytes]] = []
+    for group in range(60):
+        name = rng.choice("ab")
+        base = BASE_NS + group // 3 * 10
+        run = [
+            (name, base + rng.choice([0, 0, 1, 2]), b"%s%d" % (name.encode(), len(lines) + i))
+            for i in range(rng.randint(1, 12))
+        ]
+        lines += run
+        journal.append([line_record(n, ns, t) for n, ns, t in run])
+    journal.append([end_record("a"), end_record("b")])
+    shipped: list[str] = []
+    while (batch := batcher.next()) is not None:
+        shipped += batch.text.splitlines()
+        expected: dict[str, LogPosition] = {}
+        for name, ns, _ in lines[: len(shipped)]:
+            expected.setdefault(name, LogPosition()).advance(ns)
+        got = {k: LogPosition(v.ns, v.same) for k, v in batch.positions.items()}
+        assert got == expected
+    assert shipped == [f"[2/{n}] {t.decode()}" for n, _, t in lines]
+    assert batch is None and batcher.positions["a"].done and batcher.positions["b"].done
+
+
+def test_journal_stamps_are_fixed_width_utc() -> None:
+    assert stamp(BASE_NS) == b"2023-11-14T22:13:20.000000000Z"
+    assert journal_stamp(BASE_NS + 5) == b"2023-11-14T22:13:20.000000005Z"
+    assert journal_stamp(1) == b"1970-01-01T00:00:00.000000001Z"
+    assert parse_record(line_record("m", BASE_NS + 7, b"x y")[:-1]) == Record(
+        "L", "m", BASE_NS + 7, b"x y"
+    )

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kubejobs.inpod.journal import Journal, parse_record
+from kubejobs.inpod.journal import Journal, Record, parse_record
 from kubejobs.inpod.logsource import Follower, container_state
 from kubejobs.inpod.shipper import Shipper, ShipperOptions
 from kubejobs.inpod.state import LogPosition
-from tests.unit.inpod.fakes import Crash, FakePod, FakeSink
+from tests.unit.inpod.fakes import BASE_NS, Crash, FakePod, FakeSink, stamp
 
 OPTIONS = ShipperOptions(max_batch_bytes=2000, linger=0.05, poll=0.01, idle_timeout=0.01)
 
@@ -185,3 +187,37 @@ def test_follower_parses_every_timestamp_width(tmp_path: Path) -> None:
         (1_100_000_000, b"e"),
         (1_100_000_000, b"no timestamp"),
     ]
+
+
+def test_follower_journals_whole_chunks_with_the_position_of_every_line(tmp_path: Path) -> None:
+    # Chunks of kubelet lines are journaled as they come; the position (last ns and how many
+    # lines had it) must be what advancing line by line gives, also across chunk boundaries.
+    times = [BASE_NS + t for t in [0, 1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3, 4, 5, 5]]
+    lines = [stamp(ns) + b" line %d" % i for i, ns in enumerate(times)]
+    for size in (1, 3, 4, 16):
+        journal = Journal(tmp_path / str(size))
+        follower = Follower("main", FakePod(["main"]), journal, LogPosition(), threading.Event())
+        positions: list[LogPosition] = []
+
+        follower._copy(
+            _watching(follower, positions, [lines[i : i + size] for i in range(0, 16, size)])
+        )
+        records, _ = journal.read((0, 0), 10**6)
+        journal.close()
+        for n, position in enumerate(positions):
+            expected = LogPosition()
+            for ns in times[: (n + 1) * size]:
+                expected.advance(ns)
+            assert position == expected
+        assert [parse_record(r) for r in records] == [
+            Record("L", "main", ns, b"line %d" % i) for i, ns in enumerate(times)
+        ]
+
+
+def _watching(
+    follower: Follower, positions: list[LogPosition], chunks: list[list[bytes]]
+) -> Iterator[list[bytes]]:
+    """`chunks`, noting the follower's position after it took each one."""
+    for chunk in chunks:
+        yield chunk
+        positions.append(copy.copy(follower.position))
