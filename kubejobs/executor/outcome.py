@@ -54,6 +54,8 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
     pods_done: bool = True
     """False when pods may still run (start failures): the Job must be deleted to free them."""
+    notes: list[str] = field(default_factory=list)
+    """Lines for the process log, added before the report: what the log itself may lack."""
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,10 @@ def job_outcome(
     """
     pods = sorted(pods, key=_pod_order)
     if condition(job, "Complete"):
-        return Outcome(True, "succeeded", output=_outputs(pods))
+        return Outcome(True, "succeeded", output=_outputs(pods), notes=shipper_notes(pods))
     failed = condition(job, "Failed")
     if failed:
-        return _failure(job, failed, pods)
+        return replace(_failure(job, failed, pods), notes=shipper_notes(pods))
     target = condition(job, "FailureTarget")
     if target and target.get("reason") == "DeadlineExceeded":
         # The Job controller has decided at the deadline; `Failed` follows only once the pods
@@ -157,6 +159,32 @@ def _failure(job: dict[str, Any], failed: dict[str, Any], pods: list[dict[str, A
         message = failed.get("message") or "the Job failed"
         errors = [f"Job {name} failed: {reason or 'Failed'}: {message}"]
     return Outcome(False, "failed", errors=errors)
+
+
+def shipper_notes(pods: list[dict[str, Any]]) -> list[str]:
+    """A line for each log shipper that ended before it had shipped everything.
+
+    A shipper that finished exits 0; 1 is one that gave up (its own log says why), 137 one
+    the kubelet killed at the end of the grace period, say while it was still starting on
+    a starved node. The pod's status still succeeds, so without this the process log
+    would just end early, silently.
+    """
+    notes = []
+    for pod in pods:
+        status = pod.get("status") or {}
+        name = (pod.get("metadata") or {}).get("name", "")
+        for cs in [
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ]:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if cs.get("name") == LOG_SHIPPER and term.get("exitCode") not in (0, None):
+                notes.append(
+                    f"kubejobs: the log shipper of pod {name} ended with exit code "
+                    f"{term.get('exitCode')} ({term.get('reason') or 'Error'}) before it had "
+                    "shipped every line: this log may be incomplete"
+                )
+    return notes
 
 
 def _shippers_done(pods: list[dict[str, Any]]) -> bool:

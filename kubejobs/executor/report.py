@@ -51,6 +51,8 @@ def report(
 ) -> tuple[Any, ...]:
     """('reported', pid, accepted) or ('retry', pid)."""
     try:
+        if outcome.notes:
+            _add_notes(colonies, process_id, outcome.notes)
         if outcome.success:
             colonies.close(process_id, list(outcome.output))
         else:
@@ -73,3 +75,15 @@ def report(
         "closed" if outcome.success else "failed: " + "; ".join(outcome.errors)[:500],
     )
     return ("reported", process_id, True)
+
+
+def _add_notes(colonies: ColoniesClient, process_id: str, notes: list[str]) -> None:
+    """The outcome's notes at the end of the process log (best effort: a refusal is only logged)."""
+    for note in notes:
+        log.warning("process %s: %s", process_id, note)
+    try:
+        colonies.add_log(process_id, "".join(note + "\n" for note in notes))
+    except ColoniesUnavailable:
+        raise
+    except ColoniesError as err:
+        log.warning("process %s: could not add the notes to its log: %s", process_id, err)

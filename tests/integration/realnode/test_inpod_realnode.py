@@ -129,6 +129,35 @@ def test_shipper_killed_and_colonies_down_lose_no_line_not_even_the_last(
     run.wait_no_jobs()
 
 
+def test_a_shipper_that_dies_before_shipping_everything_is_never_silent(
+    real_executor: Callable[..., ExecutorRun], colonies: Any, gate: Gate
+) -> None:
+    # Container mode: the shipper is a regular container, so a killed one stays dead.
+    run = real_executor(kube_version="1.28", termination_grace_seconds=STALL_GRACE)
+    pid = run.submit(
+        sh(run, f"echo first; ({gate.wait_cmd()}) 2>/dev/null; echo after the shipper died")
+    )
+    until(lambda: log_lines(colonies, pid) == ["first"], "the first line in the process log", WAIT)
+    victims = until(lambda: shipper_processes(pid), "the shipper's process", WAIT)
+    for victim in victims:
+        os.kill(victim, signal.SIGKILL)
+    gate.open()
+    process = run.wait_done(pid, WAIT)
+    assert process["state"] == FAILED
+    assert (
+        "container kubejobs-log-shipper (injected log shipper) exited with code 137"
+        in (process["errors"][0])
+    )
+    lines = log_lines(colonies, pid)
+    assert lines[0] == "first" and "after the shipper died" not in lines
+    assert lines[-1].startswith("kubejobs: the log shipper of pod ")
+    assert lines[-1].endswith(
+        "ended with exit code 137 (Error) before it had shipped every line: "
+        "this log may be incomplete"
+    )
+    run.wait_no_jobs()
+
+
 # --- no stall ---------------------------------------------------------------------
 
 

@@ -297,3 +297,25 @@ def test_a_failed_pod_names_a_start_error_the_same_way() -> None:
     result = job_outcome(job(cond("Failed", "BackoffLimitExceeded")), [failed], NOW)
     assert result is not None
     assert result.errors == [f"pod p-1 container main could not start (StartError): {START_ERROR}"]
+
+
+def test_a_shipper_killed_before_it_had_shipped_everything_is_said_in_the_log() -> None:
+    killed = terminated(SHIPPER, 137, "Error")
+    pod_ = pod("p-1", "Succeeded", [terminated("main", 0, "Completed")], init=[killed])
+    result = job_outcome(job(cond("Complete")), [pod_], NOW)
+    assert result is not None and result.success
+    assert result.notes == [
+        "kubejobs: the log shipper of pod p-1 ended with exit code 137 (Error) before it had "
+        "shipped every line: this log may be incomplete"
+    ]
+
+
+def test_a_shipper_that_finished_adds_no_note_and_a_failed_job_keeps_the_note() -> None:
+    fine = pod("p-1", "Succeeded", [terminated("main", 0)], init=[terminated(SHIPPER, 0)])
+    result = job_outcome(job(cond("Complete")), [fine], NOW)
+    assert result is not None and result.notes == []
+    gave_up = pod("p-2", "Failed", [terminated("main", 3, "Error")], init=[terminated(SHIPPER, 1)])
+    failed = job_outcome(job(cond("Failed", "BackoffLimitExceeded")), [gave_up], NOW)
+    assert failed is not None and not failed.success
+    assert "log shipper of pod p-2 ended with exit code 1" in failed.notes[0]
+    assert failed.errors == ["pod p-2 container main exited with code 3 (Error)"]
