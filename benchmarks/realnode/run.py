@@ -62,7 +62,10 @@ from testenv.s3 import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
 SUCCESS, FAILED = 2, 3
-VARIANTS = ("bare", "shipper", "shipper+stager")
+# The busybox variants keep the injected containers' places, volumes and security
+# but run `sleep` / `true`: what the kubelet itself costs for one more sidecar and one
+# more init container, whatever runs in them.
+VARIANTS = ("bare", "busybox sidecar", "shipper", "busybox sidecar+init", "shipper+stager")
 PARTS = ("at-once", "alone", "walltime", "starterror", "podstart")
 EXECUTOR_PARTS = {"at-once", "alone", "walltime", "starterror"}
 WALLTIME = 10
@@ -220,6 +223,15 @@ def renderer(node: RealNode, colonies: ColoniesServer, t: Target) -> Renderer:
     )
 
 
+def trivial_injected(job: dict[str, Any]) -> dict[str, Any]:
+    """The injected containers replaced by busybox doing nothing (a sidecar sleeps)."""
+    for container in job["spec"]["template"]["spec"].get("initContainers", []):
+        sidecar = container.get("restartPolicy") == "Always"
+        container["image"] = BUSYBOX_IMAGE
+        container["command"] = ["sleep", "3600"] if sidecar else ["true"]
+    return job
+
+
 def strip_injected(job: dict[str, Any]) -> dict[str, Any]:
     pod = job["spec"]["template"]["spec"]
     pod.pop("initContainers", None)
@@ -350,7 +362,7 @@ def pod_start(
     for _ in range(rounds):
         for variant in VARIANTS:
             fs = None
-            if variant == "shipper+stager":
+            if variant.endswith("+stager") or variant.endswith("+init"):
                 label = f"/bench/{uuid.uuid4().hex[:8]}"
                 fs = {"mount": "/cfs", "dirs": [{"label": label, "dir": "/in"}]}
             doc = spec(t.executor_type, args, fs)
@@ -359,6 +371,8 @@ def pod_start(
             job = render.render(validate_spec(doc), pid)[0]
             if variant == "bare":
                 job = strip_injected(job)
+            elif variant.startswith("busybox"):
+                job = trivial_injected(job)
             started_here = boottime()
             client.apply(job, t.namespace)
             started_in_pod = _main_start(client, t.namespace, job["metadata"]["name"])
