@@ -24,7 +24,6 @@ from kubejobs.render.output import to_json, to_yaml
 from kubejobs.resources import data_dir, load_json
 from kubejobs.settings import load_settings
 from kubejobs.spec import (
-    SpecDocument,
     load_documents,
     parse_document,
     validate_document,
@@ -146,7 +145,7 @@ def check(
         if invalid:
             problems += invalid
             continue
-        for path, data in _specs_of(doc):
+        for path, data in doc.specs():
             try:
                 manifests = _render_one(renderer, (doc.source, path, data), None)
             except InvalidInput as err:
@@ -203,12 +202,6 @@ def templates_dump(directory: str, force: bool) -> None:
 SpecRef = tuple[str, str, Any]  # source file, JSON path of the spec in it, the spec data
 
 
-def _specs_of(doc: SpecDocument) -> list[tuple[str, Any]]:
-    if doc.kind == "workflow":
-        return [(f"$.functionspecs[{i}]", s) for i, s in enumerate(doc.data["functionspecs"])]
-    return [("$", doc.data)]
-
-
 def _read_specs(path: str) -> list[SpecRef]:
     if path == "-":
         doc = parse_document(sys.stdin.read(), "<stdin>")
@@ -220,7 +213,7 @@ def _read_specs(path: str) -> list[SpecRef]:
     problems = validate_document(doc)
     if problems:
         raise InvalidInput(problems)
-    return [(doc.source, p, data) for p, data in _specs_of(doc)]
+    return [(doc.source, p, data) for p, data in doc.specs()]
 
 
 def _render_one(renderer: Renderer, ref: SpecRef, process_id: str | None) -> list[dict[str, Any]]:

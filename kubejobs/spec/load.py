@@ -17,16 +17,40 @@ DocumentKind = Literal["spec", "workflow"]
 
 @dataclass(frozen=True)
 class SpecDocument:
-    """One parsed file: a function spec or a workflow (a `functionspecs` list)."""
+    """One parsed file: a function spec or a workflow.
+
+    A workflow comes in two forms: the array of function specs that
+    `colonies workflow submit --spec` reads, and the object the API and pycolonies
+    send ({"colonyname", "functionspecs"}). Any array is taken for a workflow (a
+    spec is never one), an object for a workflow when it has `functionspecs`.
+    """
 
     source: str
     data: Any
 
     @property
     def kind(self) -> DocumentKind:
+        if isinstance(self.data, list):
+            return "workflow"
         if isinstance(self.data, dict) and "functionspecs" in self.data:
             return "workflow"
         return "spec"
+
+    def spec_list(self) -> tuple[list[str | int], list[Any]]:
+        """A workflow's specs and where their list is: the document itself, or `functionspecs`
+        (no specs when that is not a list: the schema reports it)."""
+        if isinstance(self.data, list):
+            return [], self.data
+        specs = self.data.get("functionspecs") if isinstance(self.data, dict) else None
+        return ["functionspecs"], specs if isinstance(specs, list) else []
+
+    def specs(self) -> list[tuple[str, Any]]:
+        """(JSON path in the file, data) of each spec: the document, or each of a workflow's."""
+        if self.kind == "spec":
+            return [("$", self.data)]
+        prefix, specs = self.spec_list()
+        where = "$.functionspecs" if prefix else "$"
+        return [(f"{where}[{i}]", spec) for i, spec in enumerate(specs)]
 
 
 def parse_document(text: str, source: str) -> SpecDocument:

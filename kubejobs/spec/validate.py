@@ -15,6 +15,7 @@ from kubejobs.spec.load import SpecDocument
 from kubejobs.spec.model import FunctionSpec, split_words
 from kubejobs.spec.names import ENV_NAME, LABEL_VALUE, RESERVED_ENV, image_problem
 from kubejobs.spec.schema_errors import SPEC_SCHEMA, WORKFLOW_SCHEMA, json_path, schema_problems
+from kubejobs.spec.workflow import graph_problems
 
 # Words that mean something only to a shell; cmd runs without one.
 _OPERATOR_CHARS = frozenset("|&;<>()")
@@ -24,7 +25,7 @@ _SHELL_OPERATORS = frozenset({"|", "||", "&", "&&", ";", ";;", "<", ">", ">>", "
 def validate_document(doc: SpecDocument) -> list[Problem]:
     """Every problem in a spec or workflow document (empty when it is valid)."""
     if doc.kind == "workflow":
-        return sorted(_validate_workflow(doc.data, doc.source))
+        return sorted(_validate_workflow(doc))
     return sorted(_spec_problems(doc.data, doc.source, []))
 
 
@@ -42,36 +43,12 @@ def _unknown_funcname(name: Any) -> str:
     return f"the Kubernetes executor runs funcname 'execute', not {name!r}"
 
 
-def _validate_workflow(data: Any, source: str) -> list[Problem]:
-    problems = schema_problems(data, WORKFLOW_SCHEMA, source)
-    specs = data.get("functionspecs") if isinstance(data, dict) else None
-    if not isinstance(specs, list):
-        return problems
-    specs = [_obj(s) for s in specs]
-    names = [s.get("nodename", "") for s in specs]
+def _validate_workflow(doc: SpecDocument) -> list[Problem]:
+    problems = schema_problems(doc.data, WORKFLOW_SCHEMA, doc.source)
+    prefix, specs = doc.spec_list()
     for index, spec in enumerate(specs):
-        prefix: list[str | int] = ["functionspecs", index]
-        problems += _semantic_problems(spec, source, prefix)
-        deps = _obj(spec.get("conditions")).get("dependencies")
-        deps = deps if isinstance(deps, list) else []
-        for dep_index, dep in enumerate(deps):
-            if dep not in names:
-                path = json_path([*prefix, "conditions", "dependencies", dep_index])
-                problems.append(
-                    Problem(source, path, f"no function spec in this workflow has nodename {dep!r}")
-                )
-    seen: set[str] = set()
-    for index, name in enumerate(names):
-        if name and name in seen:
-            problems.append(
-                Problem(
-                    source,
-                    json_path(["functionspecs", index, "nodename"]),
-                    f"nodename {name!r} is used twice",
-                )
-            )
-        seen.add(name)
-    return problems
+        problems += _semantic_problems(spec, doc.source, [*prefix, index])
+    return problems + graph_problems(specs, prefix, doc.source)
 
 
 def _spec_problems(data: Any, source: str, prefix: list[str | int]) -> list[Problem]:

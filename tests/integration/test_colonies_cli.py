@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,10 @@ from tests.integration.inpod_support import (
     shipper,
 )
 from tests.integration.polling import until
-from tests.integration.test_executor_e2e import FAILED, RUNNING, SUCCESS, ExecutorRun, spec
+from tests.integration.test_executor_e2e import FAILED, RUNNING, SUCCESS, WAITING, ExecutorRun, spec
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 executor = e2e.executor  # the executor subprocess fixture, in this test's namespace
 
 
@@ -111,6 +113,47 @@ def test_an_invalid_spec_fails_with_every_problem_in_process_get(
     assert any("docker-image" in e for e in errors), errors
     assert any("'|'" in e or "shell" in e for e in errors), errors
     assert not run.jobs()
+
+
+def test_the_cli_form_workflow_example_is_valid_and_submitted_by_the_cli(colonies: Any) -> None:
+    """examples/workflow-cli.json is the file `colonies workflow submit --spec` reads (an
+    array of specs); kubejobs validates the same file, and the server builds the graph."""
+    example = ROOT / "examples" / "workflow-cli.json"
+    valid = subprocess.run(
+        [str(Path(sys.executable).parent / "kubejobs"), "validate", str(example)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert valid.returncode == 0, valid.stderr
+    submitted = colonies.cli("workflow", "submit", "--spec", str(example))
+    found = [w for w in submitted.stderr.split() if w.startswith("WorkflowID=")]
+    assert found, submitted.stderr
+    workflow_id = found[0].removeprefix("WorkflowID=")
+    got = colonies.cli("workflow", "get", "--workflowid", workflow_id, "--json").stdout
+    graph = json.JSONDecoder().raw_decode(got)[0]  # v1.9.7 prints " <nil>" after it
+    label = {node["id"]: node["data"]["label"] for node in graph["nodes"]}
+    assert sorted(label[pid] for pid in graph["processids"]) == sorted(
+        spec["nodename"] for spec in json.loads(example.read_text())
+    )
+    assert [label[pid] for pid in graph["rootprocessids"]] == ["prepare"]
+    edges = {(label[e["source"]], label[e["target"]]) for e in graph["edges"]}
+    assert edges == {
+        ("prepare", "count-words"),
+        ("prepare", "count-lines"),
+        ("count-words", "report"),
+        ("count-lines", "report"),
+    }
+    for pid in graph["processids"]:  # every step is a process waiting for an executor
+        assert colonies.get_process(pid)["state"] == WAITING
+
+
+def test_the_cli_refuses_the_api_form_that_kubejobs_also_accepts(colonies: Any) -> None:
+    """The API form (examples/workflow.json) is for the API and pycolonies, not the CLI."""
+    example = ROOT / "examples" / "workflow.json"
+    refused = colonies.cli("workflow", "submit", "--spec", str(example), check=False)
+    assert refused.returncode != 0
+    assert "trying to submit a function spec" in refused.stderr
 
 
 def test_log_get_and_follow_show_the_shipped_lines_while_the_process_runs(

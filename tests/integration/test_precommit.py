@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.unit.helpers import spec_with
 
@@ -29,6 +30,12 @@ def spec_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         json.dumps(spec_with(conditions={"mem": "1 GB", "processes-per-node": 2}))
     )
     (repo / "specs" / "bad-template-input.json").write_text(json.dumps(spec_with(maxexectime=0)))
+    # Workflows in the CLI's form (an array of specs), as JSON and as YAML
+    shutil.copy(ROOT / "examples" / "workflow-cli.json", repo / "specs" / "workflow-cli.json")
+    steps = [spec_with(nodename="a"), spec_with(nodename="b", conditions={"dependencies": ["a"]})]
+    (repo / "specs" / "workflow.yaml").write_text(yaml.safe_dump(steps))
+    steps[1]["conditions"]["dependencies"] = ["a", "fetch"]
+    (repo / "specs" / "dangling.yaml").write_text(yaml.safe_dump(steps))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
     subprocess.run([*git, "add", "."], cwd=repo, check=True)
@@ -77,8 +84,27 @@ def test_validate_hook_fails_bad_specs_with_located_errors(spec_repo: Path) -> N
     )
 
 
+def test_validate_hook_passes_workflows_in_the_cli_form(spec_repo: Path) -> None:
+    files = ("specs/workflow-cli.json", "specs/workflow.yaml")
+    result = pre_commit(spec_repo, "kubejobs-validate", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_validate_hook_refuses_a_dangling_dependency_with_its_path(spec_repo: Path) -> None:
+    result = pre_commit(
+        spec_repo, "kubejobs-validate", "specs/workflow.yaml", "specs/dangling.yaml"
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        "specs/dangling.yaml::$[1].conditions.dependencies[1]: "
+        "no function spec in this workflow has nodename 'fetch' (nodenames: 'a', 'b')"
+        in result.stdout
+    )
+
+
 def test_check_hook_renders_and_checks(spec_repo: Path) -> None:
-    good = pre_commit(spec_repo, "kubejobs-check", "specs/good.json", "specs/good.yaml")
+    files = ("specs/good.json", "specs/good.yaml", "specs/workflow-cli.json")
+    good = pre_commit(spec_repo, "kubejobs-check", *files)
     assert good.returncode == 0, good.stdout + good.stderr
     bad = pre_commit(spec_repo, "kubejobs-check", "specs/bad.json")
     assert bad.returncode == 1

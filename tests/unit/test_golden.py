@@ -36,7 +36,7 @@ VARIANTS = {
 def render_example(path: Path, settings: RenderSettings) -> str:
     (doc,), problems = load_documents([str(path)])
     assert not problems and not validate_document(doc)
-    specs = doc.data["functionspecs"] if doc.kind == "workflow" else [doc.data]
+    specs = [data for _, data in doc.specs()]
     renderer = Renderer(settings)
     manifests = []
     for index, data in enumerate(specs):

@@ -40,7 +40,8 @@ def example_documents() -> list[Any]:
 def example_specs() -> list[dict[str, Any]]:
     specs: list[dict[str, Any]] = []
     for data in example_documents():
-        specs += data.get("functionspecs", [data])
+        # a workflow in the CLI's form is an array of specs
+        specs += data if isinstance(data, list) else data.get("functionspecs", [data])
     return specs
 
 
