@@ -223,12 +223,16 @@ def renderer(node: RealNode, colonies: ColoniesServer, t: Target) -> Renderer:
     )
 
 
+# A sidecar that does nothing and ends at once on SIGTERM (as the kubelet stops sidecars).
+IDLE_SIDECAR = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+
+
 def trivial_injected(job: dict[str, Any]) -> dict[str, Any]:
-    """The injected containers replaced by busybox doing nothing (a sidecar sleeps)."""
+    """The injected containers replaced by busybox doing nothing (a sidecar idles)."""
     for container in job["spec"]["template"]["spec"].get("initContainers", []):
         sidecar = container.get("restartPolicy") == "Always"
         container["image"] = BUSYBOX_IMAGE
-        container["command"] = ["sleep", "3600"] if sidecar else ["true"]
+        container["command"] = IDLE_SIDECAR if sidecar else ["true"]
     return job
 
 
@@ -247,7 +251,12 @@ def strip_injected(job: dict[str, Any]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def executor(
-    node: RealNode, kube: KubeCluster, colonies: ColoniesServer, t: Target, workdir: Path
+    node: RealNode,
+    kube: KubeCluster,
+    colonies: ColoniesServer,
+    t: Target,
+    workdir: Path,
+    kube_version: str,
 ) -> Iterator[None]:
     """One `kubejobs executor` subprocess serving ``t``, with the real node's settings."""
     port = free_port()
@@ -255,6 +264,7 @@ def executor(
     env.update({f"KUBEJOBS_{k.upper()}": v for k, v in node.executor_settings().items()})
     env.update(
         {
+            "KUBEJOBS_KUBE_VERSION": kube_version,
             "KUBEJOBS_COLONIES_HOST": colonies.host,
             "KUBEJOBS_COLONIES_PORT": str(colonies.port),
             "KUBEJOBS_COLONY_NAME": colonies.colony_name,
@@ -317,12 +327,20 @@ def failed_alone(colonies: ColoniesServer, t: Target, doc: dict[str, Any]) -> di
 
 
 def bare_floor(
-    client: KubeClient, recorder: Recorder, render: Renderer, t: Target, count: int
+    client: KubeClient,
+    recorder: Recorder,
+    render: Renderer,
+    t: Target,
+    count: int,
+    idle_sidecar: bool = False,
 ) -> tuple[list[float], list[float], float]:
     """``count`` bare `echo` Jobs applied at once: per Job, apply to Complete seen and to
-    the Complete condition's time; and apply to the last one Complete."""
+    the Complete condition's time; and apply to the last one Complete. With
+    ``idle_sidecar`` each keeps a native sidecar that does nothing: what the kubelet
+    charges for any sidecar, whatever it runs."""
     doc = validate_spec(spec(t.executor_type, ECHO))
-    jobs = [strip_injected(render.render(doc, os.urandom(32).hex())[0]) for _ in range(count)]
+    shape = trivial_injected if idle_sidecar else strip_injected
+    jobs = [shape(render.render(doc, os.urandom(32).hex())[0]) for _ in range(count)]
     names = [j["metadata"]["name"] for j in jobs]
     applied: dict[str, float] = {}
 
@@ -419,7 +437,7 @@ def run(
     if parts & EXECUTOR_PARTS:
         t = target(node, kube, colonies, "bench-exec")
         recorder = Recorder(client, t.namespace)
-        with executor(node, kube, colonies, t, workdir):
+        with executor(node, kube, colonies, t, workdir, args.kube_version):
             if "at-once" in parts:
                 processes = run_processes(
                     colonies, t, [spec(t.executor_type, ECHO) for _ in range(args.n)]
@@ -474,18 +492,23 @@ def run(
         ):
             if part not in parts:
                 continue
-            seen: list[float] = []
-            by_condition: list[float] = []
-            for _ in range(repeats):
-                seen_once, condition_once, last = bare_floor(client, recorder, render, t, count)
-                seen += seen_once
-                by_condition += condition_once
-            emit(
-                bare=part,
-                **summary(seen),
-                p50_condition=round(statistics.median(by_condition), 2),
-                all_complete=round(last, 2),
-            )
+            floors: dict[bool, list[float]] = {False: [], True: []}
+            for idle_sidecar, values in floors.items():
+                by_condition: list[float] = []
+                for _ in range(repeats):
+                    seen_once, condition_once, last = bare_floor(
+                        client, recorder, render, t, count, idle_sidecar
+                    )
+                    values += seen_once
+                    by_condition += condition_once
+                emit(
+                    bare=part,
+                    idle_sidecar=idle_sidecar,
+                    **summary(values),
+                    p50_condition=round(statistics.median(by_condition), 2),
+                    all_complete=round(last, 2),
+                )
+            seen, with_sidecar = floors[False], floors[True]
             ours, floor = statistics.median(closes[part]), statistics.median(seen)
             rows[part].append(
                 (
@@ -495,6 +518,16 @@ def run(
                     f"{floor:.2f} / {percentile(seen, 0.95):.2f} / {max(seen):.2f} s",
                     f"x{ours / floor:.2f}, {ours - floor:+.2f} s",
                     goal,
+                )
+            )
+            rows[part].append(
+                (
+                    f"{part}, bare Jobs + an idle busybox sidecar: p50 / p95 / max",
+                    "",
+                    f"{statistics.median(with_sidecar):.2f} / "
+                    f"{percentile(with_sidecar, 0.95):.2f} / {max(with_sidecar):.2f} s",
+                    f"{statistics.median(with_sidecar) - statistics.median(seen):+.2f} s over bare",
+                    "",
                 )
             )
         if "podstart" in parts:
@@ -527,6 +560,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20, help="processes and Jobs for at-once")
     parser.add_argument("--repeats", type=int, default=5, help="processes and Jobs for alone")
     parser.add_argument("--rounds", type=int, default=10, help="pod starts per variant")
+    parser.add_argument(
+        "--kube-version",
+        default="1.34",
+        help="the executor's kube_version setting: 1.28 renders the log shipper as a regular "
+        "container (container mode) instead of a native sidecar",
+    )
     args = parser.parse_args()
     unknown = set(args.parts) - set(PARTS)
     if unknown:

@@ -34,9 +34,9 @@ BATCH_LIMIT = 300.0  # submit-to-last-close for all of them: a hang detector, no
 CLEANUP_LIMIT = 180.0  # a walltime pod ignores SIGTERM: its 30 s grace period runs out first
 # The walltime processes print a line at their start and one LAST_LINE_MARGIN s before the
 # earliest possible deadline; both must reach the log. WALLTIME leaves room for the pods to
-# start and their shippers to get going while 30 pods start at once on 2 busy cores (pod
-# starts of up to 23 s, and shippers that took 35-43 s from their start to their exit, were
-# seen): the case is about the lines before the deadline, not about a shipper still starting.
+# start while 30 pods start at once on 2 cores that other test sessions may load too (pod
+# starts of up to 23 s were seen under a load average of 20-30): the case is about the
+# lines before the deadline, not about a pod still starting.
 WALLTIME = 60
 LAST_LINE_MARGIN = 5
 LINES = 100_000
