@@ -227,6 +227,10 @@ class ColoniesClient:
     def fail(self, process_id: str, errors: list[str]) -> Any:
         return self.rpc({"msgtype": "closefailedmsg", "processid": process_id, "errors": errors})
 
+    def set_output(self, process_id: str, output: list[Any]) -> Any:
+        """The output of a RUNNING process; a later close with an empty `out` keeps it."""
+        return self.rpc({"msgtype": "setoutputmsg", "processid": process_id, "out": output})
+
     # Logs ------------------------------------------------------------------
 
     def add_log(self, process_id: str, message: str) -> Any:

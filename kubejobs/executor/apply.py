@@ -93,7 +93,8 @@ def prepare(process: dict[str, Any], renderer: Renderer) -> Prepared:
     """Validate and render; InvalidInput or TemplateError when the process cannot run."""
     process_id = str(process["processid"])
     spec = validate_spec(spec_of(process), f"process:{process_id}")
-    manifests = renderer.render(spec, process_id)
+    inputs = process.get("in")
+    manifests = renderer.render(spec, process_id, inputs if isinstance(inputs, list) else None)
     # The Service goes first so the pods' DNS names exist when they start.
     manifests.sort(key=lambda m: m.get("kind") != "Service")
     return Prepared(process_id, job_name(process_id), manifests, Request.of_spec(spec))

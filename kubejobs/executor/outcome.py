@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from kubejobs.process_io import OUTPUT_SET
+
 INJECTED_PREFIX = "kubejobs-"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 MESSAGE_LIMIT = 2000
@@ -93,7 +95,9 @@ def job_outcome(
     """
     pods = sorted(pods, key=_pod_order)
     if condition(job, "Complete"):
-        return Outcome(True, "succeeded", output=_outputs(pods), notes=shipper_notes(pods))
+        output = _outputs(pods)
+        notes = shipper_notes(pods) + (cut_messages(pods) if output else [])
+        return Outcome(True, "succeeded", output=output, notes=notes)
     failed = condition(job, "Failed")
     if failed:
         return replace(_failure(job, failed, pods), notes=shipper_notes(pods))
@@ -127,7 +131,10 @@ def is_injected(container_name: str) -> bool:
 
 
 def _outputs(pods: list[dict[str, Any]]) -> list[str]:
-    """Termination messages of the main containers, in completion-index order."""
+    """Termination messages of the main containers, in completion-index order; none when the
+    log shipper has set the output from the output files (a non-empty close would replace it)."""
+    if any(_shipper_message(pod).startswith(OUTPUT_SET) for pod in pods):
+        return []
     out: list[str] = []
     for pod in pods:
         if (pod.get("status") or {}).get("phase") != "Succeeded":
@@ -159,6 +166,42 @@ def _failure(job: dict[str, Any], failed: dict[str, Any], pods: list[dict[str, A
         message = failed.get("message") or "the Job failed"
         errors = [f"Job {name} failed: {reason or 'Failed'}: {message}"]
     return Outcome(False, "failed", errors=errors)
+
+
+def _shipper_message(pod: dict[str, Any]) -> str:
+    status = pod.get("status") or {}
+    for cs in [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]:
+        if cs.get("name") == LOG_SHIPPER:
+            return str(((cs.get("state") or {}).get("terminated") or {}).get("message") or "")
+    return ""
+
+
+def message_limit(pod: dict[str, Any]) -> int:
+    """The bytes of a termination message the kubelet keeps for each container of this pod."""
+    spec = pod.get("spec") or {}
+    count = sum(len(spec.get(k) or []) for k in ("containers", "initContainers"))
+    return min(4096, 12 * 1024 // max(count, 1))
+
+
+def cut_messages(pods: list[dict[str, Any]]) -> list[str]:
+    """A line for each main container whose termination message reached the kubelet's limit."""
+    notes = []
+    for pod in pods:
+        limit = message_limit(pod)
+        name = (pod.get("metadata") or {}).get("name", "")
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            message = ((cs.get("state") or {}).get("terminated") or {}).get("message") or ""
+            if not is_injected(cs.get("name", "")) and len(message.encode()) >= limit:
+                notes.append(
+                    f"kubejobs: the termination message of container {cs.get('name')} in pod "
+                    f"{name} reached the kubelet's limit ({limit} bytes for each container of "
+                    "this pod) and was probably cut: write larger output as JSON to "
+                    "$KUBEJOBS_OUTPUT_FILE"
+                )
+    return notes
 
 
 def shipper_notes(pods: list[dict[str, Any]]) -> list[str]:

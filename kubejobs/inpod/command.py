@@ -19,6 +19,8 @@ from kubejobs.adapters.podlogs import PodLogs
 from kubejobs.errors import KubejobsError
 from kubejobs.inpod import sigterm
 from kubejobs.inpod.config import STAGER_CONTAINER, PodEnv, local_dir
+from kubejobs.inpod.output import collect as collect_output
+from kubejobs.inpod.output import say_output_set
 from kubejobs.inpod.retry import Retrier
 from kubejobs.inpod.shipper import Shipper, ShipperOptions
 from kubejobs.inpod.stager import stage_in
@@ -163,7 +165,7 @@ def ship_logs_command(
         containers=env.main_containers,
         rank=env.node_rank,
         tagged=tagged,
-        on_close=lambda: close_fs(env, client, retry_seconds),
+        on_close=lambda: close_process(env, client, retry_seconds),
         options=ShipperOptions(
             max_batch_bytes=max_batch_bytes, linger=linger, grace_seconds=grace_seconds
         ),
@@ -195,6 +197,28 @@ def _pod_grace_seconds(kube: PodLogs) -> float:
         log.warning("could not read the pod's grace period (%s); assuming 30 s", err)
         return 30.0
     return float(value) if isinstance(value, int | float) else 30.0
+
+
+def close_process(env: PodEnv, client: ColoniesClient, retry_seconds: float) -> None:
+    """After the last line is shipped: the output files, then the fs.dirs sync."""
+    deliver_output(env, client, retry_seconds)
+    close_fs(env, client, retry_seconds)
+
+
+def deliver_output(env: PodEnv, client: ColoniesClient, retry_seconds: float) -> None:
+    """The main containers' output files as the process output (node rank 0's pod only: one
+    process has one output, and several pods setting it would overwrite each other)."""
+    if env.node_rank != "0":
+        return
+    output, used, problems = collect_output(env.main_containers)
+    retry = Retrier(budget=retry_seconds)
+    for problem in problems:
+        log.error("%s", problem)
+        retry(lambda p=problem: client.add_log(env.process_id, f"kubejobs: {p}\n"), "log it")  # type: ignore[misc]
+    if output is not None:
+        retry(lambda: client.set_output(env.process_id, output), "set the process output")
+        say_output_set(used)
+        log.info("process output set from %d file(s)", used)
 
 
 def close_fs(env: PodEnv, client: ColoniesClient, retry_seconds: float) -> None:

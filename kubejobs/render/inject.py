@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from kubejobs import process_io
 from kubejobs.errors import TemplateError
 from kubejobs.render.context import COMPLETION_INDEX
 from kubejobs.render.identity import INJECTED_ANNOTATION, substitute
@@ -36,6 +37,8 @@ class Injection:
     process_id: str
     colony_name: str
     job_name: str
+    input_json: str = "[]"
+    """The process's `in` as JSON (process_io.input_json)."""
 
     @property
     def native_sidecar(self) -> bool:
@@ -55,6 +58,13 @@ def inject(job: dict[str, Any], injection: Injection, source: str) -> None:
         _refuse_reserved(pod, source)
 
     main_names = [c.get("name", "") for c in pod.get("containers", [])]
+    for container in pod["containers"]:
+        container["env"] = [
+            *container.get("env", []),
+            *process_io.main_env(container.get("name", ""), injection.input_json),
+        ]
+        container["volumeMounts"] = [*container.get("volumeMounts", []), *process_io.main_mounts()]
+    annotations[process_io.INPUT_ANNOTATION] = injection.input_json
     mount = _data_mount(injection)
     if mount is not None:
         for container in pod["containers"]:
@@ -67,6 +77,9 @@ def inject(job: dict[str, Any], injection: Injection, source: str) -> None:
             mounts.append(mount)
 
     shipper = _container(SHIPPER, "log-shipper.yaml", injection, main_names, mount)
+    shipper["volumeMounts"].append(
+        {"name": process_io.OUTPUT_VOLUME, "mountPath": process_io.OUTPUT_DIR, "readOnly": True}
+    )
     init = list(pod.get("initContainers", []))
     injected = [SHIPPER]
     if injection.native_sidecar:
@@ -81,7 +94,7 @@ def inject(job: dict[str, Any], injection: Injection, source: str) -> None:
         )
         injected.append(STAGER)
     pod["initContainers"] = init
-    pod["volumes"] = [*pod.get("volumes", []), *_volumes(injection)]
+    pod["volumes"] = [*pod.get("volumes", []), *_volumes(injection), *process_io.volumes()]
     # The token is mounted into the shipper alone; main containers get none.
     pod["automountServiceAccountToken"] = False
     annotations[INJECTED_ANNOTATION] = ",".join(injected)
@@ -119,9 +132,12 @@ def _remove_injected(pod: dict[str, Any]) -> None:
     for field in ("containers", "initContainers", "volumes"):
         if field in pod:
             pod[field] = [i for i in pod[field] if keep(i)]
+    injected_env = {e["name"] for e in process_io.main_env("", "")}
     for container in pod["containers"]:
         if "volumeMounts" in container:
             container["volumeMounts"] = [m for m in container["volumeMounts"] if keep(m)]
+        if "env" in container:
+            container["env"] = [e for e in container["env"] if e.get("name") not in injected_env]
 
 
 def _data_mount(injection: Injection) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from typing import Any
 import jinja2
 
 from kubejobs.errors import InvalidInput, Problem, TemplateError
+from kubejobs.process_io import input_json
 from kubejobs.render.context import build_context
 from kubejobs.render.identity import (
     INJECTED_ANNOTATION,
@@ -36,8 +37,11 @@ class Renderer:
     def __post_init__(self) -> None:
         self._env = environment(self.settings.templates_dir or None)
 
-    def render(self, spec: FunctionSpec, process_id: str) -> list[dict[str, Any]]:
-        """The Job (and, for nodes > 1, its headless Service) for one process."""
+    def render(
+        self, spec: FunctionSpec, process_id: str, inputs: list[Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """The Job (and, for nodes > 1, its headless Service) for one process; `inputs` is the
+        process's `in` (its parents' outputs)."""
         if not PROCESS_ID.match(process_id):
             raise InvalidInput(
                 [
@@ -60,6 +64,7 @@ class Renderer:
                 process_id=process_id,
                 colony_name=context["colony_name"],
                 job_name=context["job_name"],
+                input_json=input_json(process_id, inputs),
             ),
             JOB_TEMPLATE,
         )
