@@ -27,7 +27,7 @@ def load_specs() -> list[dict[str, Any]]:
     assert not problems, problems
     specs: list[dict[str, Any]] = []
     for doc in documents:
-        specs += doc.data["functionspecs"] if doc.kind == "workflow" else [doc.data]
+        specs += [data for _, data in doc.specs()]
     return specs
 
 

@@ -109,7 +109,7 @@ def test_server_side_dry_run_accepts_every_example(
     from kubejobs.spec import load_documents
 
     (doc,), _ = load_documents([str(example)])
-    specs = doc.data["functionspecs"] if doc.kind == "workflow" else [doc.data]
+    specs = [data for _, data in doc.specs()]  # one spec, or each of a workflow in either form
     manifests = [m for s in specs for m in Renderer(settings).render(validate_spec(s), PID)]
     result = kube_namespace.kubectl(
         "apply",
