@@ -144,7 +144,7 @@ def _outputs(pods: list[dict[str, Any]]) -> list[str]:
                 continue
             message = ((status.get("state") or {}).get("terminated") or {}).get("message")
             if message and message.strip():
-                out.append(_clip(message.strip()))
+                out.append(message.strip())  # whole: the kubelet already bounds it (4 KiB)
     return out
 
 

@@ -33,12 +33,14 @@ class ShippingIncomplete(KubejobsError):
     """The shipper stopped before every line was delivered and synced."""
 
 
-class StageInStopped(KubejobsError):
-    """SIGTERM during stage-in: the pod is being deleted, the program will not run."""
-
-
 def _stop_stage_in() -> None:
-    raise StageInStopped("stage-in stopped by SIGTERM (the pod is being deleted)")
+    """SIGTERM during stage-in: the pod is being deleted and the program will never run.
+
+    Exit at once. An exception would not do: it surfaces wherever the main thread is, and
+    inside a download that is botocore, whose retry loop catches every Exception.
+    """
+    print("stage-in: stopped by SIGTERM (the pod is being deleted)", file=sys.stderr, flush=True)
+    os._exit(143)
 
 
 def _logging() -> None:

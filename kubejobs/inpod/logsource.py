@@ -61,8 +61,8 @@ def _line_ns(line: bytes, missing: int) -> int:
 
 
 def container_state(pod: dict[str, Any], name: str) -> str:
-    """'waiting', 'running', 'terminated', 'never' (the pod finished without running it), or
-    'absent' (the pod has no such container)."""
+    """'waiting', 'running', 'terminated', 'never' (the pod finished, or is being deleted,
+    without running it), or 'absent' (the pod has no such container)."""
     spec = pod.get("spec") or {}
     if spec and all(
         c.get("name") != name
@@ -82,6 +82,10 @@ def container_state(pod: dict[str, Any], name: str) -> str:
                 return "running"
             break
     if status.get("phase") in ("Succeeded", "Failed"):
+        return "never"
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        # The kubelet starts nothing in a pod being deleted (walltime, take-back). Waiting for
+        # the pod to finish instead would wait for the shipper itself: a stall to the deadline.
         return "never"
     return "waiting"
 
@@ -112,6 +116,7 @@ class Follower:
         self.sleep = sleep
         self.lines = 0
         self.reconnects = 0
+        self.stream_ended = False  # the last following stream ended by itself, not idle
 
     def run(self) -> None:
         delay = self.poll
@@ -136,7 +141,18 @@ class Follower:
                 delay = min(delay * 2, self.backoff_max)
 
     def _step(self) -> None:
-        state = container_state(self.api.pod(), self.container)
+        pod = self.api.pod()
+        state = container_state(pod, self.container)
+        if (
+            state == "running"
+            and self.stream_ended
+            and (pod.get("metadata") or {}).get("deletionTimestamp")
+        ):
+            # A following stream ends by itself only once the runtime says the container has
+            # stopped. While a pod is being deleted the kubelet posts no status until all of
+            # its containers have stopped, this shipper included: waiting for `terminated`
+            # would stall to the end of the grace period.
+            state = "terminated"
         if state == "waiting":
             self.sleep(self.poll)
             return
@@ -157,6 +173,7 @@ class Follower:
         if final and not stream.idle:
             self._finish()
         else:
+            self.stream_ended = not stream.idle
             self.reconnects += 1
 
     def _copy(self, chunks: Iterable[list[bytes]]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from testenv._proc import free_port
 from tests.integration.polling import until
 from tests.integration.realnode.conftest import job_spec
 from tests.integration.realnode.test_executor_realnode import (
@@ -27,6 +28,7 @@ from tests.integration.realnode.test_executor_realnode import (
     sh,
 )
 from tests.integration.test_executor_e2e import FAILED, SUCCESS, ExecutorRun
+from tests.integration.test_inpod_stager import put_file
 
 __all__ = ["gate"]  # re-exported as a fixture of this module
 
@@ -172,6 +174,30 @@ def test_quick_programs_at_once_close_without_waiting_for_the_grace_period(
     for marker, pid in pids.items():
         done_ok(run, pid)
         assert log_lines(colonies, pid)[-1] == marker
+    run.wait_no_jobs()
+
+
+def test_a_stager_stuck_on_an_unreachable_s3_stops_when_the_pod_is_deleted(
+    real_executor: Callable[..., ExecutorRun],
+    real_node: Any,
+    kube_namespace: Any,
+    colonies: Any,
+    s3: Any,
+) -> None:
+    # The stager retries S3 for minutes; the walltime ends the Job. Both injected containers
+    # must then end at once (the stager at SIGTERM, the shipper because main will never
+    # run), not when the kubelet kills them after STALL_GRACE.
+    run = real_executor(termination_grace_seconds=STALL_GRACE)
+    label = f"/stuck/{os.urandom(4).hex()}"
+    put_file(colonies, s3, label, "in.txt", b"never downloaded\n")
+    unreachable = {**s3.config.env, "AWS_S3_ENDPOINT": f"127.0.0.1:{free_port()}"}
+    real_node.prepare_namespace(kube_namespace.name, run.prvkey, unreachable)
+    fs = {"mount": "/cfs", "dirs": [{"label": label, "dir": "/in"}]}
+    pid = run.submit(sh(run, "echo never runs", fs=fs, conditions={"walltime": 15}))
+    process = run.wait_done(pid, WAIT)
+    assert process["state"] == FAILED
+    assert "walltime=15s" in process["errors"][0]
+    until(lambda: not pods(run), "the pod to be gone", WAIT)
     run.wait_no_jobs()
 
 

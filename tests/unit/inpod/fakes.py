@@ -55,6 +55,10 @@ class FakePod:
         self.fail_next_streams = (
             0  # raise after delivering part of the log, like a broken connection
         )
+        # A pod being deleted whose kubelet posts no status until every container has
+        # stopped: these containers have stopped (their streams end) but still show running.
+        self.deleting = False
+        self.stopped_unposted: set[str] = set()
 
     def write(
         self, container: str, texts: list[str], ns: int | None = None, same_ts: bool = False
@@ -78,7 +82,11 @@ class FakePod:
                 else:
                     st = {"waiting": {}}
                 statuses.append({"name": name, "state": st})
-            return {"status": {"phase": "Running", "containerStatuses": statuses}}
+            meta = {"deletionTimestamp": "2026-12-05T18:00:00Z"} if self.deleting else {}
+            return {
+                "metadata": meta,
+                "status": {"phase": "Running", "containerStatuses": statuses},
+            }
 
     def stream(
         self,
@@ -98,9 +106,8 @@ class FakePod:
             if broken:
                 self.fail_next_streams -= 1
                 lines = lines[: len(lines) // 2]
-            return FakeStream(
-                lines, idle=follow and self.state[container] == "running", broken=broken
-            )
+            running = self.state[container] == "running" and container not in self.stopped_unposted
+            return FakeStream(lines, idle=follow and running, broken=broken)
 
 
 class FakeSink:

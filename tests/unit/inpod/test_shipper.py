@@ -57,6 +57,19 @@ def test_container_state_reads_init_and_main_statuses() -> None:
     assert container_state({"status": {"phase": "Failed"}}, "m") == "never"
 
 
+def test_a_container_not_started_in_a_pod_being_deleted_will_never_run() -> None:
+    pod = {
+        "metadata": {"deletionTimestamp": "2026-12-05T17:00:00Z"},
+        "status": {
+            "phase": "Pending",
+            "initContainerStatuses": [{"name": "stager", "state": {"running": {}}}],
+            "containerStatuses": [{"name": "main", "state": {"waiting": {}}}],
+        },
+    }
+    assert container_state(pod, "main") == "never"
+    assert container_state(pod, "stager") == "running"  # still followed to its end
+
+
 def test_follower_reconnects_without_loss_or_duplicates(tmp_path: Path) -> None:
     pod = FakePod(["main"])
     pod.state["main"] = "running"
@@ -221,3 +234,25 @@ def _watching(
     for chunk in chunks:
         yield chunk
         positions.append(copy.copy(follower.position))
+
+
+def test_a_container_stopped_in_a_pod_being_deleted_is_finished_without_its_status(
+    tmp_path: Path,
+) -> None:
+    # The kubelet posts no status while it kills the pod's containers, the shipper among
+    # them: a following stream that ends by itself is the sign the container has stopped.
+    pod = FakePod(["kubejobs-data-stager"])
+    pod.state["kubejobs-data-stager"] = "running"
+    pod.write("kubejobs-data-stager", ["downloading", "stopped by SIGTERM"])
+    pod.deleting = True
+    pod.stopped_unposted.add("kubejobs-data-stager")
+    journal = Journal(tmp_path / "journal")
+    follower = Follower(
+        "kubejobs-data-stager", pod, journal, LogPosition(), threading.Event(), poll=0.001
+    )
+    done = threading.Thread(target=follower.run, daemon=True)
+    done.start()
+    done.join(timeout=10)
+    journal.close()
+    assert not done.is_alive() and follower.position.done
+    assert follower.lines == 2  # each line once: the final read skips what it already has
