@@ -64,6 +64,10 @@ def input_json(process_id: str, inputs: list[Any] | None) -> str:
     return text
 
 
+# What main_env may add: removed again when an injected manifest is injected once more.
+MAIN_ENV_NAMES = frozenset({"KUBEJOBS_INPUT_FILE", "KUBEJOBS_OUTPUT_FILE", "KUBEJOBS_INPUT"})
+
+
 def main_env(container: str, text: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "KUBEJOBS_INPUT_FILE", "value": INPUT_FILE},
@@ -79,6 +83,10 @@ def main_mounts() -> list[dict[str, Any]]:
         {"name": INPUT_VOLUME, "mountPath": INPUT_DIR, "readOnly": True},
         {"name": OUTPUT_VOLUME, "mountPath": OUTPUT_DIR},
     ]
+
+
+def shipper_mount() -> dict[str, Any]:
+    return {"name": OUTPUT_VOLUME, "mountPath": OUTPUT_DIR, "readOnly": True}
 
 
 def volumes() -> list[dict[str, Any]]:

@@ -168,15 +168,20 @@ def _failure(job: dict[str, Any], failed: dict[str, Any], pods: list[dict[str, A
     return Outcome(False, "failed", errors=errors)
 
 
-def _shipper_message(pod: dict[str, Any]) -> str:
+def _shipper_state(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The log shipper's container state in this pod (native sidecar or regular container)."""
     status = pod.get("status") or {}
     for cs in [
         *(status.get("initContainerStatuses") or []),
         *(status.get("containerStatuses") or []),
     ]:
         if cs.get("name") == LOG_SHIPPER:
-            return str(((cs.get("state") or {}).get("terminated") or {}).get("message") or "")
-    return ""
+            return dict(cs.get("state") or {})
+    return None
+
+
+def _shipper_message(pod: dict[str, Any]) -> str:
+    return str(((_shipper_state(pod) or {}).get("terminated") or {}).get("message") or "")
 
 
 def message_limit(pod: dict[str, Any]) -> int:
@@ -214,34 +219,25 @@ def shipper_notes(pods: list[dict[str, Any]]) -> list[str]:
     """
     notes = []
     for pod in pods:
-        status = pod.get("status") or {}
         name = (pod.get("metadata") or {}).get("name", "")
-        for cs in [
-            *(status.get("initContainerStatuses") or []),
-            *(status.get("containerStatuses") or []),
-        ]:
-            term = (cs.get("state") or {}).get("terminated") or {}
-            if cs.get("name") == LOG_SHIPPER and term.get("exitCode") not in (0, None):
-                notes.append(
-                    f"kubejobs: the log shipper of pod {name} ended with exit code "
-                    f"{term.get('exitCode')} ({term.get('reason') or 'Error'}) before it had "
-                    "shipped every line: this log may be incomplete"
-                )
+        term = (_shipper_state(pod) or {}).get("terminated") or {}
+        if term.get("exitCode") not in (0, None):
+            notes.append(
+                f"kubejobs: the log shipper of pod {name} ended with exit code "
+                f"{term.get('exitCode')} ({term.get('reason') or 'Error'}) before it had "
+                "shipped every line: this log may be incomplete"
+            )
     return notes
 
 
 def _shippers_done(pods: list[dict[str, Any]]) -> bool:
     """Every pod's log shipper has ended (or the pod has none left running)."""
     for pod in pods:
-        status = pod.get("status") or {}
-        if status.get("phase") in ("Succeeded", "Failed"):
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             continue
-        for cs in [
-            *(status.get("initContainerStatuses") or []),
-            *(status.get("containerStatuses") or []),
-        ]:
-            if cs.get("name") == LOG_SHIPPER and "terminated" not in (cs.get("state") or {}):
-                return False
+        state = _shipper_state(pod)
+        if state is not None and "terminated" not in state:
+            return False
     return True
 
 
@@ -292,10 +288,10 @@ def _start_problem(
         if status.get("phase") not in (None, "Pending", "Running"):
             continue
         name = (pod.get("metadata") or {}).get("name", "")
+        restarts = (pod.get("spec") or {}).get("restartPolicy", "Never") != "Never"
         for key in ("initContainerStatuses", "containerStatuses"):
             for cs in status.get(key) or []:
                 term = (cs.get("state") or {}).get("terminated") or {}
-                restarts = (pod.get("spec") or {}).get("restartPolicy", "Never") != "Never"
                 if term.get("reason") in START_ERRORS and not restarts:
                     # restartPolicy Never: it will not be tried again. The pod fails once its
                     # shipper is done; do not depend on that, say so within seconds.

@@ -77,9 +77,7 @@ def inject(job: dict[str, Any], injection: Injection, source: str) -> None:
             mounts.append(mount)
 
     shipper = _container(SHIPPER, "log-shipper.yaml", injection, main_names, mount)
-    shipper["volumeMounts"].append(
-        {"name": process_io.OUTPUT_VOLUME, "mountPath": process_io.OUTPUT_DIR, "readOnly": True}
-    )
+    shipper["volumeMounts"].append(process_io.shipper_mount())
     init = list(pod.get("initContainers", []))
     injected = [SHIPPER]
     if injection.native_sidecar:
@@ -132,12 +130,13 @@ def _remove_injected(pod: dict[str, Any]) -> None:
     for field in ("containers", "initContainers", "volumes"):
         if field in pod:
             pod[field] = [i for i in pod[field] if keep(i)]
-    injected_env = {e["name"] for e in process_io.main_env("", "")}
     for container in pod["containers"]:
         if "volumeMounts" in container:
             container["volumeMounts"] = [m for m in container["volumeMounts"] if keep(m)]
         if "env" in container:
-            container["env"] = [e for e in container["env"] if e.get("name") not in injected_env]
+            container["env"] = [
+                e for e in container["env"] if e.get("name") not in process_io.MAIN_ENV_NAMES
+            ]
 
 
 def _data_mount(injection: Injection) -> dict[str, Any] | None:
