@@ -60,6 +60,12 @@ class ExecutorSettings(RenderSettings):
     """Port of /healthz, /readyz and /metrics; 0 turns the endpoint off."""
     health_host: str = "0.0.0.0"
     """Address the health and metrics endpoint binds."""
+    max_queued: int = 2
+    """With queue_name: most processes taken whose Jobs Kueue has not admitted yet. The
+    executor takes no more while this many wait, so other executors can take them."""
+    colonies_ca_file: str = ""
+    """CA bundle (PEM) the executor verifies the Colonies server's certificate with.
+    Empty: the system's public CAs."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,6 +77,7 @@ class ExecutorSettings(RenderSettings):
             "takeback_check_seconds",
             "colonies_timeout",
             "watch_timeout",
+            "max_queued",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")

@@ -80,6 +80,27 @@ class RenderSettings:
     """Environment added to the injected containers (log shipper, data stager), e.g.
     KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT for host-network pods where
     the kubernetes Service IP is not routed. Names kubejobs sets itself are refused."""
+    queue_name: str = ""
+    """Kueue LocalQueue of every Job: the Job gets the kueue.x-k8s.io/queue-name label and
+    is created suspended, for Kueue to admit. Empty: no Kueue (capacity_* and max_jobs only)."""
+    workload_priority_class: str = ""
+    """Kueue WorkloadPriorityClass of every Job (kueue.x-k8s.io/priority-class label), unless
+    workload_priority_classes picks one by the spec's priority."""
+    workload_priority_classes: Mapping[str, int] = field(default_factory=_empty)
+    """WorkloadPriorityClass by the spec's priority: class name -> the lowest spec priority
+    that gets it; the class with the highest such bound at or below the spec's priority wins.
+    A spec below every bound gets workload_priority_class."""
+    colonies_ca_configmap: str = ""
+    """ConfigMap (key ca.crt) with the CA bundle that signed the Colonies server's certificate,
+    mounted read-only into the injected containers. Empty: the system's public CAs."""
+    colonies_ca_secret: str = ""
+    """As colonies_ca_configmap, from a Secret (key ca.crt). At most one of the two."""
+    restricted_pods: bool = False
+    """Give the pod and its main containers a securityContext that passes the `restricted`
+    Pod Security level (non-root as run_as_user, no privilege escalation, no capabilities,
+    RuntimeDefault seccomp)."""
+    run_as_user: int = 65532
+    """User (and group) id of the main containers with restricted_pods."""
 
     def __post_init__(self) -> None:
         try:
@@ -90,6 +111,20 @@ class RenderSettings:
             raise SettingsError(
                 "ttl_seconds_after_finished and termination_grace_seconds must be >= 0"
             )
+        for name, bound in self.workload_priority_classes.items():
+            if isinstance(bound, bool) or not isinstance(bound, int):
+                raise SettingsError(
+                    f"workload_priority_classes: {name!r} maps to {bound!r}; "
+                    "expected an integer (the lowest spec priority that gets the class)"
+                )
+        if self.workload_priority_classes and not self.queue_name:
+            raise SettingsError("workload_priority_classes is a Kueue setting: set queue_name too")
+        if self.workload_priority_class and not self.queue_name:
+            raise SettingsError("workload_priority_class is a Kueue setting: set queue_name too")
+        if self.colonies_ca_configmap and self.colonies_ca_secret:
+            raise SettingsError("set colonies_ca_configmap or colonies_ca_secret, not both")
+        if self.run_as_user < 1:
+            raise SettingsError("run_as_user must be a non-root user id (1 or more)")
         for name in self.inpod_env:
             if not _ENV_NAME.fullmatch(name):
                 raise SettingsError(f"inpod_env: {name!r} is not an environment variable name")
