@@ -18,6 +18,7 @@ from kubejobs.render.identity import (
     job_name,
 )
 from kubejobs.render.inject import Injection, inject
+from kubejobs.render.queueing import queue
 from kubejobs.render.settings import RenderSettings
 from kubejobs.render.templating import environment, render_data
 from kubejobs.spec.model import FunctionSpec
@@ -70,6 +71,7 @@ class Renderer:
         )
         _ensure_identity(job, context)
         _ensure_identity(job["spec"]["template"], context)
+        queue(job, self.settings, _spec_priority(spec))
         manifests = [job]
         if context["indexed"]:
             service = self._parse(SERVICE_TEMPLATE, context)
@@ -82,6 +84,11 @@ class Renderer:
         if not isinstance(data, dict):
             raise TemplateError(f"{name}: must produce one YAML mapping (a Kubernetes object)")
         return data
+
+
+def _spec_priority(spec: FunctionSpec) -> int:
+    priority = spec.raw.get("priority", 0)
+    return priority if isinstance(priority, int) else 0
 
 
 def _ensure_identity(obj: dict[str, Any], context: dict[str, Any]) -> None:
