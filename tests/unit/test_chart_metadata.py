@@ -33,6 +33,7 @@ DERIVED = {
     "service_account": "logShipper.serviceAccount.name",
     "templates_dir": "templates / templatesConfigMap",
     "kubeconfig": "not settable: in a pod the executor uses its service account",
+    "colonies_ca_file": "colonies_ca_configmap / colonies_ca_secret (mounted into the executor)",
 }
 # `config` values whose empty default the chart fills in (so they differ from the field default).
 CHART_DEFAULTED = {"executor_name", "namespace", "kube_version", "inpod_image"}

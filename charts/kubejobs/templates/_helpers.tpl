@@ -64,6 +64,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "kubejobs.templatesDir" -}}/etc/kubejobs/templates{{- end -}}
 {{- define "kubejobs.executorKeyDir" -}}/var/run/secrets/kubejobs/executor-key{{- end -}}
 {{- define "kubejobs.colonyKeyDir" -}}/var/run/secrets/kubejobs/colony-key{{- end -}}
+{{- define "kubejobs.coloniesCADir" -}}/etc/kubejobs/colonies-ca{{- end -}}
+
+{{/* The Colonies CA (config.colonies_ca_configmap or _secret): also mounted into the executor. */}}
+{{- define "kubejobs.hasColoniesCA" -}}
+{{- if and .Values.config.colonies_ca_configmap .Values.config.colonies_ca_secret -}}
+{{- fail "set config.colonies_ca_configmap or config.colonies_ca_secret, not both" -}}
+{{- end -}}
+{{- if or .Values.config.colonies_ca_configmap .Values.config.colonies_ca_secret -}}true{{- end -}}
+{{- end -}}
 
 {{/*
 The executor settings file: every `config` value, the chart's defaults for the
@@ -86,6 +95,9 @@ Written as JSON (valid YAML) so every value keeps its type.
 {{- end -}}
 {{- if include "kubejobs.hasTemplates" . -}}
 {{- $_ := set $s "templates_dir" (include "kubejobs.templatesDir" .) -}}
+{{- end -}}
+{{- if include "kubejobs.hasColoniesCA" . -}}
+{{- $_ := set $s "colonies_ca_file" (printf "%s/ca.crt" (include "kubejobs.coloniesCADir" .)) -}}
 {{- end -}}
 {{- toPrettyJson $s -}}
 {{- end -}}
