@@ -18,6 +18,7 @@ from kubejobs.render.identity import (
     job_name,
 )
 from kubejobs.render.inject import Injection, inject
+from kubejobs.render.podsecurity import restrict
 from kubejobs.render.queueing import queue
 from kubejobs.render.settings import RenderSettings
 from kubejobs.render.templating import environment, render_data
@@ -72,6 +73,7 @@ class Renderer:
         _ensure_identity(job, context)
         _ensure_identity(job["spec"]["template"], context)
         queue(job, self.settings, _spec_priority(spec))
+        restrict(job, self.settings, JOB_TEMPLATE)
         manifests = [job]
         if context["indexed"]:
             service = self._parse(SERVICE_TEMPLATE, context)
