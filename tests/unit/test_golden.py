@@ -30,7 +30,10 @@ SETTINGS = RenderSettings(
 VARIANTS = {
     "": SETTINGS,
     "-k8s-1.28": RenderSettings(**{**SETTINGS.__dict__, "kube_version": "1.28"}),
+    "-restricted": RenderSettings(**{**SETTINGS.__dict__, "restricted_pods": True}),
 }
+# Which examples each variant renders (every example renders with the plain settings).
+VARIANT_EXAMPLES = {"-k8s-1.28": ("hello-world", "cfs-data"), "-restricted": ("cfs-data",)}
 
 
 def render_example(path: Path, settings: RenderSettings) -> str:
@@ -49,7 +52,7 @@ CASES = [
     (p, suffix)
     for p in EXAMPLES
     for suffix in VARIANTS
-    if not suffix or p.stem in ("hello-world", "cfs-data")
+    if not suffix or p.stem in VARIANT_EXAMPLES[suffix]
 ]
 
 
