@@ -148,6 +148,11 @@ def test_install_in_a_restricted_namespace_upgrade_and_uninstall(
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     assert "FailedCreate" not in events()
+    # The API server does enforce the level here (PodSecurity is on by default): a pod
+    # without the chart's securityContext is refused.
+    plain = {**_running_pod("plain"), "metadata": {"name": "plain"}}
+    refused = kube_namespace.kubectl("create", "-f", "-", input=json.dumps(plain), check=False)
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
 
     settings = json.loads(
         get(kube, ns, "configmap", "kj-kubejobs-settings")["data"]["settings.yaml"]
@@ -224,6 +229,52 @@ EXECUTOR_DENIED = [
     ("create", "serviceaccounts/token"), ("get", "serviceaccounts/default"),
     ("list", "serviceaccounts"),
 ]  # fmt: skip
+# Kueue's objects (verb, resource[/subresource]): granted only with config.queue_name.
+# The executor never unsuspends a Job (jobs/status) nor writes Kueue's own objects.
+KUEUE_ALLOWED = [
+    ("get", "workloads"), ("list", "workloads"), ("watch", "workloads"), ("get", "localqueues"),
+]  # fmt: skip
+KUEUE_DENIED = [
+    ("create", "workloads"), ("patch", "workloads"), ("update", "workloads/status"),
+    ("delete", "workloads"), ("list", "localqueues"), ("patch", "localqueues"),
+    ("get", "clusterqueues"), ("list", "resourceflavors"),
+]  # fmt: skip
+
+
+def kueue_can_i(kube: Any, sa_namespace: str, sa: str, verb: str, resource: str, ns: str) -> bool:
+    """A SubjectAccessReview of a kueue.x-k8s.io resource, which RBAC answers without its CRDs.
+
+    `kubectl auth can-i` cannot ask this: it resolves the resource through
+    discovery and, for a group the server does not serve, drops the group.
+    """
+    resource, _, subresource = resource.partition("/")
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": f"system:serviceaccount:{sa_namespace}:{sa}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{sa_namespace}",
+                       "system:authenticated"],
+            "resourceAttributes": {"namespace": ns, "verb": verb, "group": "kueue.x-k8s.io",
+                                   "resource": resource, "subresource": subresource},
+        },
+    }  # fmt: skip
+    out = kube.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(review)).stdout
+    return bool(json.loads(out)["status"].get("allowed"))
+
+
+def assert_kueue(kube: Any, ns: str, granted: bool, other_namespace: str) -> None:
+    for verb, resource in KUEUE_ALLOWED:
+        assert kueue_can_i(kube, ns, EXECUTOR_SA, verb, resource, ns) is granted, (verb, resource)
+        assert not kueue_can_i(kube, ns, EXECUTOR_SA, verb, resource, other_namespace)
+        assert not kueue_can_i(kube, ns, SHIPPER_SA, verb, resource, ns), (verb, resource)
+    for verb, resource in KUEUE_DENIED:
+        assert not kueue_can_i(kube, ns, EXECUTOR_SA, verb, resource, ns), (verb, resource)
+    for verb in ("update", "patch"):  # Kueue unsuspends; the executor only patches the Job
+        assert not can_i(kube, ns, EXECUTOR_SA, verb, "jobs.batch", "--subresource=status",
+                         "-n", ns)  # fmt: skip
+
+
 SHIPPER_ALLOWED = [("get", "pods"), ("get", "pods/log")]
 SHIPPER_DENIED = [
     ("list", "pods"), ("watch", "pods"), ("delete", "pods"), ("create", "pods"),
@@ -264,14 +315,38 @@ def test_executor_account_may_do_what_the_executor_does_and_nothing_more(
     ns = kube_namespace.name
     install()
     assert_allowed_only(kube, ns, EXECUTOR_SA, EXECUTOR_ALLOWED, EXECUTOR_DENIED, other_namespace)
-    assert rules_of(kube, ns, EXECUTOR_SA, ns) == {
-        "jobs.batch": {"get", "list", "watch", "create", "patch", "delete"},
-        "pods": {"list", "watch"},
-        "services": {"get", "create", "patch", "delete"},
-        "events": {"list", "watch"},
-        "serviceaccounts/kubejobs-log-shipper": {"get"},
-    }
+    assert_kueue(kube, ns, False, other_namespace)  # no Kueue without queue_name
+    assert rules_of(kube, ns, EXECUTOR_SA, ns) == EXECUTOR_RULES
     assert rules_of(kube, ns, EXECUTOR_SA, other_namespace) == {}
+
+
+EXECUTOR_RULES = {
+    "jobs.batch": {"get", "list", "watch", "create", "patch", "delete"},
+    "pods": {"list", "watch"},
+    "services": {"get", "create", "patch", "delete"},
+    "events": {"list", "watch"},
+    "serviceaccounts/kubejobs-log-shipper": {"get"},
+}
+
+
+def test_kueue_queue_adds_reading_workloads_and_the_local_queue_only(
+    install: Install, kube: Any, kube_namespace: Any, other_namespace: str
+) -> None:
+    ns = kube_namespace.name
+    install("--set", "config.queue_name=team-a", "--set", "config.workload_priority_class=low")
+    settings = json.loads(
+        get(kube, ns, "configmap", "kj-kubejobs-settings")["data"]["settings.yaml"]
+    )
+    assert (settings["queue_name"], settings["max_queued"]) == ("team-a", 2)
+    assert_allowed_only(kube, ns, EXECUTOR_SA, EXECUTOR_ALLOWED, EXECUTOR_DENIED, other_namespace)
+    assert_kueue(kube, ns, True, other_namespace)
+    assert rules_of(kube, ns, EXECUTOR_SA, ns) == {
+        **EXECUTOR_RULES,
+        "workloads.kueue.x-k8s.io": {"get", "list", "watch"},
+        "localqueues.kueue.x-k8s.io": {"get"},
+    }
+    # the log shipper gains nothing
+    assert rules_of(kube, ns, SHIPPER_SA, ns) == {"pods": {"get"}, "pods/log": {"get"}}
 
 
 def test_log_shipper_account_reads_pods_and_their_logs_only(
