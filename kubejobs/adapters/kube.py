@@ -34,6 +34,9 @@ _RESOURCES = {
     "Event": ("/api/v1", "events"),
     "Secret": ("/api/v1", "secrets"),
     "ServiceAccount": ("/api/v1", "serviceaccounts"),
+    # Kueue (only with queue_name): the Workloads it makes for our Jobs, and the queue they wait in
+    "Workload": ("/apis/kueue.x-k8s.io/v1beta2", "workloads"),
+    "LocalQueue": ("/apis/kueue.x-k8s.io/v1beta2", "localqueues"),
 }
 
 

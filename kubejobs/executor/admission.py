@@ -9,6 +9,11 @@ An assign holds a pending slot while it long-polls, so concurrent workers never
 take more than max_jobs. With a cpu or mem budget the server is told what is
 left (availablecpu / availablemem); only one assign is then pending at a time,
 so two workers cannot both be offered the same remaining room.
+
+With Kueue (max_queued set), a process whose Job Kueue has not admitted is also
+counted as queued, and no more is taken while max_queued are: a busy cluster's
+backlog then stays on the Colonies server, where other executors can take it,
+instead of in this executor's suspended Jobs.
 """
 
 from __future__ import annotations
@@ -67,12 +72,18 @@ class Admission:
     """Thread-safe bookkeeping of reservations; workers block in acquire() while full."""
 
     def __init__(
-        self, max_jobs: int, cpu: Decimal | None = None, mem: Decimal | None = None
+        self,
+        max_jobs: int,
+        cpu: Decimal | None = None,
+        mem: Decimal | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self.max_jobs = max_jobs
         self.cpu = cpu
         self.mem = mem
+        self.max_queued = max_queued
         self._reserved: dict[str, Request] = {}
+        self._queued: set[str] = set()
         self._pending = 0
         self._cond = threading.Condition()
 
@@ -80,6 +91,11 @@ class Admission:
     def in_flight(self) -> int:
         with self._cond:
             return len(self._reserved)
+
+    @property
+    def queued(self) -> int:
+        with self._cond:
+            return len(self._queued)
 
     def used(self) -> Request:
         with self._cond:
@@ -93,6 +109,8 @@ class Admission:
 
     def _has_room(self) -> bool:
         if len(self._reserved) + self._pending >= self.max_jobs:
+            return False
+        if self.max_queued is not None and len(self._queued) + self._pending >= self.max_queued:
             return False
         if self.cpu is None and self.mem is None:
             return True
@@ -135,6 +153,8 @@ class Admission:
         with self._cond:
             self._pending -= 1
             self._reserved[process_id] = request
+            if self.max_queued is not None:
+                self._queued.add(process_id)  # until its Job is seen admitted
             self._cond.notify_all()
 
     def adopt(self, process_id: str, request: Request) -> None:
@@ -143,8 +163,18 @@ class Admission:
             self._reserved[process_id] = request
             self._cond.notify_all()
 
+    def set_queued(self, process_id: str, queued: bool) -> None:
+        """Kueue has admitted (False) or suspended (True) the process's Job."""
+        with self._cond:
+            if queued and process_id in self._reserved and self.max_queued is not None:
+                self._queued.add(process_id)
+            elif not queued and process_id in self._queued:
+                self._queued.discard(process_id)
+                self._cond.notify_all()
+
     def release(self, process_id: str) -> None:
         with self._cond:
+            self._queued.discard(process_id)
             if self._reserved.pop(process_id, None) is not None:
                 self._cond.notify_all()
 

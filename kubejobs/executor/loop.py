@@ -82,6 +82,10 @@ class ServerActions(Actions):
             self.kube, self.namespace, self.metrics, process_id, job_name, indexed
         )
 
+    def note(self, process_id: str, line: str) -> tuple[object, ...]:
+        report.add_notes(self.colonies, process_id, [line])
+        return ("noted", process_id)
+
 
 class Executor:
     def __init__(
@@ -194,7 +198,9 @@ class Executor:
             s.colony_name,
             self.namespace,
         )
-        admission = Admission(s.max_jobs, s.cpu_limit, s.mem_limit)
+        admission = Admission(
+            s.max_jobs, s.cpu_limit, s.mem_limit, s.max_queued if s.queue_name else None
+        )
         actions = ServerActions(
             colonies, self.kube, self.namespace, self.identity.executor_id, self.metrics
         )
@@ -226,12 +232,15 @@ class Executor:
         )
         loop.start()
         on_error = self.metrics.api_errors.labels
-        for kind, labels, fields in (
+        watches = [
             ("Pod", SELECTOR, ""),
             ("Job", SELECTOR, ""),
             # filtered by the API server: only the Job controller's refusals reach us
             ("Event", "", FAILED_CREATE),
-        ):
+        ]
+        if s.queue_name:  # Kueue's Workloads carry none of our labels: matched by owner Job
+            watches.append(("Workload", "", ""))
+        for kind, labels, fields in watches:
             Watcher(
                 self.kube,
                 kind,

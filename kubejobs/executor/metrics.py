@@ -11,13 +11,19 @@ class Metrics:
         self.processes = Counter(
             "kubejobs_processes",
             "Processes finished, by outcome (succeeded, failed, deadline, "
-            "cannot_start, cannot_create, unschedulable, no_pods, deleted, rejected, taken_back)",
+            "cannot_start, cannot_create, unschedulable, no_pods, deleted, rejected, taken_back, "
+            "kueue_refused)",
             ["outcome"],
             registry=self.registry,
         )
         self.jobs_in_flight = Gauge(
             "kubejobs_jobs_in_flight",
             "Processes whose Jobs count against capacity",
+            registry=self.registry,
+        )
+        self.jobs_queued = Gauge(
+            "kubejobs_jobs_queued",
+            "Processes whose Jobs wait for Kueue to admit them (bounded by max_queued)",
             registry=self.registry,
         )
         self.assign_to_apply = Histogram(

@@ -333,7 +333,15 @@ def _start_problem(
                         ],
                     )
     if not pods and timeouts.start:
-        created = timestamp((job.get("metadata") or {}).get("creationTimestamp"))
+        # From the later of creation and start: a Job that Kueue admitted (unsuspended) after
+        # a wait, or again after a preemption, has its startTime reset then.
+        created = (
+            max(
+                timestamp((job.get("metadata") or {}).get("creationTimestamp")) or 0.0,
+                timestamp((job.get("status") or {}).get("startTime")) or 0.0,
+            )
+            or None
+        )
         if created is not None and now - created >= timeouts.start:
             name = (job.get("metadata") or {}).get("name", "")
             return Outcome(

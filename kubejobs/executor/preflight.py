@@ -10,6 +10,9 @@ what is missing and how to create it.
 An object the executor may not read (403: its Role does not grant it) is not
 reported: the chart grants `get` on the log shipper's account, and mounts the key
 Secret into the executor itself, so a missing Secret stops the executor's own pod.
+
+With queue_name, Kueue's API and the LocalQueue must exist: a Job in a queue
+nobody serves would stay suspended until its process's maxexectime.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ def problems(kube: KubeClient, namespace: str, renderer: Renderer) -> list[str]:
             f'Secret "{secret_name}" in namespace "{namespace}" has no key "prvkey" holding '
             f"the executor's private key. Recreate it with {create}"
         )
+    found += _queue_problems(kube, namespace, settings.queue_name)
     try:
         renderer.render(validate_spec(PROBE_SPEC, "preflight"), PROBE_ID)
     except (InvalidInput, TemplateError) as err:
@@ -68,6 +72,30 @@ def problems(kube: KubeClient, namespace: str, renderer: Renderer) -> list[str]:
 
 
 _ABSENT = object()
+KUEUE_API = "/apis/kueue.x-k8s.io/v1beta2"
+
+
+def _queue_problems(kube: KubeClient, namespace: str, queue: str) -> list[str]:
+    if not queue:
+        return []
+    local_queue = _read(kube, "LocalQueue", namespace, queue)
+    if local_queue is not _ABSENT:
+        return []
+    try:
+        kube.request("GET", KUEUE_API, verb="get")
+    except KubeError as err:
+        if err.status != 404:
+            raise
+        return [
+            f"Kueue is not installed (no {KUEUE_API.removeprefix('/apis/')} API), but setting "
+            f'queue_name is "{queue}": install Kueue, or empty queue_name to run Jobs without it'
+        ]
+    return [
+        f'LocalQueue "{queue}" (setting queue_name) is missing in namespace "{namespace}": every '
+        "Job would wait in it forever. Create it, pointing at a ClusterQueue: "
+        f"`kubectl -n {namespace} apply -f -` with apiVersion kueue.x-k8s.io/v1beta2, kind "
+        f"LocalQueue, metadata.name {queue}, spec.clusterQueue <your ClusterQueue>"
+    ]
 
 
 def _read(kube: KubeClient, kind: str, namespace: str, name: str) -> object:

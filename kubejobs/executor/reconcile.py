@@ -6,6 +6,12 @@ in order, so the state needs no locks. Each process in flight moves through
     APPLYING -> RUNNING -> REPORTING -> FINISHED -> DELETING -> (gone)
                       \\-> DELETING (taken back by the server)
 
+A Job that Kueue holds suspended is waiting, not failing: no start timeout runs
+and the process log says once why it waits and when it is admitted. A Job that
+Kueue suspends again (preemption) runs again when re-admitted; the log marks
+the attempt. A Workload Kueue will never admit fails the process with Kueue's
+words.
+
 A Job carrying this executor's annotation that the reconciler does not know is
 adopted (that is how a restarted executor finds its Jobs again): it is counted
 against capacity unless it has finished, and its outcome is reported like any
@@ -27,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from kubejobs.executor import kueue
 from kubejobs.executor.admission import Admission, Request
 from kubejobs.executor.metrics import Metrics
 from kubejobs.executor.outcome import Outcome, Timeouts, condition, job_outcome
@@ -64,6 +71,14 @@ class Flight:
     retry_at: float = 0.0
     busy: bool = False  # a side effect for it is running on the pool
     started: float = 0.0
+    # Kueue: whether the current attempt was admitted, whether its wait was told, since when
+    # it waits, and the log notes on their way (the report waits for them: Colonies refuses
+    # log lines once the process is closed).
+    admitted: bool = False
+    told_waiting: bool = False
+    attempt: int = 1
+    waiting_since: float = 0.0
+    noting: int = 0
 
 
 class Actions:
@@ -73,6 +88,10 @@ class Actions:
         raise NotImplementedError
 
     def delete(self, process_id: str, job_name: str, indexed: bool) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def note(self, process_id: str, line: str) -> tuple[Any, ...]:
+        """Add `line` to the process log (best effort); ('noted', pid)."""
         raise NotImplementedError
 
 
@@ -98,6 +117,7 @@ class Reconciler:
         self.inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.jobs: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, dict[str, dict[str, Any]]] = {}  # job name -> pod name -> pod
+        self.workloads: dict[str, dict[str, Any]] = {}  # job name -> its Kueue Workload
         self.flights: dict[str, Flight] = {}
         # the Job controller's last FailedCreate message per Job uid (quota, admission,
         # a missing service account): such a Job would wait for its pods forever
@@ -105,6 +125,8 @@ class Reconciler:
         self.synced: set[str] = set()
         self.heartbeat = clock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="effects")
+        # one thread: a process's notes reach its log in the order they were decided
+        self._notes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notes")
         self._lock = threading.Lock()
         self._running_ids: list[str] = []
         self._known_ids: frozenset[str] = frozenset()
@@ -145,6 +167,7 @@ class Reconciler:
                 self.tick()
                 next_tick = self.clock() + tick
         self._pool.shutdown(wait=True, cancel_futures=False)
+        self._notes.shutdown(wait=True, cancel_futures=False)
 
     def drain(self) -> None:
         """Handle every queued message (tests)."""
@@ -174,6 +197,12 @@ class Reconciler:
             self._on_reported(message[1], message[2])
         elif kind == "deleted":
             self._on_deleted(message[1])
+        elif kind == "noted":
+            flight = self.flights.get(message[1])
+            if flight:
+                flight.noting -= 1
+                if flight.phase == REPORTING:
+                    self._submit_report(flight)
         elif kind == "retry":
             flight = self.flights.get(message[1])
             if flight:
@@ -199,6 +228,7 @@ class Reconciler:
                 elif not (job.get("metadata") or {}).get("deletionTimestamp"):
                     self._submit_delete(flight)
         self.metrics.jobs_in_flight.set(self.admission.in_flight)
+        self.metrics.jobs_queued.set(self.admission.queued)
         self._publish()
 
     # Watch events --------------------------------------------------------------
@@ -213,11 +243,18 @@ class Reconciler:
             self._on_pod(event, obj)
         elif kind == "Event" and event != "DELETED":
             self._on_failed_create(obj)
+        elif kind == kueue.WORKLOAD_KIND:
+            self._on_workload(event, obj)
 
     def _on_sync(self, kind: str, items: list[dict[str, Any]]) -> None:
         if kind == "Event":
             for item in items:
                 self._on_failed_create(item)
+            return
+        if kind == kueue.WORKLOAD_KIND:
+            self.workloads = {}
+            for item in items:
+                self._on_workload("MODIFIED", item)
             return
         if kind == "Job":
             fresh = {j["metadata"]["name"]: j for j in items if self._ours(j)}
@@ -279,6 +316,20 @@ class Reconciler:
         if flight.phase == APPLYING:
             return  # the worker's "applied" message moves it on
         self._evaluate(flight)
+
+    def _on_workload(self, event: str, workload: dict[str, Any]) -> None:
+        job_name = kueue.owner_job(workload)
+        if not job_name.startswith(JOB_NAME_PREFIX):
+            return
+        if event == "DELETED":
+            self.workloads.pop(job_name, None)
+            return
+        self.workloads[job_name] = workload
+        job = self.jobs.get(job_name)
+        if job is not None:
+            flight = self.flights.get(job["metadata"]["annotations"][PROCESS_ANNOTATION])
+            if flight is not None:
+                self._evaluate(flight)
 
     def _on_failed_create(self, event: dict[str, Any]) -> None:
         involved = event.get("involvedObject") or {}
@@ -384,9 +435,13 @@ class Reconciler:
         job = self.jobs.get(flight.job_name)
         if job is None:
             return
-        pods = list(self.pods.get(flight.job_name, {}).values())
-        failure = self.create_failures.get(str(job["metadata"].get("uid", "")))
-        outcome = job_outcome(job, pods, self.clock(), self.timeouts, failure)
+        outcome = self._queue_outcome(flight, job)
+        if outcome is None and kueue.is_suspended(job):
+            return  # waiting for Kueue: no start timeout, no failure
+        if outcome is None:
+            pods = list(self.pods.get(flight.job_name, {}).values())
+            failure = self.create_failures.get(str(job["metadata"].get("uid", "")))
+            outcome = job_outcome(job, pods, self.clock(), self.timeouts, failure)
         if outcome is None:
             return
         flight.outcome = outcome
@@ -395,8 +450,70 @@ class Reconciler:
             self.admission.release(flight.process_id)
         self._submit_report(flight)
 
+    def _queue_outcome(self, flight: Flight, job: dict[str, Any]) -> Outcome | None:
+        """Follow Kueue's decisions on the Job: log them; an Outcome only for a refusal."""
+        workload = self.workloads.get(flight.job_name)
+        pid = flight.process_id
+        if not kueue.is_suspended(job):
+            self.admission.set_queued(pid, False)
+            if not flight.admitted and kueue.QUEUE_LABEL in _labels(job):
+                flight.admitted = True
+                queue = kueue.verdict(workload).cluster_queue
+                waited = self.clock() - (flight.waiting_since or flight.started or self.clock())
+                self._note(
+                    flight,
+                    "kubejobs: admitted by Kueue"
+                    + (f" to ClusterQueue {queue}" if queue else "")
+                    + (f" (attempt {flight.attempt})" if flight.attempt > 1 else "")
+                    + f" after {max(waited, 0.0):.1f} s",
+                )
+            return None
+        self.admission.set_queued(pid, True)
+        if flight.admitted:  # admitted before, suspended now: preempted or evicted
+            flight.admitted = False
+            flight.told_waiting = False
+            flight.waiting_since = self.clock()
+            self._note(
+                flight,
+                f"kubejobs: attempt {flight.attempt} was stopped by Kueue "
+                f"({kueue.eviction(workload)}); the process runs again from the start when "
+                "Kueue admits it again",
+            )
+            flight.attempt += 1
+        elif not flight.waiting_since:
+            flight.waiting_since = flight.started or self.clock()
+        found = kueue.verdict(workload)
+        local_queue = _labels(job).get(kueue.QUEUE_LABEL, "")
+        if found.kind == "refused":
+            return Outcome(
+                False,
+                "kueue_refused",
+                pods_done=False,
+                errors=[f"Job {flight.job_name} in LocalQueue {local_queue}: {found.message}"],
+            )
+        if found.kind == "waiting" and workload is not None and found.message:
+            self._tell_waiting(flight, f"queued in Kueue LocalQueue {local_queue}: {found.message}")
+        return None
+
+    def _tell_waiting(self, flight: Flight, why: str) -> None:
+        if not flight.told_waiting:
+            flight.told_waiting = True
+            self._note(flight, f"kubejobs: {why}")
+
+    def _note(self, flight: Flight, line: str) -> None:
+        flight.noting += 1
+        self._notes.submit(self._note_effect, flight.process_id, line)
+
+    def _note_effect(self, pid: str, line: str) -> None:
+        try:
+            self.actions.note(pid, line)
+        except Exception:  # a note is best effort; the report must not wait for it forever
+            log.exception("could not add a note to the log of process %s", pid)
+        finally:
+            self.inbox.put(("noted", pid))
+
     def _submit_report(self, flight: Flight) -> None:
-        if flight.busy or flight.outcome is None:
+        if flight.busy or flight.outcome is None or flight.noting:
             return
         flight.busy = True
         self._pool.submit(self._effect, self.actions.report, flight.process_id, flight.outcome)
@@ -422,3 +539,7 @@ class Reconciler:
         with self._lock:
             self._running_ids = running
             self._known_ids = frozenset(self.flights)
+
+
+def _labels(obj: dict[str, Any]) -> dict[str, str]:
+    return dict((obj.get("metadata") or {}).get("labels") or {})

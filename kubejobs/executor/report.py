@@ -52,7 +52,7 @@ def report(
     """('reported', pid, accepted) or ('retry', pid)."""
     try:
         if outcome.notes:
-            _add_notes(colonies, process_id, outcome.notes)
+            add_notes(colonies, process_id, outcome.notes)
         if outcome.success:
             colonies.close(process_id, list(outcome.output))
         else:
@@ -77,10 +77,10 @@ def report(
     return ("reported", process_id, True)
 
 
-def _add_notes(colonies: ColoniesClient, process_id: str, notes: list[str]) -> None:
-    """The outcome's notes at the end of the process log (best effort: a refusal is only logged)."""
+def add_notes(colonies: ColoniesClient, process_id: str, notes: list[str]) -> None:
+    """Lines for the process log (best effort: a refusal is only logged; an outage raises)."""
     for note in notes:
-        log.warning("process %s: %s", process_id, note)
+        log.info("process %s: %s", process_id, note)
     try:
         colonies.add_log(process_id, "".join(note + "\n" for note in notes))
     except ColoniesUnavailable:

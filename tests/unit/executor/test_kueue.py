@@ -1,0 +1,247 @@
+"""The executor under Kueue: waiting is not failing, admission and preemption are logged, refusals fail.
+
+The Workload dicts follow what Kueue v0.17 writes (checked against the real Kueue in
+tests/integration/test_kueue_executor.py); the reconciler runs with recorded effects.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kubejobs.executor import kueue
+from kubejobs.executor.admission import Admission, Request
+from kubejobs.executor.metrics import Metrics
+from kubejobs.executor.outcome import Outcome, Timeouts
+from kubejobs.executor.reconcile import FINISHED, REPORTING, RUNNING, Actions, Reconciler
+from tests.unit.executor.test_reconcile import NAME, PID, job
+
+PENDING = (
+    "couldn't assign flavors to pod set main: insufficient unused quota for cpu in flavor "
+    "default-flavor, 1 more needed"
+)
+TOO_BIG = (
+    "couldn't assign flavors to pod set main: insufficient quota for cpu in flavor default-flavor,"
+    " previously considered podsets requests (0) + current podset request (8) > maximum capacity (4)"
+)
+
+
+class Recorded(Actions):
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def report(self, process_id: str, outcome: Outcome) -> tuple[Any, ...]:
+        self.calls.append(("report", process_id, outcome))
+        return ("reported", process_id, True)
+
+    def delete(self, process_id: str, job_name: str, indexed: bool) -> tuple[Any, ...]:
+        self.calls.append(("delete", process_id, job_name))
+        return ("deleted", process_id)
+
+    def note(self, process_id: str, line: str) -> tuple[Any, ...]:
+        self.calls.append(("note", process_id, line))
+        return ("noted", process_id)
+
+    def notes(self) -> list[str]:
+        return [c[2] for c in self.calls if c[0] == "note"]
+
+    def reports(self) -> list[Outcome]:
+        return [c[2] for c in self.calls if c[0] == "report"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def queued_job(suspend: bool, **status: Any) -> dict[str, Any]:
+    j = job(**status)
+    j["metadata"]["labels"] = {kueue.QUEUE_LABEL: "team-a"}
+    j["metadata"]["creationTimestamp"] = "2026-12-05T10:00:00Z"
+    j["metadata"]["uid"] = "u1"
+    j["spec"]["suspend"] = suspend
+    return j
+
+
+def workload(*conditions: dict[str, Any], active: bool = True) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "job-" + NAME + "-1a2b3",
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": NAME}],
+        },
+        "spec": {"active": active, "queueName": "team-a"},
+        "status": {"conditions": list(conditions), "admission": {"clusterQueue": "cq"}},
+    }
+
+
+def cond(kind: str, status: str, reason: str = "", message: str = "") -> dict[str, Any]:
+    return {"type": kind, "status": status, "reason": reason, "message": message}
+
+
+def setup(max_queued: int = 2) -> tuple[Reconciler, Recorded, Admission, Clock]:
+    actions, clock = Recorded(), Clock()
+    admission = Admission(10, max_queued=max_queued)
+    r = Reconciler(
+        "e", admission, actions, Metrics(), Timeouts(start=60), 0, workers=1, clock=clock
+    )
+    for kind in ("Pod", "Job", "Workload"):
+        r.watch_sink(kind, "SYNC", [])
+    r.drain()
+    assert admission.acquire(stop=_never()) is not None
+    admission.commit(PID, Request())
+    r.post("applying", PID, NAME, False, clock.now)
+    r.watch_sink("Job", "ADDED", queued_job(True))
+    r.post("applied", PID)
+    settle(r)
+    return r, actions, admission, clock
+
+
+def _never() -> Any:
+    import threading
+
+    return threading.Event()
+
+
+def settle(r: Reconciler) -> None:
+    for _ in range(20):
+        r._pool.shutdown(wait=True)
+        r._notes.shutdown(wait=True)
+        r._pool = ThreadPoolExecutor(max_workers=1)
+        r._notes = ThreadPoolExecutor(max_workers=1)
+        r.drain()
+        if r.inbox.empty():
+            return
+
+
+def test_a_suspended_job_waits_past_the_start_timeout_and_says_once_why() -> None:
+    r, actions, admission, clock = setup()
+    clock.now += 3600  # far past start_timeout: a suspended Job has no pods, by design
+    r.watch_sink("Workload", "ADDED", workload(cond("QuotaReserved", "False", "Pending", PENDING)))
+    r.tick()
+    r.watch_sink(
+        "Workload", "MODIFIED", workload(cond("QuotaReserved", "False", "Pending", PENDING))
+    )
+    settle(r)
+    r.tick()
+    assert actions.reports() == []
+    assert r.flights[PID].phase == RUNNING
+    assert actions.notes() == [f"kubejobs: queued in Kueue LocalQueue team-a: {PENDING}"]
+    assert admission.queued == 1
+
+
+def test_admission_is_logged_frees_the_queued_slot_and_the_start_timeout_counts_from_it() -> None:
+    r, actions, admission, clock = setup()
+    clock.now += 12.5
+    admitted = queued_job(False)
+    admitted["status"]["startTime"] = "2026-12-05T11:00:00Z"  # after the wait
+    r.watch_sink("Workload", "MODIFIED", workload(cond("Admitted", "True")))
+    r.watch_sink("Job", "MODIFIED", admitted)
+    settle(r)
+    assert actions.notes() == ["kubejobs: admitted by Kueue to ClusterQueue cq after 12.5 s"]
+    assert admission.queued == 0
+    assert admission.holds(PID)
+    # creationTimestamp is 10:00; 10:30 is past start_timeout from creation, not from start
+    clock.now = 1796466600.0  # 2026-12-05T10:30:00Z
+    r.tick()
+    assert actions.reports() == []
+
+
+def test_the_queued_bound_stops_taking_work_until_kueue_admits() -> None:
+    r, _actions, admission, _clock = setup(max_queued=1)
+    assert admission.acquire(stop=_never(), timeout=0.05) is None
+    r.watch_sink("Job", "MODIFIED", queued_job(False))
+    settle(r)
+    assert admission.acquire(stop=_never(), timeout=0.05) is not None
+
+
+def test_preemption_marks_the_attempt_and_the_process_runs_on_to_success() -> None:
+    r, actions, admission, clock = setup()
+    r.watch_sink("Job", "MODIFIED", queued_job(False))
+    settle(r)
+    clock.now += 5
+    evicted = cond(
+        "Evicted",
+        "True",
+        "Preempted",
+        "Preempted to accommodate a workload (UID: x) due to prioritization in the ClusterQueue",
+    )
+    r.watch_sink(
+        "Workload",
+        "MODIFIED",
+        workload(evicted, cond("QuotaReserved", "False", "Pending", PENDING)),
+    )
+    r.watch_sink("Job", "MODIFIED", queued_job(True))
+    settle(r)
+    assert admission.queued == 1
+    clock.now += 7
+    r.watch_sink("Workload", "MODIFIED", workload(cond("Admitted", "True")))
+    r.watch_sink("Job", "MODIFIED", queued_job(False))
+    r.watch_sink("Job", "MODIFIED", queued_job(False, conditions=["Complete"]))
+    settle(r)
+    notes = actions.notes()
+    assert notes[0].startswith("kubejobs: admitted by Kueue")
+    assert notes[1] == (
+        "kubejobs: attempt 1 was stopped by Kueue (Preempted: Preempted to accommodate a workload "
+        "(UID: x) due to prioritization in the ClusterQueue); the process runs again from the "
+        "start when Kueue admits it again"
+    )
+    assert notes[2] == f"kubejobs: queued in Kueue LocalQueue team-a: {PENDING}"
+    assert notes[3] == "kubejobs: admitted by Kueue to ClusterQueue cq (attempt 2) after 7.0 s"
+    (outcome,) = actions.reports()
+    assert outcome.success
+    # the report came after every note
+    kinds = [c[0] for c in actions.calls]
+    assert kinds.index("report") > max(i for i, k in enumerate(kinds) if k == "note")
+
+
+def test_a_workload_that_can_never_fit_fails_with_kueues_words() -> None:
+    r, actions, admission, _clock = setup()
+    r.watch_sink(
+        "Workload", "MODIFIED", workload(cond("QuotaReserved", "False", "Pending", TOO_BIG))
+    )
+    settle(r)
+    (outcome,) = actions.reports()
+    assert not outcome.success and outcome.kind == "kueue_refused"
+    assert outcome.errors == [
+        f"Job {NAME} in LocalQueue team-a: Kueue cannot ever admit it: {TOO_BIG}"
+    ]
+    assert r.flights[PID].phase in (FINISHED, "deleting") or PID not in r.flights
+    assert not admission.holds(PID)
+
+
+def test_a_deactivated_workload_fails_the_process() -> None:
+    r, actions, _admission, _clock = setup()
+    evicted = cond("Evicted", "True", "Deactivated", "The workload is deactivated")
+    r.watch_sink("Workload", "MODIFIED", workload(evicted, active=False))
+    settle(r)
+    (outcome,) = actions.reports()
+    assert outcome.errors == [
+        f"Job {NAME} in LocalQueue team-a: Kueue deactivated the Workload: The workload is deactivated"
+    ]
+
+
+def test_the_report_waits_for_notes_still_on_their_way() -> None:
+    r, actions, _admission, _clock = setup()
+    flight = r.flights[PID]
+    flight.noting = 1
+    flight.outcome = Outcome(True, "succeeded")
+    flight.phase = REPORTING
+    r.tick()
+    assert actions.reports() == []
+    r.post("noted", PID)
+    settle(r)
+    assert len(actions.reports()) == 1
+
+
+def test_verdicts() -> None:
+    assert kueue.verdict(None).kind == "waiting"
+    assert kueue.verdict(workload(cond("Admitted", "True"))).kind == "admitted"
+    mixed = TOO_BIG + "; insufficient unused quota for memory in flavor f, 1Gi more needed"
+    assert (
+        kueue.verdict(workload(cond("QuotaReserved", "False", "Pending", mixed))).kind == "waiting"
+    )
+    assert kueue.owner_job(workload()) == NAME
+    assert kueue.owner_job({"metadata": {"ownerReferences": [{"kind": "Pod", "name": "x"}]}}) == ""
