@@ -10,6 +10,18 @@ restarting a production server.
 
 ``ColoniesServer.start()`` creates a colony and one approved executor and
 exposes their keys. All helpers take and return raw dicts (the server's JSON).
+
+``ColoniesServer(tls=True)`` serves HTTPS with a certificate from a test CA of its
+own (testenv/kube.py's PKI code: SANs localhost and 127.0.0.1, which is also how
+the real node's host-network pods reach it); ``ca_file`` is that CA, which the
+helpers here and ``cli()`` (through SSL_CERT_FILE: the Go CLI has no CA option)
+trust. ``make_ca(dir)`` makes another, unrelated CA for wrong-CA tests.
+
+v1.9.7 accepts ``--tlscert``/``--tlskey`` and ``COLONIES_TLS=true`` but still serves
+plain HTTP: ``Server.ServeForever`` (pkg/server/server.go) calls ``ListenAndServe``,
+never the backend's ``ListenAndServeTLS``. So TLS is terminated in front of it, as
+an ingress or load balancer does in production: ``serve_tls`` (its own process)
+listens on ``port`` and forwards the bytes to the server on ``backend_port``.
 """
 
 from __future__ import annotations
@@ -17,7 +29,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -27,6 +41,7 @@ from typing import Any
 
 from kubejobs.adapters.colonies import generate_prvkey, key_id, sign
 from testenv._proc import Service, TestEnvError, binary, free_port, wait_until
+from testenv.kube import _write_pki
 from testenv.postgres import PostgresServer
 
 WAITING, RUNNING, SUCCESS, FAILED = 0, 1, 2, 3
@@ -44,6 +59,47 @@ def colonies_binary() -> str:
     return binary("colonies")
 
 
+def serve_tls(port: str, backend: str, cert: str, key: str) -> None:
+    """Terminate TLS on 127.0.0.1:``port`` and pass the bytes on to ``backend`` (HTTP and the
+    server's websockets alike); runs until killed."""
+    import asyncio
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:  # ssl.SSLError and connection resets are OSErrors
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", int(backend))
+        except OSError:  # the server is down (a restart test): the client sees a reset
+            writer.close()
+            return
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", int(port), ssl=context)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def make_ca(directory: Path) -> Path:
+    """A test CA (``ca.crt``) with a server certificate (``apiserver.crt``/``.key``: SANs
+    localhost and 127.0.0.1) in ``directory``; the CA's path."""
+    _write_pki(directory)
+    return directory / "ca.crt"
+
+
 class ColoniesServer:
     def __init__(
         self,
@@ -52,12 +108,37 @@ class ColoniesServer:
         executor_type: str = "kubejobs-test",
         executor_name: str = "kubejobs-test-executor",
         server_env: dict[str, str] | None = None,
+        tls: bool = False,
     ) -> None:
-        """``server_env`` adds server settings, e.g. ``COLONIES_STALE_EXECUTOR_DURATION``."""
+        """``server_env`` adds server settings, e.g. ``COLONIES_STALE_EXECUTOR_DURATION``;
+        ``tls`` serves HTTPS with a certificate of a test CA (``ca_file``)."""
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kubejobs-colonies-"))
         self.host = "127.0.0.1"
         self.port = free_port()
-        self.url = f"http://{self.host}:{self.port}"
+        self.backend_port = free_port() if tls else self.port  # the server's own (HTTP) port
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://{self.host}:{self.port}"
+        self.ca_file: Path | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self.tls_proxy: Service | None = None
+        if tls:
+            pki = self.workdir / "pki"
+            self.ca_file = make_ca(pki)
+            self._ssl = ssl.create_default_context(cafile=str(self.ca_file))
+            self.tls_proxy = Service(
+                "colonies-tls",
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from testenv.colonies import serve_tls; serve_tls(*sys.argv[1:])",
+                    str(self.port),
+                    str(self.backend_port),
+                    str(pki / "apiserver.crt"),
+                    str(pki / "apiserver.key"),
+                ],
+                self.workdir / "logs",
+                cwd=Path(__file__).resolve().parents[1],
+            )
         self.server_prvkey = generate_prvkey()
         self.server_id = key_id(self.server_prvkey)
         self.colony_name = colony_name
@@ -75,7 +156,7 @@ class ColoniesServer:
             "server",
             "start",
             "--port",
-            str(self.port),
+            str(self.backend_port),
             "--insecure",
             "--etcdname",
             "colonies",
@@ -112,11 +193,12 @@ class ColoniesServer:
     @property
     def env(self) -> dict[str, str]:
         """COLONIES_* variables for a client acting as the test executor (the CLI reads them)."""
+        tls = "true" if self.tls else "false"
         return {
             "COLONIES_SERVER_HOST": self.host,
             "COLONIES_SERVER_PORT": str(self.port),
-            "COLONIES_SERVER_TLS": "false",
-            "COLONIES_TLS": "false",
+            "COLONIES_SERVER_TLS": tls,
+            "COLONIES_TLS": tls,
             "COLONIES_COLONY_NAME": self.colony_name,
             "COLONIES_COLONY_PRVKEY": self.colony_prvkey,
             "COLONIES_EXECUTOR_NAME": self.executor_name,
@@ -126,7 +208,7 @@ class ColoniesServer:
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2, context=self._ssl) as r:
                 return bool(r.status == 200)
         except urllib.error.HTTPError as err:
             err.close()
@@ -138,6 +220,8 @@ class ColoniesServer:
         """Start PostgreSQL and the server (the first start initialises the database)."""
         self.postgres.start()
         self.service.start()
+        if self.tls_proxy is not None:
+            self.tls_proxy.start()
         wait_until(self.healthy, 60, "Colonies /health", interval=0.1, service=self.service)
         if not self._initialised:
             # --initdb only once: it would recreate the tables on every start
@@ -160,6 +244,8 @@ class ColoniesServer:
 
     def shutdown(self) -> None:
         """Stop everything and remove the database."""
+        if self.tls_proxy is not None:
+            self.tls_proxy.stop()
         self.service.stop()
         self.postgres.remove()
 
@@ -175,8 +261,10 @@ class ColoniesServer:
     ) -> subprocess.CompletedProcess[str]:
         """Run the real ``colonies`` CLI against this server (default key: the test executor's)."""
         env = {**self.env, "COLONIES_PRVKEY": prvkey or self.executor_prvkey}
+        if self.ca_file is not None:
+            env["SSL_CERT_FILE"] = str(self.ca_file)  # Go's crypto/x509 reads it on Linux
         result = subprocess.run(
-            [colonies_binary(), *args, "--insecure"],
+            [colonies_binary(), *args, *([] if self.tls else ["--insecure"])],
             env={**os.environ, **env},
             capture_output=True,
             text=True,
@@ -207,7 +295,7 @@ class ColoniesServer:
             headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+            with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as r:
                 reply = json.loads(r.read())
         except urllib.error.HTTPError as err:
             with err:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import threading
 from collections import Counter
 from datetime import UTC, datetime
@@ -35,6 +36,12 @@ class ColoniesError(KubejobsError):
 
 class ColoniesUnavailable(ColoniesError):
     """The server could not be reached or did not answer in time; retrying may help."""
+
+
+class ColoniesCertificateError(ColoniesUnavailable):
+    """TLS to the server failed: its certificate did not verify against the CA, or the CA
+    file cannot be used. Unavailable, so long-lived callers keep retrying (a fixed CA or
+    certificate heals them); the message names the server, the CA file and the reason."""
 
 
 def generate_prvkey() -> str:
@@ -79,12 +86,23 @@ class ColoniesClient:
     """One identity (private key) talking to one Colonies server."""
 
     def __init__(
-        self, host: str, port: int, prvkey: str, tls: bool = False, timeout: float = 30.0
+        self,
+        host: str,
+        port: int,
+        prvkey: str,
+        tls: bool = False,
+        timeout: float = 30.0,
+        ca_file: str = "",
     ) -> None:
-        self.url = f"{'https' if tls else 'http'}://{host}:{port}/api"
+        self.base = f"{'https' if tls else 'http'}://{host}:{port}"
+        self.url = f"{self.base}/api"
+        self.server = f"{host}:{port}"
+        self.ca_file = ca_file if tls else ""
         self._prvkey = prvkey
         self.timeout = timeout
         self._session = requests.Session()
+        self.tls_problem = ""
+        """The last certificate failure, until a request succeeds again (for /readyz)."""
         # one pool shared by the executor's threads (assign workers, reports, take-back checks)
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=32)
         self._session.mount("http://", adapter)
@@ -110,12 +128,7 @@ class ColoniesClient:
                 "signature": sign(payload, self._prvkey),
             }
         )
-        try:
-            reply = self._session.post(self.url, data=body, timeout=timeout or self.timeout)
-        except requests.RequestException as err:
-            raise ColoniesUnavailable(
-                f"Colonies server {self.url} unreachable: {type(err).__name__}"
-            ) from None
+        reply = self._send("POST", self.url, body, timeout or self.timeout)
         try:
             envelope = reply.json()
             result = (
@@ -135,6 +148,44 @@ class ColoniesClient:
             message = result.get("message", "") if isinstance(result, dict) else str(result)
             raise ColoniesError(message or f"HTTP {reply.status_code}", reply.status_code)
         return result
+
+    def health(self) -> None:
+        """GET /health: whether the server is reachable and, with TLS, trusted (no key needed)."""
+        reply = self._send("GET", f"{self.base}/health", None, self.timeout)
+        if reply.status_code != 200:
+            raise ColoniesUnavailable(f"Colonies server /health answered HTTP {reply.status_code}")
+
+    def _send(self, method: str, url: str, body: str | None, timeout: float) -> requests.Response:
+        try:
+            # An operator's CA replaces the public ones for this server only (S3 and the
+            # Kubernetes API keep theirs); without one, the public CAs (REQUESTS_CA_BUNDLE or
+            # certifi). Per request: a session-wide verify loses to REQUESTS_CA_BUNDLE.
+            reply = self._session.request(
+                method, url, data=body, timeout=timeout, verify=self.ca_file or True
+            )
+        except requests.exceptions.SSLError as err:
+            self.tls_problem = self._tls_message(err)
+            raise ColoniesCertificateError(self.tls_problem) from None
+        except requests.RequestException as err:
+            raise ColoniesUnavailable(
+                f"Colonies server {self.url} unreachable: {type(err).__name__}"
+            ) from None
+        except OSError as err:  # requests' own check of the CA path, before any connection
+            self.tls_problem = f"cannot use the CA file {self.ca_file} for {self.server}: {err}"
+            raise ColoniesCertificateError(self.tls_problem) from None
+        self.tls_problem = ""
+        return reply
+
+    def _tls_message(self, err: Exception) -> str:
+        ca = f"the CA file {self.ca_file}" if self.ca_file else "the public CAs"
+        found = _ssl_error(err)
+        if isinstance(found, ssl.SSLCertVerificationError):
+            return (
+                f"the Colonies server's TLS certificate failed verification: server "
+                f"{self.server}, checked against {ca}: {found.verify_message}"
+            )
+        reason = getattr(found, "reason", None) or (str(found) if found else type(err).__name__)
+        return f"TLS to the Colonies server {self.server} failed (CA: {ca}): {reason}"
 
     # Executors -----------------------------------------------------------
 
@@ -252,3 +303,22 @@ class ColoniesClient:
             }
         )
         return list(result or [])  # the server answers null when there are none
+
+
+def _ssl_error(err: BaseException) -> ssl.SSLError | None:
+    """The ssl module's error inside requests' and urllib3's wrappers, if any."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [err]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError):
+            return current
+        todo += [a for a in current.args if isinstance(a, BaseException)]
+        todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+        reason = getattr(current, "reason", None)  # urllib3's MaxRetryError
+        if isinstance(reason, BaseException):
+            todo.append(reason)
+    return None
