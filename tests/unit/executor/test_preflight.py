@@ -84,3 +84,32 @@ def test_templates_that_cannot_render_are_reported(tmp_path: Any) -> None:
     (problem,) = check(Objects(dict(ALL)), templates_dir=str(tmp_path))
     assert problem.startswith(f"the templates ({tmp_path}) cannot render the simplest spec:")
     assert "nope" in problem
+
+
+class WithApis(Objects):
+    """Objects plus raw GETs of API groups: `apis` lists the group paths the server serves."""
+
+    def __init__(self, objects: dict[tuple[str, str], Any], apis: tuple[str, ...]):
+        super().__init__(objects)
+        self.apis = apis
+
+    def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+        if path not in self.apis:
+            raise KubeError(f"GET {path}: 404 page not found", 404, "NotFound")
+        return {}
+
+
+def test_a_queue_needs_kueue_installed() -> None:
+    (problem,) = check(WithApis(dict(ALL), apis=()), queue_name="team-a")
+    assert problem.startswith("Kueue is not installed (no kueue.x-k8s.io/v1beta2 API)")
+    assert '"team-a"' in problem and "empty queue_name" in problem
+
+
+def test_a_queue_needs_its_local_queue() -> None:
+    objects = WithApis(dict(ALL), apis=("/apis/kueue.x-k8s.io/v1beta2",))
+    (problem,) = check(objects, queue_name="team-a")
+    assert problem.startswith(
+        'LocalQueue "team-a" (setting queue_name) is missing in namespace "jobs"'
+    )
+    objects.objects[("LocalQueue", "team-a")] = {"spec": {"clusterQueue": "cq"}}
+    assert check(objects, queue_name="team-a") == []

@@ -1,0 +1,204 @@
+"""The executor behind a real Kueue (testenv/kueue.py) on the real control plane; kwok runs the pods.
+
+Jobs are created suspended in a LocalQueue and Kueue admits them by quota; the
+executor must wait for it without failing, say so in the process log, hold no
+more than max_queued unadmitted processes, refuse to start without the
+LocalQueue, and fail a Workload Kueue can never admit with Kueue's words.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.integration.kueue_fixtures import kueue  # noqa: F401
+from tests.integration.polling import until
+from tests.integration.test_executor_e2e import (
+    FAILED,
+    RUNNING,
+    SUCCESS,
+    WAITING,
+    ExecutorRun,
+    executor,  # noqa: F401
+    spec,
+)
+
+pytestmark = pytest.mark.integration
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+
+def _finished(job: dict[str, Any]) -> bool:
+    return any(
+        c["type"] in ("Complete", "Failed") and c["status"] == "True"
+        for c in job.get("status", {}).get("conditions", [])
+    )
+
+
+def admitted(jobs: list[dict[str, Any]]) -> list[str]:
+    """Jobs Kueue has let run (unsuspended) that have not finished."""
+    return [
+        j["metadata"]["name"] for j in jobs if not j["spec"].get("suspend") and not _finished(j)
+    ]
+
+
+def suspended(jobs: list[dict[str, Any]]) -> list[str]:
+    return [j["metadata"]["name"] for j in jobs if j["spec"].get("suspend")]
+
+
+def states(run: ExecutorRun, pids: list[str]) -> list[int]:
+    return [int(run.colonies.get_process(p)["state"]) for p in pids]
+
+
+def test_twenty_processes_share_a_quota_of_four_cpus_and_all_succeed(
+    executor: Callable[..., ExecutorRun],  # noqa: F811
+    kueue: Any,  # noqa: F811
+    kube_namespace: Any,
+) -> None:
+    queues = kueue.create_queues(kube_namespace.name, cpu="4")
+    run = executor({"kwok.test/run": "2s"}, queue_name=queues.local_queue, max_queued=20)
+    pids = [run.submit(spec(run.type, conditions={"cpu": "1"})) for _ in range(20)]
+    most = 0
+    while any(s not in (SUCCESS, FAILED) for s in states(run, pids)):
+        now = admitted(run.jobs())
+        most = max(most, len(now))
+        assert len(now) <= 4, now
+        time.sleep(0.2)
+    done = [run.wait_done(p) for p in pids]
+    assert [p["state"] for p in done] == [SUCCESS] * 20, [p["errors"] for p in done]
+    assert most >= 2, most
+    logs = [run.colonies.log_text(p) for p in pids]
+    assert all(
+        "kubejobs: admitted by Kueue to ClusterQueue " + queues.cluster_queue in t for t in logs
+    )
+    waited = [
+        t for t in logs if f"kubejobs: queued in Kueue LocalQueue {queues.local_queue}: " in t
+    ]
+    assert waited, "with 20 processes on 4 cpus some must have waited"
+    assert all("insufficient unused quota for cpu" in t for t in waited)
+    assert all(t.count("kubejobs: queued in Kueue") == 1 for t in waited)  # said once
+    run.wait_no_jobs()
+    kueue.delete_queues(queues)
+
+
+def test_max_queued_leaves_the_backlog_to_other_executors(
+    executor: Callable[..., ExecutorRun],  # noqa: F811
+    kueue: Any,  # noqa: F811
+    kube_namespace: Any,
+    tmp_path: Any,
+) -> None:
+    queues = kueue.create_queues(kube_namespace.name, cpu="2")
+    first = executor({"kwok.test/run": "3s"}, queue_name=queues.local_queue, max_queued=1)
+    pids = [first.submit(spec(first.type, conditions={"cpu": "1"})) for _ in range(12)]
+    # the first executor takes what Kueue runs plus one waiting, and no more
+    until(lambda: len(suspended(first.jobs())) == 1, "one Job waiting in the queue")
+    time.sleep(3)  # long enough for several assign rounds: it must still not take more
+    jobs = first.jobs()
+    assert len(suspended(jobs)) <= 1 and len(jobs) <= 3, [j["metadata"]["name"] for j in jobs]
+    assert states(first, pids).count(WAITING) >= 9
+
+    # a second executor of the same type takes from the backlog the first left on the server
+    name, prvkey = first.colonies.add_executor(f"kj-second-{os.urandom(4).hex()}", first.type)
+    secret = "kubejobs-executor-key-second"
+    kube_namespace.kubectl(
+        "create", "secret", "generic", secret, f"--from-literal=prvkey={prvkey}"
+    )  # fmt: skip
+    env = dict(first.env)
+    env.update(
+        KUBEJOBS_EXECUTOR_NAME=name,
+        KUBEJOBS_EXECUTOR_PRVKEY=prvkey,
+        KUBEJOBS_EXECUTOR_KEY_SECRET=secret,
+    )
+    second = ExecutorRun(
+        first.colonies, kube_namespace, name, first.type, prvkey, tmp_path / "second.log", env
+    ).start()
+    try:
+        while any(s not in (SUCCESS, FAILED) for s in states(first, pids)):
+            mine = [
+                j
+                for j in first.jobs()
+                if j["metadata"]["annotations"].get("kubejobs.io/executor") == first.name
+            ]
+            assert len(suspended(mine)) <= 1, suspended(mine)
+            time.sleep(0.3)
+        done = [first.wait_done(p) for p in pids]
+        assert [p["state"] for p in done] == [SUCCESS] * 12, [p["errors"] for p in done]
+        by_second = [p for p in done if p["assignedexecutorid"] != done[0]["assignedexecutorid"]]
+        owners = {p["assignedexecutorid"] for p in done}
+        assert len(owners) == 2 and by_second, owners
+    finally:
+        second.stop()
+    first.wait_no_jobs()
+    kueue.delete_queues(queues)
+
+
+def test_not_ready_without_the_local_queue_then_ready_once_it_exists(
+    executor: Callable[..., ExecutorRun],  # noqa: F811
+    kueue: Any,  # noqa: F811
+    kube_namespace: Any,
+) -> None:
+    run = executor({"kwok.test/run": "1s"}, queue_name="kj-late-queue", wait_ready=False)
+    kube_namespace.kubectl(
+        "create", "secret", "generic", "kubejobs-executor-key", f"--from-literal=prvkey={run.prvkey}"
+    )  # fmt: skip
+    pid = run.submit(spec(run.type))
+    body = until(
+        lambda: (r := run.readyz())[0] == 503 and "kj-late-queue" in r[1] and r[1],
+        "/readyz naming the missing LocalQueue",
+    )
+    assert (
+        f'LocalQueue "kj-late-queue" (setting queue_name) is missing in namespace "{kube_namespace.name}"'
+        in body
+    )
+    assert "kind LocalQueue" in body and "spec.clusterQueue" in body
+    assert run.colonies.get_process(pid)["state"] == WAITING  # nothing taken while not ready
+    queues = kueue.create_queues(kube_namespace.name, name="kj-late-queue")
+    until(run.ready, "ready once the LocalQueue exists")
+    assert run.wait_done(pid)["state"] == SUCCESS
+    kueue.delete_queues(queues)
+
+
+def test_a_workload_kueue_can_never_admit_fails_with_kueues_message(
+    executor: Callable[..., ExecutorRun],  # noqa: F811
+    kueue: Any,  # noqa: F811
+    kube_namespace: Any,
+) -> None:
+    queues = kueue.create_queues(kube_namespace.name, cpu="4")
+    run = executor({"kwok.test/run": "1s"}, queue_name=queues.local_queue)
+    started = time.monotonic()
+    pid = run.submit(spec(run.type, conditions={"cpu": "8"}))
+    process = run.wait_done(pid, timeout=60)
+    took = time.monotonic() - started
+    assert process["state"] == FAILED
+    (error,) = process["errors"]
+    assert error.startswith(
+        f"Job kj-{pid[:40]} in LocalQueue {queues.local_queue}: Kueue cannot ever admit it: "
+    )
+    assert "> maximum capacity (4)" in error, error
+    print(f"refused by Kueue, failed after {took:.1f} s")
+    run.wait_no_jobs()
+    # the executor went on: a process that fits runs
+    ok = run.submit(spec(run.type, conditions={"cpu": "1"}))
+    assert run.wait_done(ok)["state"] == SUCCESS
+    kueue.delete_queues(queues)
+
+
+def test_a_running_process_is_not_failed_while_its_job_waits(
+    executor: Callable[..., ExecutorRun],  # noqa: F811
+    kueue: Any,  # noqa: F811
+    kube_namespace: Any,
+) -> None:
+    """A queued Job waits past start_timeout: no pods is not a failure while Kueue holds it."""
+    queues = kueue.create_queues(kube_namespace.name, cpu="1")
+    run = executor({"kwok.test/run": "8s"}, queue_name=queues.local_queue, start_timeout=3)
+    first = run.submit(spec(run.type, conditions={"cpu": "800m"}))
+    second = run.submit(spec(run.type, conditions={"cpu": "800m"}))
+    until(lambda: run.colonies.get_process(second)["state"] == RUNNING, "second assigned")
+    assert [run.wait_done(p)["state"] for p in (first, second)] == [SUCCESS, SUCCESS]
+    log = run.colonies.log_text(first) + run.colonies.log_text(second)
+    assert "kubejobs: queued in Kueue LocalQueue" in log
+    run.wait_no_jobs()
+    kueue.delete_queues(queues)
