@@ -53,7 +53,12 @@ def _logging() -> None:
 
 def _client(env: PodEnv) -> ColoniesClient:
     return ColoniesClient(
-        env.colonies_host, env.colonies_port, env.prvkey, tls=env.colonies_tls, timeout=30.0
+        env.colonies_host,
+        env.colonies_port,
+        env.prvkey,
+        tls=env.colonies_tls,
+        timeout=30.0,
+        ca_file=env.colonies_ca_file,
     )
 
 
@@ -169,7 +174,10 @@ def ship_logs_command(
         tagged=tagged,
         on_close=lambda: close_process(env, client, retry_seconds),
         options=ShipperOptions(
-            max_batch_bytes=max_batch_bytes, linger=linger, grace_seconds=grace_seconds
+            max_batch_bytes=max_batch_bytes,
+            linger=linger,
+            grace_seconds=grace_seconds,
+            wait_for_sigterm_on_fatal=env.sidecar_mode == "native",
         ),
     )
     sigterm.on_sigterm(shipper.terminate)

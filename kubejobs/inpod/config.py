@@ -13,6 +13,7 @@ from kubejobs.errors import SettingsError
 from kubejobs.spec.model import FileSystem, FsDir, FsSnapshot
 
 STAGER_CONTAINER = "kubejobs-data-stager"  # render/inject.py STAGER; inpod may not import render
+CA_FILE_ENV = "KUBEJOBS_COLONIES_CA_FILE"  # render/inject.py sets it when a CA is mounted
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -33,6 +34,8 @@ class PodEnv:
     state_dir: Path = Path("/var/lib/kubejobs")
     sidecar_mode: str = "native"
     fs: FileSystem | None = None
+    colonies_ca_file: str = ""
+    """The operator's CA bundle for the Colonies server's certificate; empty: the public CAs."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], need_pod: bool = True) -> PodEnv:
@@ -78,6 +81,7 @@ class PodEnv:
             state_dir=Path(environ.get("KUBEJOBS_STATE_DIR", "/var/lib/kubejobs")),
             sidecar_mode=mode,
             fs=fs,
+            colonies_ca_file=environ.get(CA_FILE_ENV, ""),
         )
 
 

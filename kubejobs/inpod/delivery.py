@@ -16,7 +16,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from kubejobs.adapters.colonies import ColoniesError, ColoniesUnavailable
+from kubejobs.adapters.colonies import (
+    ColoniesCertificateError,
+    ColoniesError,
+    ColoniesUnavailable,
+)
 from kubejobs.inpod.batching import Batch
 from kubejobs.inpod.state import Cursor, Pending, StateStore
 
@@ -113,6 +117,8 @@ class Delivery:
                 )
                 self.store.add_sent(hashed)
                 cursor.delivered_lines += batch.lines
+            except ColoniesCertificateError:
+                raise  # not a refusal of these lines: the batch stays pending
             except ColoniesError as err:
                 log.error("dropping %d log lines: the server refuses them: %s", batch.lines, err)
                 cursor.dropped_lines += batch.lines
@@ -128,6 +134,8 @@ class Delivery:
         while True:
             try:
                 result = call()
+            except ColoniesCertificateError:
+                raise  # not an outage: nothing will be delivered with this CA (Shipper.run)
             except ColoniesUnavailable as err:
                 if self.outage_started is None:
                     self.outage_started = time.monotonic()

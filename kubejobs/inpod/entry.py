@@ -8,9 +8,13 @@ delay the data stager, and with it the program.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from pathlib import Path
 
 from kubejobs.inpod import sigterm
+
+TERMINATION_LOG = Path("/dev/termination-log")
 
 
 def main() -> None:
@@ -22,4 +26,8 @@ def main() -> None:
         inpod.main(prog_name="kubejobs-inpod")  # click's own usage errors and exit codes
     except KubejobsError as err:
         print(f"error: {err}", file=sys.stderr)
+        # The termination message is what the executor reads from the pod: the process's
+        # errors (or, for a native sidecar, the executor's note) then say what went wrong.
+        with contextlib.suppress(OSError):
+            TERMINATION_LOG.write_text(f"error: {err}"[:4000])
         sys.exit(1)

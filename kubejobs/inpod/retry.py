@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from kubejobs.adapters.cfs import StorageUnavailable
-from kubejobs.adapters.colonies import ColoniesUnavailable
+from kubejobs.adapters.colonies import ColoniesCertificateError, ColoniesUnavailable
 from kubejobs.errors import KubejobsError
 
 T = TypeVar("T")
@@ -45,6 +45,8 @@ class Retrier:
             attempt += 1
             try:
                 return call()
+            except ColoniesCertificateError:
+                raise  # a certificate does not verify by waiting: say so now, not in 300 s
             except TRANSIENT as err:
                 waited = self.clock() - start
                 if waited + delay > self.budget:

@@ -7,6 +7,12 @@ Once every followed container's log is complete and delivered, the onclose
 hook (fs.dirs sync) runs and `run()` returns. After terminate() (SIGTERM) the
 shipper keeps working until a deadline inside the termination grace period,
 then gives up and returns what it managed.
+
+A Colonies certificate that fails verification ends the shipper with that error
+(it can deliver nothing): at once as a regular container, whose failure the pod's
+status then carries; as a native sidecar only at SIGTERM, when the main containers
+have ended, so the kubelet does not restart it in a loop meanwhile and the last
+state the executor reads is this exit with its termination message.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubejobs.adapters.colonies import ColoniesCertificateError
 from kubejobs.errors import KubejobsError
 from kubejobs.inpod.batching import Batcher, LineFormat
 from kubejobs.inpod.delivery import Delivery, LogSink, Stopped
@@ -37,6 +44,8 @@ class ShipperOptions:
     grace_seconds: float = 30.0
     grace_margin: float = 3.0
     journal_max_bytes: int = 2 * 1024**3
+    wait_for_sigterm_on_fatal: bool = False
+    """Native sidecar: after a certificate failure, exit only at SIGTERM (see above)."""
 
 
 @dataclass
@@ -77,6 +86,7 @@ class Shipper:
         self.options = options or ShipperOptions()
         self._deadline: float | None = None
         self._stop = threading.Event()
+        self._terminated = threading.Event()
 
     def terminate(self) -> None:
         """SIGTERM: finish within the grace period (kept as a deadline), then give up."""
@@ -84,6 +94,7 @@ class Shipper:
             self._deadline = time.monotonic() + max(
                 1.0, self.options.grace_seconds - self.options.grace_margin
             )
+        self._terminated.set()
 
     def should_stop(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline
@@ -139,6 +150,8 @@ class Shipper:
                 self._stop.set()
                 try:
                     self.on_close()
+                except ColoniesCertificateError:
+                    raise
                 except KubejobsError as err:
                     log.error("onclose sync failed: %s", err)
                     complete = False
@@ -148,6 +161,12 @@ class Shipper:
         except Stopped as err:
             log.error("%s", err)
             complete = False
+        except ColoniesCertificateError as err:
+            self._stop.set()
+            if self.options.wait_for_sigterm_on_fatal:
+                log.error("%s; nothing can be shipped: waiting for the pod to end", err)
+                self._terminated.wait()
+            raise
         finally:
             self._stop.set()
             for thread in threads:

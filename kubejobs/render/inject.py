@@ -26,6 +26,10 @@ SHIPPER = "kubejobs-log-shipper"
 STAGER = "kubejobs-data-stager"
 DATA_VOLUME = "kubejobs-data"
 STATE_DIR = "/var/lib/kubejobs"
+CA_VOLUME = "kubejobs-colonies-ca"
+CA_DIR = "/etc/kubejobs/colonies-ca"
+CA_KEY = "ca.crt"
+CA_FILE_ENV = "KUBEJOBS_COLONIES_CA_FILE"  # inpod/config.py reads it
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,9 @@ def _data_mount(injection: Injection) -> dict[str, Any] | None:
 
 def _volumes(injection: Injection) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = fresh_yaml("sidecars", "volumes.yaml")
+    ca = _ca_source(injection.settings)
+    if ca is not None:
+        volumes.append({"name": CA_VOLUME, **ca})
     if injection.spec.fs is not None:
         if injection.settings.pvc:
             volumes.append(
@@ -183,7 +190,24 @@ def _container(
         container["envFrom"] = [{"secretRef": {"name": injection.settings.s3_secret}}]
     if mount is not None:
         container.setdefault("volumeMounts", []).append(dict(mount))
+    if _ca_source(injection.settings) is not None:
+        container.setdefault("volumeMounts", []).append(
+            {"name": CA_VOLUME, "mountPath": CA_DIR, "readOnly": True}
+        )
     return container
+
+
+def _ca_source(settings: RenderSettings) -> dict[str, Any] | None:
+    """The volume source of the operator's CA for the Colonies server (only key ca.crt), if any.
+
+    Injected containers only: main containers do not talk to the Colonies server.
+    """
+    items = [{"key": CA_KEY, "path": CA_KEY}]
+    if settings.colonies_ca_configmap:
+        return {"configMap": {"name": settings.colonies_ca_configmap, "items": items}}
+    if settings.colonies_ca_secret:
+        return {"secret": {"secretName": settings.colonies_ca_secret, "items": items}}
+    return None
 
 
 def _env(injection: Injection, main_names: list[str]) -> list[dict[str, Any]]:
@@ -223,6 +247,8 @@ def _env(injection: Injection, main_names: list[str]) -> list[dict[str, Any]]:
         {"name": name, "value": value.replace("$", "$$")}
         for name, value in sorted(settings.inpod_env.items())
     ]
+    if _ca_source(settings) is not None:
+        env.append({"name": CA_FILE_ENV, "value": f"{CA_DIR}/{CA_KEY}"})
     fs = injection.spec.fs
     if fs is not None:
         env.append({"name": "KUBEJOBS_FS", "value": _fs_json(injection).replace("$", "$$")})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from kubejobs.errors import TemplateError
 from kubejobs.render import RenderSettings
 from kubejobs.render.inject import Injection, inject
 from kubejobs.spec import validate_spec
-from tests.unit.helpers import PID, env_of, job_of, pod_of, render, spec_with
+from tests.unit.helpers import PID, env_of, job_of, mains, pod_of, render, spec_with
 
 FS = {"mount": "/cfs", "dirs": [{"label": "/in", "dir": "/in"}]}
 
@@ -194,3 +195,63 @@ def test_inpod_env_refuses_kubejobs_own_names(name: str) -> None:
 
     with pytest.raises(SettingsError, match=f"inpod_env: '{name}'"):
         RenderSettings(inpod_env={name: "x"})
+
+
+@pytest.mark.parametrize(
+    ("setting", "source"),
+    [
+        ("colonies_ca_configmap", {"configMap": {"name": "colonies-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}),
+        ("colonies_ca_secret", {"secret": {"secretName": "colonies-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("kube_version", ["1.34", "1.28"])
+def test_the_colonies_ca_is_mounted_read_only_into_the_injected_containers_only(
+    setting: str, source: dict[str, Any], kube_version: str
+) -> None:
+    pod = pod_of(
+        render(
+            spec_with(fs=FS),
+            colonies_tls=True,
+            kube_version=kube_version,
+            **{setting: "colonies-ca"},
+        )
+    )
+    assert {"name": "kubejobs-colonies-ca", **source} in pod["volumes"]
+    injected = [
+        c for c in pod["initContainers"] + pod["containers"] if c["name"].startswith("kubejobs-")
+    ]
+    assert sorted(c["name"] for c in injected) == ["kubejobs-data-stager", "kubejobs-log-shipper"]
+    for container in injected:
+        mount = {
+            "name": "kubejobs-colonies-ca",
+            "mountPath": "/etc/kubejobs/colonies-ca",
+            "readOnly": True,
+        }
+        assert mount in container["volumeMounts"]
+        assert env_of(container)["KUBEJOBS_COLONIES_CA_FILE"] == "/etc/kubejobs/colonies-ca/ca.crt"
+        assert env_of(container)["COLONIES_TLS"] == "true"
+    for container in mains(render(spec_with(fs=FS), **{setting: "colonies-ca"})):
+        assert all(m["name"] != "kubejobs-colonies-ca" for m in container.get("volumeMounts", []))
+        assert "KUBEJOBS_COLONIES_CA_FILE" not in env_of(container)
+
+
+def test_no_colonies_ca_mount_without_a_ca_setting() -> None:
+    pod = pod_of(render(spec_with(fs=FS), colonies_tls=True))
+    assert "kubejobs-colonies-ca" not in [v["name"] for v in pod["volumes"]]
+    for container in pod["initContainers"]:
+        assert "KUBEJOBS_COLONIES_CA_FILE" not in env_of(container)
+
+
+def test_injecting_twice_keeps_one_colonies_ca_mount() -> None:
+    data = spec_with(fs=FS)
+    job = job_of(render(data, colonies_ca_secret="colonies-ca"))
+    again = copy.deepcopy(job)
+    injection = Injection(
+        spec=validate_spec(data),
+        settings=RenderSettings(colonies_ca_secret="colonies-ca"),
+        process_id=PID,
+        colony_name="",
+        job_name=job["metadata"]["name"],
+    )
+    inject(again, injection, "job.yaml.j2")
+    assert again == job
