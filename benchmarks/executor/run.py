@@ -40,11 +40,11 @@ SUCCESS, FAILED = 2, 3
 RUN = "500ms"
 
 
-def spec(executor_type: str, index: int) -> dict[str, Any]:
+def spec(executor_type: str, index: int, cpu: str = "10m") -> dict[str, Any]:
     return {
         "funcname": "execute",
         "kwargs": {"docker-image": "busybox:1.36", "cmd": f"echo {index}"},
-        "conditions": {"executortype": executor_type, "cpu": "10m", "mem": "16Mi"},
+        "conditions": {"executortype": executor_type, "cpu": cpu, "mem": "16Mi"},
         "maxexectime": -1,
         "maxretries": -1,
         "maxwaittime": -1,
@@ -71,8 +71,17 @@ def metric_sum(text: str, name: str) -> float:
 
 
 def run_executor(
-    colonies: ColoniesServer, kube: KubeCluster, namespace: str, n: int, workdir: Path
+    colonies: ColoniesServer,
+    kube: KubeCluster,
+    namespace: str,
+    n: int,
+    workdir: Path,
+    settings: dict[str, str] | None = None,
+    cpu: str = "10m",
+    during: Any = None,
 ) -> dict[str, float]:
+    """`settings`: more KUBEJOBS_* settings; `during()` is called about every 0.5 s while
+    the processes run (a sampler)."""
     suffix = os.urandom(4).hex()
     etype = f"bench-{suffix}"
     name, prvkey = colonies.add_executor(f"bench-{suffix}", etype)
@@ -98,6 +107,7 @@ def run_executor(
             "KUBEJOBS_EXTRA_ANNOTATIONS": json.dumps({"kwok.test/run": RUN}),
         }
     )
+    env.update({f"KUBEJOBS_{k.upper()}": v for k, v in (settings or {}).items()})
     with (workdir / f"executor-{n}.log").open("ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kubejobs.executor"],
@@ -110,7 +120,9 @@ def run_executor(
         wait_ready(port)
         start = time.time()
         with ThreadPoolExecutor(16) as pool:
-            pids = list(pool.map(lambda i: colonies.submit(spec(etype, i))["processid"], range(n)))
+            pids = list(
+                pool.map(lambda i: colonies.submit(spec(etype, i, cpu))["processid"], range(n))
+            )
         submitted = time.time()
         # Poll the executor's own counter, not the server: per-process lookups would
         # compete with the executor for the (single-threaded) test server.
@@ -119,6 +131,8 @@ def run_executor(
                 metrics = reply.read().decode()
             if metric_sum(metrics, "kubejobs_processes_total") >= n:
                 break
+            if during is not None:
+                during()
             time.sleep(0.5)
         peak = rss_peak_kib(proc.pid)
         proc.send_signal(signal.SIGTERM)
