@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from kubejobs.executor.identity import for_replica
 from kubejobs.executor.loop import Executor
 from kubejobs.executor.settings import ExecutorSettings
 from kubejobs.settings import load_settings
@@ -65,19 +66,30 @@ from kubejobs.settings import load_settings
 @click.option("--keep-failed-seconds", type=int, help="Keep failed Jobs this long [default: 0].")
 @click.option("--health-port", type=int, help="Port of /healthz, /readyz, /metrics; 0: off.")
 @click.option(
+    "--replica",
+    "replica_pod",
+    metavar="POD",
+    help="Run as the replica in StatefulSet pod POD (<set>-<ordinal>): executor name and "
+    "key Secret get -<ordinal>; the key is generated.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     envvar="KUBEJOBS_LOG_LEVEL",
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
-def executor_command(config_file: str | None, log_level: str, **overrides: Any) -> None:
+def executor_command(
+    config_file: str | None, log_level: str, replica_pod: str | None, **overrides: Any
+) -> None:
     """Run processes of a colony as Kubernetes Jobs until SIGTERM."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     settings = load_settings(ExecutorSettings, config_file, os.environ, overrides)
+    if replica_pod:
+        settings = for_replica(settings, replica_pod)
     executor = Executor(settings)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -1,16 +1,22 @@
-"""Who the executor is: its key, and self-registration with a colony key.
+"""Who the executor is: its name and key, and self-registration with a colony key.
 
 With only a colony key, the executor key is generated once and kept in the
 namespace's executor-key Secret (the one the injected log shipper mounts), so a
 restarted executor is the same executor and can finish what its predecessor
 started. Registration (add, approve, register function 'execute') is skipped
 when the key is an approved executor already, and tolerates "already exists".
+
+A replica of a StatefulSet (`--replica <pod name>`) is an executor of its own:
+its name and its key Secret get the pod's ordinal, so the pod that comes back
+under the same name is the same executor and adopts the Jobs it left.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +39,35 @@ from kubejobs.render.identity import MANAGED_BY, MANAGER
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 FUNCNAME = "execute"
+
+
+_ORDINAL = re.compile(r"-(0|[1-9][0-9]*)$")
+
+
+def for_replica(settings: ExecutorSettings, pod_name: str) -> ExecutorSettings:
+    """The settings of the replica in StatefulSet pod `pod_name` (`<set>-<ordinal>`).
+
+    executor_name and executor_key_secret get `-<ordinal>`: every replica is its
+    own executor, marks its Jobs with its own name and keeps its own generated key
+    (the log shipper in its Jobs mounts that Secret). The ordinal rather than the
+    whole pod name keeps a chosen executor_name as the stem.
+    """
+    match = _ORDINAL.search(pod_name)
+    if not match:
+        raise SettingsError(
+            f"--replica {pod_name!r}: expected a StatefulSet pod name ending in -<ordinal>"
+        )
+    if settings.executor_prvkey or settings.executor_prvkey_file:
+        raise SettingsError(
+            "--replica: every replica generates its own key (with the colony key); "
+            "one executor key given for all replicas would make them one executor"
+        )
+    suffix = match.group(0)
+    return dataclasses.replace(
+        settings,
+        executor_name=settings.executor_name + suffix,
+        executor_key_secret=settings.executor_key_secret + suffix,
+    )
 
 
 @dataclass(frozen=True)

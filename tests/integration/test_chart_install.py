@@ -461,13 +461,17 @@ class ChartExecutor:
         path.write_text(json.dumps(config), encoding="utf-8")
         return path
 
-    def start(self, files: dict[str, str]) -> ChartExecutor:
-        """Run the Deployment's command with the installed settings file.
+    def start(
+        self, files: dict[str, str], workload: str = "deployment", pod_name: str = ""
+    ) -> ChartExecutor:
+        """Run the workload's command with the installed settings file.
 
         `files` maps a setting (executor_prvkey_file, colony_prvkey_file) to the
         text of the Secret the Deployment mounts there; here it is a local file.
+        With the StatefulSet (`workload` statefulset), `pod_name` is the replica's
+        pod name, which the pod gets from the downward API as POD_NAME.
         """
-        deployment = get(self.kube, self.namespace, "deployment", "kj-kubejobs")
+        deployment = get(self.kube, self.namespace, workload, "kj-kubejobs")
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         settings_text = get(self.kube, self.namespace, "configmap", "kj-kubejobs-settings")["data"][
             "settings.yaml"
@@ -482,7 +486,11 @@ class ChartExecutor:
 
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEJOBS_")}
-        env.update({e["name"]: e["value"] for e in container.get("env", [])})
+        env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+        if pod_name:  # the downward API's metadata.name, expanded by the kubelet
+            assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}} in container["env"]  # fmt: skip
+            env["POD_NAME"] = pod_name
+            command = [pod_name if a == "$(POD_NAME)" else a for a in command]
         # What differs between the pod and this process: where the files are, the endpoint.
         env["KUBEJOBS_KUBECONFIG"] = str(self.kubeconfig())
         env["KUBEJOBS_HEALTH_PORT"] = str(self.port)

@@ -139,7 +139,8 @@ def test_values_files_validate_against_the_schema(name: str, schema: dict[str, A
 @pytest.mark.parametrize(
     ("override", "where"),
     [
-        ({"replicaCount": 2}, "replicaCount"),
+        ({"replicaCount": -1}, "replicaCount"),
+        ({"statefulSet": {"enabled": "yes"}}, "statefulSet/enabled"),
         ({"config": {"max_jobs": 0}}, "config/max_jobs"),
         ({"config": {"capacity_mem": "1 GB"}}, "config/capacity_mem"),
         ({"config": {"health_port": 0}}, "config/health_port"),

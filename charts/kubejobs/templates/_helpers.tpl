@@ -59,6 +59,27 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s.%s" (regexReplaceAll "[^0-9]" .Capabilities.KubeVersion.Major "") (regexReplaceAll "[^0-9]" .Capabilities.KubeVersion.Minor "") -}}
 {{- end -}}
 
+{{/*
+Per-replica executors (a StatefulSet): statefulSet.enabled. More than one
+replica needs it, and it needs generated keys: one key given for all replicas
+would make them one executor taking work twice and reconciling the same Jobs.
+*/}}
+{{- define "kubejobs.perReplica" -}}
+{{- $key := .Values.executorKey -}}
+{{- if and (gt (int .Values.replicaCount) 1) (ne $key.source "generate") -}}
+{{- fail (printf "replicaCount %v with one executor key (executorKey.source=%s) would run %v executors with one identity, each taking work and reconciling the others' Jobs. Set executorKey.source=generate, a colonyKey and statefulSet.enabled=true: each replica then generates and registers its own key (Secret %s-<ordinal>) as executor <executor_name>-<ordinal>" .Values.replicaCount $key.source .Values.replicaCount $key.secretName) -}}
+{{- end -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.statefulSet.enabled) -}}
+{{- fail "replicaCount > 1 needs statefulSet.enabled=true: every replica is then an executor of its own, named <executor_name>-<ordinal>. This renames the running executor: see docs/production.md, Scale-out" -}}
+{{- end -}}
+{{- if .Values.statefulSet.enabled -}}
+{{- if ne $key.source "generate" -}}
+{{- fail (printf "statefulSet.enabled needs executorKey.source=generate and a colonyKey: each replica generates and registers its own key (Secret %s-<ordinal>); one key from executorKey.source=%s would make the replicas one executor" $key.secretName $key.source) -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* Mount points inside the executor container. */}}
 {{- define "kubejobs.configDir" -}}/etc/kubejobs/config{{- end -}}
 {{- define "kubejobs.templatesDir" -}}/etc/kubejobs/templates{{- end -}}
