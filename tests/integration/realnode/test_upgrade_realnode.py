@@ -1,0 +1,151 @@
+"""`helm upgrade` of the chart while its Jobs run, on the real node.
+
+The chart's executor runs as a pod on real-node-0 (as in test_chart_realnode.py).
+A few processes that print, sleep and print again are running when `helm
+upgrade` changes the image tag (the same image imported under a second name:
+the node has no registry) and two settings (extra_labels and
+ttl_seconds_after_finished). The Deployment's Recreate strategy stops the old
+executor (SIGTERM: it stops taking work and leaves its Jobs running) before the
+new one starts; the new one, with the same executor name and key, adopts every
+running Job, and each process closes once with its whole log. A process
+submitted after the upgrade gets a Job with the new settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubejobs import __version__
+from testenv._proc import free_port
+from testenv.node import LABEL, TAINT, RealNode, kubejobs_image
+from tests.integration import test_chart_install as chart_tests
+from tests.integration.polling import until
+from tests.integration.realnode.conftest import job_spec
+from tests.integration.realnode.test_chart_realnode import ready
+from tests.integration.test_executor_e2e import SUCCESS
+
+pytestmark = pytest.mark.integration
+install = chart_tests.install  # `helm install` / `helm upgrade` of charts/kubejobs
+WAIT = 300.0
+SCRIPT = "echo start {n}; sleep 20; echo end {n}"
+
+
+def executor_pods(kube_namespace: Any) -> list[dict[str, Any]]:
+    out = kube_namespace.kubectl(
+        "get", "pods", "-l", "app.kubernetes.io/component=executor", "-o", "json"
+    ).stdout
+    return list(json.loads(out)["items"])
+
+
+def ready_pod_with_image(kube_namespace: Any, image: str) -> dict[str, Any] | None:
+    for pod in executor_pods(kube_namespace):
+        current = pod["spec"]["containers"][0]["image"] == image
+        if current and ready(pod) and not pod["metadata"].get("deletionTimestamp"):
+            return pod
+    return None
+
+
+def jobs(kube_namespace: Any) -> dict[str, dict[str, Any]]:
+    out = kube_namespace.kubectl("get", "jobs", "-o", "json").stdout
+    return {j["metadata"]["name"]: j for j in json.loads(out)["items"]}
+
+
+def running_pods(kube_namespace: Any) -> int:
+    out = kube_namespace.kubectl(
+        "get", "pods", "-l", "batch.kubernetes.io/job-name", "-o", "json"
+    ).stdout
+    return sum(p["status"].get("phase") == "Running" for p in json.loads(out)["items"])
+
+
+def test_upgrade_with_jobs_in_flight_adopts_them_and_new_jobs_use_the_new_settings(
+    install: chart_tests.Install,
+    real_node: RealNode,
+    kube_namespace: Any,
+    colonies: Any,
+    tmp_path: Path,
+) -> None:
+    suffix = os.urandom(4).hex()
+    executor_type = f"kj-upgrade-type-{suffix}"
+    name, prvkey = colonies.add_executor(f"kj-upgrade-{suffix}", executor_type)
+    new_tag = f"upgrade-{suffix}"
+    real_node.ctr("images", "tag", kubejobs_image(), f"localhost/kubejobs:{new_tag}")
+    toleration = {**TAINT, "operator": "Equal"}
+    values = {
+        "image": {"repository": "localhost/kubejobs", "tag": __version__},
+        "hostNetwork": True,
+        "nodeSelector": LABEL,
+        "tolerations": [toleration],
+        "extraEnv": [{"name": k, "value": v} for k, v in real_node.api_env.items()],
+        "executorKey": {"source": "value", "prvkey": prvkey},
+        "config": {
+            "colony_name": colonies.colony_name,
+            "colonies_host": colonies.host,
+            "colonies_port": colonies.port,
+            "executor_name": name,
+            "executor_type": executor_type,
+            "health_port": free_port(),
+            "health_host": "127.0.0.1",
+            "assign_timeout": 2,
+            "host_network": True,
+            "inpod_env": real_node.api_env,
+            "node_selector": LABEL,
+            "tolerations": [toleration],
+            "termination_grace_seconds": 30,
+            "extra_labels": {"kubejobs-test/generation": "1"},
+        },
+    }
+    values_file = tmp_path / "values.json"
+    values_file.write_text(json.dumps(values))  # holds the key: never printed
+    colony = f"config.colony_name={colonies.colony_name}"  # after the fixture's default
+    install("-f", str(values_file), "--set", colony)
+    old_image = f"localhost/kubejobs:{__version__}"
+    old = until(lambda: ready_pod_with_image(kube_namespace, old_image), "executor Ready", WAIT)
+
+    pids = []
+    for n in range(3):
+        doc = job_spec(executor_type, "sh", ["-c", SCRIPT.format(n=n)])
+        pids.append(colonies.submit(doc)["processid"])
+    until(lambda: running_pods(kube_namespace) == 3, "three Jobs' pods running", WAIT)
+    before = jobs(kube_namespace)
+    assert len(before) == 3
+    assert {j["metadata"]["labels"]["kubejobs-test/generation"] for j in before.values()} == {"1"}
+
+    install(
+        "--reuse-values",
+        "--set", colony,
+        "--set", f"image.tag={new_tag}",
+        "--set", "config.extra_labels.kubejobs-test/generation=2",
+        "--set", "config.ttl_seconds_after_finished=600",
+        command="upgrade",
+    )  # fmt: skip
+    new_image = f"localhost/kubejobs:{new_tag}"
+    new = until(lambda: ready_pod_with_image(kube_namespace, new_image), "new executor", WAIT)
+    assert new["metadata"]["name"] != old["metadata"]["name"]
+    # The old Jobs outlived the old executor: none was deleted or re-created.
+    still = jobs(kube_namespace)
+    assert {n: j["metadata"]["uid"] for n, j in before.items() if n in still} == {
+        n: j["metadata"]["uid"] for n, j in still.items() if n in before
+    }
+
+    for n, pid in enumerate(pids):
+        process = colonies.wait_state(pid, (SUCCESS, 3), WAIT)
+        assert process["state"] == SUCCESS, process["errors"]
+        assert process["retries"] == 0
+        assert colonies.log_text(pid).splitlines() == [f"start {n}", f"end {n}"]
+    new_log = kube_namespace.kubectl("logs", new["metadata"]["name"], "-c", "executor").stdout
+    for pid in pids:
+        assert new_log.count(f"process {pid} closed") == 1, new_log
+    until(lambda: not (set(jobs(kube_namespace)) & set(before)), "the old Jobs deleted", WAIT)
+
+    after = colonies.submit(job_spec(executor_type, "sh", ["-c", SCRIPT.format(n=9)]))
+    job = until(lambda: next(iter(jobs(kube_namespace).values()), None), "the new Job", WAIT)
+    assert job["metadata"]["labels"]["kubejobs-test/generation"] == "2"
+    assert job["spec"]["ttlSecondsAfterFinished"] == 600
+    process = colonies.wait_state(after["processid"], (SUCCESS, 3), WAIT)
+    assert process["state"] == SUCCESS, process["errors"]
+    assert colonies.log_text(after["processid"]).splitlines() == ["start 9", "end 9"]
