@@ -88,6 +88,8 @@ def test_restricted_pod_on_the_real_node_stages_runs_ships_and_syncs_as_run_as_u
     put_file(colonies, s3, f"{base}/data/sub", "in.txt", b"hello restricted\n")
     script = (
         'echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"; '
+        # fsGroup: the kubelet gave the data volume to group UID, setgid (new files inherit it)
+        "echo \"volume=$(stat -c '%g %A' /cfs)\"; "
         "cat /cfs/data/sub/in.txt && "
         # the stager (uid 65532) made sub/: the program (uid 1234) writes into it
         "tr a-z A-Z </cfs/data/sub/in.txt >/cfs/data/sub/out.txt && echo done"
@@ -135,6 +137,7 @@ def test_restricted_pod_on_the_real_node_stages_runs_ships_and_syncs_as_run_as_u
     assert "Complete" in finished(), pods
     log = colonies.log_text(pid).splitlines()
     assert f"uid={UID} gid={UID} groups={UID}" in log, log
+    assert f"volume={UID} drwxrwsrwx" in log, log
     assert "hello restricted" in log and "done" in log, log
     out = latest(colonies, f"{base}/data/sub", "out.txt")
     assert out["checksum"] == hashlib.sha256(b"HELLO RESTRICTED\n").hexdigest()
