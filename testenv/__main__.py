@@ -1,6 +1,6 @@
 """By-hand use of the test environment.
 
-    python -m testenv up [--only kube,colonies,s3,node]   start in the background, print env
+    python -m testenv up [--only kube,colonies,s3,node,kueue]   start in the background, print env
     python -m testenv env                            print the export lines again
     python -m testenv status                         which servers are alive
     python -m testenv down                           stop everything
@@ -8,7 +8,9 @@
 State lives in .testenv/run/ (env file, pids, server logs and data). ``node``
 is the real node (containerd + kubelet, ``real-node-0``; needs root and
 ``testenv/install.sh``): pods that tolerate ``kubejobs.io/real-node`` and use
-``host_network`` run real containers there.
+``host_network`` run real containers there. ``kueue`` is a real Kueue
+(testenv/kueue.py) on the kube cluster; it is started only when asked for
+(``--only kube,kueue``), not by default.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ RUN = PREFIX / "run"
 STATE = RUN / "state.json"
 ENV_FILE = RUN / "env.sh"
 COMPONENTS = ("kube", "colonies", "s3", "node")
+#: started only when named in --only: Kueue's webhooks change how labelled Jobs behave
+OPTIONAL = ("kueue",)
 
 
 def _serve(only: list[str]) -> int:
@@ -37,6 +41,7 @@ def _serve(only: list[str]) -> int:
     import testenv
     from testenv.colonies import ColoniesServer
     from testenv.kube import KubeCluster
+    from testenv.kueue import KueueServer
     from testenv.node import RealNode
     from testenv.s3 import S3Server
 
@@ -54,6 +59,10 @@ def _serve(only: list[str]) -> int:
                 node = RealNode(kube, RUN / "node").start()
                 started.append(node)
                 info["node_logs"] = {n: str(s.log_path) for n, s in node.services.items()}
+            if "kueue" in only:
+                kueue = KueueServer(kube, RUN / "kueue").start()
+                started.append(kueue)
+                info["kueue_log"] = str(kueue.service.log_path)
         if "s3" in only:
             s3 = S3Server(RUN / "s3").start()
             started.append(s3)
@@ -121,6 +130,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         shutil.rmtree(RUN)
     RUN.mkdir(parents=True)
     only = [c for c in args.only.split(",") if c]
+    unknown = sorted(set(only) - set(COMPONENTS) - set(OPTIONAL))
+    if unknown:
+        print(f"unknown component(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
     with open(RUN / "testenv.log", "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "testenv", "_serve", ",".join(only)],
@@ -199,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--only",
         default=",".join(COMPONENTS),
-        help="comma list of kube,colonies,s3,node (node needs kube)",
+        help="comma list of kube,colonies,s3,node,kueue (node and kueue need kube; "
+        "kueue only when listed)",
     )
     up.add_argument("--timeout", type=float, default=300)
     up.set_defaults(func=cmd_up)
