@@ -8,6 +8,11 @@ re-checked until everything is in place; processes RUNNING on this executor that
 have no Job yet are applied; only then do assign workers take new work, and
 /readyz answers 200. On stop (SIGTERM) workers stop taking work, finish what they hold, and
 the executor returns; running Jobs are left to be found again.
+
+With colonies_tls, the server's certificate is checked first (GET /health with
+colonies_ca_file): while it fails verification the executor is not ready, takes
+nothing, and says so in /readyz and its log; later certificate failures of its
+client make it not ready again until a request succeeds.
 """
 
 from __future__ import annotations
@@ -17,7 +22,12 @@ import threading
 import time
 from dataclasses import replace
 
-from kubejobs.adapters.colonies import RUNNING, ColoniesClient, ColoniesError
+from kubejobs.adapters.colonies import (
+    RUNNING,
+    ColoniesCertificateError,
+    ColoniesClient,
+    ColoniesError,
+)
 from kubejobs.adapters.kube import KubeClient, KubeError, default_namespace
 from kubejobs.executor import cleanup, preflight, report
 from kubejobs.executor.admission import Admission
@@ -25,7 +35,7 @@ from kubejobs.executor.assign import AssignWorker, Busy, Context, start_process
 from kubejobs.executor.health import HealthServer
 from kubejobs.executor.identity import Identity, Stopped, establish
 from kubejobs.executor.metrics import Metrics
-from kubejobs.executor.outcome import Outcome, Timeouts
+from kubejobs.executor.outcome import LOG_SHIPPER, Outcome, Timeouts
 from kubejobs.executor.reconcile import Actions, Reconciler
 from kubejobs.executor.settings import ExecutorSettings
 from kubejobs.executor.takeback import LIST_LIMIT, TakebackChecker
@@ -36,6 +46,7 @@ from kubejobs.render.identity import MANAGED_BY, MANAGER
 log = logging.getLogger(__name__)
 SELECTOR = f"{MANAGED_BY}={MANAGER}"
 FAILED_CREATE = "involvedObject.kind=Job,reason=FailedCreate"
+SHIPPER_NOTE = "kubejobs: the log shipper of pod "  # outcome.shipper_notes
 STALL_SECONDS = 60.0
 PREFLIGHT_SECONDS = 5.0
 
@@ -58,6 +69,8 @@ class ServerActions(Actions):
     def report(self, process_id: str, outcome: Outcome) -> tuple[object, ...]:
         if outcome.kind == "no_pods":
             outcome = replace(outcome, errors=[*outcome.errors, *self._why_no_pods(process_id)])
+        if any(note.startswith(SHIPPER_NOTE) for note in outcome.notes):
+            outcome = replace(outcome, notes=[*outcome.notes, *self._shipper_said(process_id)])
         return report.report(self.colonies, self.executor_id, self.metrics, process_id, outcome)
 
     def _why_no_pods(self, process_id: str) -> list[str]:
@@ -76,6 +89,29 @@ class ServerActions(Actions):
             f"{e.get('reason')}: {e.get('message')}" for e in events if e.get("type") == "Warning"
         ]
         return list(dict.fromkeys(found))[-3:]
+
+    def _shipper_said(self, process_id: str) -> list[str]:
+        """What log shippers that ended non-zero wrote as their termination message (a
+        certificate the shipper could not verify, say): it cannot tell the server itself."""
+        try:
+            pods, _ = self.kube.list(
+                "Pod", self.namespace, label_selector=f"job-name={job_name(process_id)}"
+            )
+        except KubeError:
+            return []
+        said = []
+        for pod in pods:
+            status = pod.get("status") or {}
+            for cs in [
+                *(status.get("initContainerStatuses") or []),
+                *(status.get("containerStatuses") or []),
+            ]:
+                term = (cs.get("state") or {}).get("terminated") or {}
+                message = str(term.get("message") or "").strip()
+                if cs.get("name") == LOG_SHIPPER and term.get("exitCode") and message:
+                    name = (pod.get("metadata") or {}).get("name", "")
+                    said.append(f"kubejobs: the log shipper of pod {name} said: {message[:2000]}")
+        return said
 
     def delete(self, process_id: str, job_name: str, indexed: bool) -> tuple[object, ...]:
         return cleanup.delete_job(
@@ -116,6 +152,7 @@ class Executor:
             prvkey,
             s.colonies_tls,
             timeout=float(s.colonies_timeout),
+            ca_file=s.colonies_ca_file,
         )
 
     def stop(self) -> None:
@@ -133,10 +170,37 @@ class Executor:
             and r.ready.is_set()
             and self.prerequisites_ok.is_set()
             and not self.stop_assign.is_set()
+            and not (self.colonies and self.colonies.tls_problem)
         )
 
     def not_ready_reasons(self) -> list[str]:
-        return list(self.problems)
+        tls = self.colonies.tls_problem if self.colonies else ""
+        return [*self.problems, *([tls] if tls else [])]
+
+    def _wait_for_trusted_server(self) -> bool:
+        """With TLS: wait while the server's certificate fails verification; False if stopped.
+
+        Only a certificate failure waits here: an unreachable server is an outage, which
+        the rest of the executor already rides out.
+        """
+        probe = self._client("")  # GET /health is not signed
+        last = ""
+        while not self.stop_assign.is_set():
+            try:
+                probe.health()
+            except ColoniesCertificateError as err:
+                self.problems = [str(err)]
+                if str(err) != last:
+                    log.error("not ready: %s", err)
+                    last = str(err)
+                self.stop_assign.wait(PREFLIGHT_SECONDS)
+                continue
+            except ColoniesError as err:
+                log.warning("cannot check the Colonies server's certificate yet: %s", err)
+            self.problems = []
+            probe.close_session()
+            return True
+        return False
 
     def _wait_for_prerequisites(self, renderer: Renderer) -> bool:
         """Take no work until what every Job needs is in place (preflight); False if stopped."""
@@ -189,6 +253,8 @@ class Executor:
 
     def _run(self) -> None:
         s = self.settings
+        if s.colonies_tls and not self._wait_for_trusted_server():
+            return
         self.identity = establish(s, self.kube, self.namespace, self._client, self.stop_assign)
         colonies = self.colonies = self._client(self.identity.prvkey)
         log.info(
