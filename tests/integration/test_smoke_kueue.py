@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from testenv.kueue import MUTATING, QUEUE_LABEL, VALIDATING, KueueQueues, KueueServer
+from testenv.kueue import (
+    MUTATING,
+    PRIORITY_LABEL,
+    QUEUE_LABEL,
+    VALIDATING,
+    KueueQueues,
+    KueueServer,
+)
 from tests.integration.kueue_fixtures import kueue, kueue_queues  # noqa: F401
 from tests.integration.polling import until
 
@@ -202,3 +209,74 @@ def test_job_bigger_than_the_queue_is_never_admitted(kueue, kube_namespace):  # 
         assert get_job(ns, "huge")["spec"]["suspend"] is True
     finally:
         kueue.delete_queues(q)
+
+
+def test_higher_priority_preempts_a_running_job(kueue, kube_namespace):  # noqa: F811
+    ns = kube_namespace
+    q = kueue.create_queues(ns.name, cpu="2", memory="4Gi", preemption=True)
+    low_class = kueue.create_priority_class(f"{ns.name}-low", 10)
+    high_class = kueue.create_priority_class(f"{ns.name}-high", 1000)
+    forever = {"kwok.test/run-forever": "true"}
+    try:
+        low = create(ns, job("low", "1500m", q, forever, {PRIORITY_LABEL: low_class}))
+        until(lambda: admitted(kueue, ns, low), "low priority Job admitted")
+        until(lambda: get_job(ns, "low").get("status", {}).get("ready") == 1, "low Job running")
+
+        high = create(ns, job("high", "1500m", q, forever, {PRIORITY_LABEL: high_class}))
+        until(lambda: admitted(kueue, ns, high), "high priority Job admitted")
+
+        def evicted() -> dict[str, Any] | None:
+            wl = workload(kueue, ns, low["metadata"]["uid"])
+            ok = wl and conditions(wl).get("Evicted", {}).get("status") == "True"
+            return wl if ok and get_job(ns, "low")["spec"]["suspend"] is True else None
+
+        wl = until(evicted, "low priority Job preempted")
+        conds = conditions(wl)
+        assert conds["Evicted"]["reason"] == "Preempted"
+        assert (conds["Preempted"]["status"], conds["Preempted"]["reason"]) == (
+            "True",
+            "InClusterQueue",
+        )
+        assert conds["Evicted"]["message"].startswith("Preempted to accommodate a workload")
+        assert conds["Admitted"]["status"] == "False"
+        # the Job is suspended, not failed: its deleted pod is no failure even
+        # with backoffLimit 0
+        status = until(
+            lambda: (s := get_job(ns, "low")["status"]).get("active", 0) == 0 and s,
+            "low Job's pod gone",
+        )
+        assert status.get("failed", 0) == 0
+        assert "Failed" not in conditions(get_job(ns, "low"))
+        assert conditions(get_job(ns, "low"))["Suspended"]["status"] == "True"
+
+        # when the quota frees again, the preempted Job is admitted again (new pod)
+        ns.kubectl("delete", "job", "high", "--cascade=background")
+        until(lambda: admitted(kueue, ns, low), "low priority Job admitted again")
+    finally:
+        kueue.delete_queues(q)
+        kueue.delete_priority_class(low_class)
+        kueue.delete_priority_class(high_class)
+
+
+def test_deactivated_workload_suspends_its_job(kueue, kueue_queues, kube_namespace):  # noqa: F811
+    ns = kube_namespace
+    created = create(ns, job("stopme", "100m", kueue_queues, {"kwok.test/run-forever": "true"}))
+    wl = until(lambda: admitted(kueue, ns, created), "Job admitted")
+    ns.kubectl(
+        "patch",
+        "workloads.kueue.x-k8s.io",
+        wl["metadata"]["name"],
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"active": False}}),
+    )
+
+    def deactivated() -> dict[str, Any] | None:
+        w = workload(kueue, ns, created["metadata"]["uid"])
+        ok = w and conditions(w).get("Evicted", {}).get("reason") == "Deactivated"
+        return w if ok and get_job(ns, "stopme")["spec"]["suspend"] is True else None
+
+    w = until(deactivated, "deactivated Workload evicted, Job suspended")
+    assert conditions(w)["Evicted"]["status"] == "True"
+    assert conditions(w)["Evicted"]["message"] == "The workload is deactivated"
+    assert conditions(w)["Admitted"]["status"] == "False"
