@@ -39,6 +39,7 @@ from kubejobs.render.identity import MANAGED_BY, MANAGER
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 FUNCNAME = "execute"
+APPROVED = 1  # executor states: 0 pending, 1 approved, 2 rejected, 3 unregistered
 
 
 _ORDINAL = re.compile(r"-(0|[1-9][0-9]*)$")
@@ -141,7 +142,9 @@ def _registered(settings: ExecutorSettings, executor: ColoniesClient, executor_i
         raise
     except ColoniesError:
         return False  # not a member (yet): unknown, pending or unregistered
-    return bool(found and found.get("executorid") == executor_id)
+    # Unregistered (state 3: silent for the server's stale duration, e.g. a replica
+    # scaled away and back) is not registered: approve it again.
+    return bool(found and found.get("executorid") == executor_id and found.get("state") == APPROVED)
 
 
 def _register(

@@ -119,7 +119,7 @@ def test_upgrade_with_jobs_in_flight_adopts_them_and_new_jobs_use_the_new_settin
         "--reuse-values",
         "--set", colony,
         "--set", f"image.tag={new_tag}",
-        "--set", "config.extra_labels.kubejobs-test/generation=2",
+        "--set-string", "config.extra_labels.kubejobs-test/generation=2",
         "--set", "config.ttl_seconds_after_finished=600",
         command="upgrade",
     )  # fmt: skip
