@@ -106,6 +106,8 @@ def pending(
 
 def test_quota_admits_the_second_job_when_the_first_is_gone(kueue, kube_namespace):  # noqa: F811
     ns = kube_namespace
+    # the deleted Job's quota frees when its Workload is garbage collected
+    kueue.wait_garbage_collector()
     q = kueue.create_queues(ns.name, cpu="2", memory="4Gi")
     try:
         first = create(ns, job("first", "1500m", q, {"kwok.test/run-forever": "true"}))
