@@ -163,7 +163,7 @@ def main() -> None:
         result = run_executor(
             colonies, kube, kueue_ns, args.n, workdir,
             {"queue_name": queue.local_queue, "max_queued": str(args.n)},
-            cpu="1", during=sampler,
+            cpu="1000m", during=sampler,
         )  # fmt: skip
         result["most_admitted_at_once"] = sampler.most
         rows["with Kueue"].update(result)
@@ -173,7 +173,7 @@ def main() -> None:
         sampler = AdmittedSampler(client, cap_ns)
         result = run_executor(
             colonies, kube, cap_ns, args.n, workdir,
-            {"capacity_cpu": str(args.quota)}, cpu="1", during=sampler,
+            {"capacity_cpu": str(args.quota)}, cpu="1000m", during=sampler,
         )  # fmt: skip
         result["most_admitted_at_once"] = sampler.most
         rows["without Kueue"].update(result)

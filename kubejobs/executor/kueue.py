@@ -17,7 +17,7 @@ from typing import Any
 from kubejobs.executor.outcome import condition
 from kubejobs.render.queueing import QUEUE_LABEL
 
-__all__ = ["QUEUE_LABEL", "Verdict", "eviction", "is_suspended", "owner_job", "verdict"]
+__all__ = ["QUEUE_LABEL", "Verdict", "eviction", "is_suspended", "owner_job", "verdict", "waiting"]
 
 WORKLOAD_KIND = "Workload"
 # A request larger than the ClusterQueue could ever give (flavorassigner.go, "No Fit").
@@ -78,3 +78,12 @@ def eviction(workload: dict[str, Any] | None) -> str:
 
 def is_suspended(job: dict[str, Any]) -> bool:
     return (job.get("spec") or {}).get("suspend") is True
+
+
+def waiting(job: dict[str, Any]) -> bool:
+    """Suspended, or just unsuspended by Kueue and not yet started by the Job controller: its
+    start timeout counts from status.startTime, which the controller sets on resume."""
+    if is_suspended(job):
+        return True
+    queued = QUEUE_LABEL in ((job.get("metadata") or {}).get("labels") or {})
+    return queued and not (job.get("status") or {}).get("startTime")

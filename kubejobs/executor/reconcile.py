@@ -436,8 +436,8 @@ class Reconciler:
         if job is None:
             return
         outcome = self._queue_outcome(flight, job)
-        if outcome is None and kueue.is_suspended(job):
-            return  # waiting for Kueue: no start timeout, no failure
+        if outcome is None and kueue.waiting(job):
+            return  # waiting for Kueue (or the Job controller's resume): no start timeout
         if outcome is None:
             pods = list(self.pods.get(flight.job_name, {}).values())
             failure = self.create_failures.get(str(job["metadata"].get("uid", "")))

@@ -57,12 +57,14 @@ class Clock:
         return self.now
 
 
-def queued_job(suspend: bool, **status: Any) -> dict[str, Any]:
+def queued_job(suspend: bool, started: bool = True, **status: Any) -> dict[str, Any]:
     j = job(**status)
     j["metadata"]["labels"] = {kueue.QUEUE_LABEL: "team-a"}
     j["metadata"]["creationTimestamp"] = "2026-12-05T10:00:00Z"
     j["metadata"]["uid"] = "u1"
     j["spec"]["suspend"] = suspend
+    if not suspend and started:
+        j["status"]["startTime"] = "2026-12-05T10:00:05Z"  # the Job controller's, on resume
     return j
 
 
@@ -147,6 +149,17 @@ def test_admission_is_logged_frees_the_queued_slot_and_the_start_timeout_counts_
     clock.now = 1796466600.0  # 2026-12-05T10:30:00Z
     r.tick()
     assert actions.reports() == []
+
+
+def test_a_job_just_unsuspended_is_not_failed_before_the_job_controller_starts_it() -> None:
+    """Kueue's unsuspend reaches the executor before the Job controller sets startTime; the
+    start timeout must not count from the Job's creation, long before (a real-server bug)."""
+    r, actions, _admission, clock = setup()
+    clock.now = 1796466600.0  # 10:30, half an hour after creation; start_timeout is 60 s
+    r.watch_sink("Job", "MODIFIED", queued_job(False, started=False))
+    settle(r)
+    assert actions.reports() == []
+    assert r.flights[PID].admitted
 
 
 def test_the_queued_bound_stops_taking_work_until_kueue_admits() -> None:
