@@ -33,6 +33,7 @@ _RESOURCES = {
     "Service": ("/api/v1", "services"),
     "Event": ("/api/v1", "events"),
     "Secret": ("/api/v1", "secrets"),
+    "ConfigMap": ("/api/v1", "configmaps"),
     "ServiceAccount": ("/api/v1", "serviceaccounts"),
     # Kueue (only with queue_name): the Workloads it makes for our Jobs, and the queue they wait in
     "Workload": ("/apis/kueue.x-k8s.io/v1beta2", "workloads"),

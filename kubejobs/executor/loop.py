@@ -35,7 +35,7 @@ from kubejobs.executor.assign import AssignWorker, Busy, Context, start_process
 from kubejobs.executor.health import HealthServer
 from kubejobs.executor.identity import Identity, Stopped, establish
 from kubejobs.executor.metrics import Metrics
-from kubejobs.executor.outcome import LOG_SHIPPER, Outcome, Timeouts
+from kubejobs.executor.outcome import Outcome, Timeouts
 from kubejobs.executor.reconcile import Actions, Reconciler
 from kubejobs.executor.settings import ExecutorSettings
 from kubejobs.executor.takeback import LIST_LIMIT, TakebackChecker
@@ -46,7 +46,6 @@ from kubejobs.render.identity import MANAGED_BY, MANAGER
 log = logging.getLogger(__name__)
 SELECTOR = f"{MANAGED_BY}={MANAGER}"
 FAILED_CREATE = "involvedObject.kind=Job,reason=FailedCreate"
-SHIPPER_NOTE = "kubejobs: the log shipper of pod "  # outcome.shipper_notes
 STALL_SECONDS = 60.0
 PREFLIGHT_SECONDS = 5.0
 
@@ -69,8 +68,6 @@ class ServerActions(Actions):
     def report(self, process_id: str, outcome: Outcome) -> tuple[object, ...]:
         if outcome.kind == "no_pods":
             outcome = replace(outcome, errors=[*outcome.errors, *self._why_no_pods(process_id)])
-        if any(note.startswith(SHIPPER_NOTE) for note in outcome.notes):
-            outcome = replace(outcome, notes=[*outcome.notes, *self._shipper_said(process_id)])
         return report.report(self.colonies, self.executor_id, self.metrics, process_id, outcome)
 
     def _why_no_pods(self, process_id: str) -> list[str]:
@@ -89,29 +86,6 @@ class ServerActions(Actions):
             f"{e.get('reason')}: {e.get('message')}" for e in events if e.get("type") == "Warning"
         ]
         return list(dict.fromkeys(found))[-3:]
-
-    def _shipper_said(self, process_id: str) -> list[str]:
-        """What log shippers that ended non-zero wrote as their termination message (a
-        certificate the shipper could not verify, say): it cannot tell the server itself."""
-        try:
-            pods, _ = self.kube.list(
-                "Pod", self.namespace, label_selector=f"job-name={job_name(process_id)}"
-            )
-        except KubeError:
-            return []
-        said = []
-        for pod in pods:
-            status = pod.get("status") or {}
-            for cs in [
-                *(status.get("initContainerStatuses") or []),
-                *(status.get("containerStatuses") or []),
-            ]:
-                term = (cs.get("state") or {}).get("terminated") or {}
-                message = str(term.get("message") or "").strip()
-                if cs.get("name") == LOG_SHIPPER and term.get("exitCode") and message:
-                    name = (pod.get("metadata") or {}).get("name", "")
-                    said.append(f"kubejobs: the log shipper of pod {name} said: {message[:2000]}")
-        return said
 
     def delete(self, process_id: str, job_name: str, indexed: bool) -> tuple[object, ...]:
         return cleanup.delete_job(

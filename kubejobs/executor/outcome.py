@@ -222,10 +222,14 @@ def shipper_notes(pods: list[dict[str, Any]]) -> list[str]:
         name = (pod.get("metadata") or {}).get("name", "")
         term = (_shipper_state(pod) or {}).get("terminated") or {}
         if term.get("exitCode") not in (0, None):
+            # what it ended on (a certificate it could not verify, say): it cannot tell the
+            # server itself
+            said = str(term.get("message") or "").strip()
             notes.append(
                 f"kubejobs: the log shipper of pod {name} ended with exit code "
                 f"{term.get('exitCode')} ({term.get('reason') or 'Error'}) before it had "
                 "shipped every line: this log may be incomplete"
+                + (f". It said: {_clip(said)}" if said else "")
             )
     return notes
 

@@ -62,6 +62,9 @@ def problems(kube: KubeClient, namespace: str, renderer: Renderer) -> list[str]:
             f'Secret "{secret_name}" in namespace "{namespace}" has no key "prvkey" holding '
             f"the executor's private key. Recreate it with {create}"
         )
+    found += _ca_problems(
+        kube, namespace, settings.colonies_ca_configmap, settings.colonies_ca_secret
+    )
     found += _queue_problems(kube, namespace, settings.queue_name)
     try:
         renderer.render(validate_spec(PROBE_SPEC, "preflight"), PROBE_ID)
@@ -73,6 +76,34 @@ def problems(kube: KubeClient, namespace: str, renderer: Renderer) -> list[str]:
 
 _ABSENT = object()
 KUEUE_API = "/apis/kueue.x-k8s.io/v1beta2"
+
+
+def _ca_problems(kube: KubeClient, namespace: str, configmap: str, secret: str) -> list[str]:
+    """The CA bundle the injected containers verify the Colonies server with: a missing one
+    would hold every pod in ContainerCreating (a failed volume mount) until start_timeout."""
+    kind, name, setting = (
+        ("ConfigMap", configmap, "colonies_ca_configmap")
+        if configmap
+        else ("Secret", secret, "colonies_ca_secret")
+    )
+    if not name:
+        return []
+    obj = _read(kube, kind, namespace, name)
+    create = f"`kubectl -n {namespace} create {kind.lower()}"
+    create += " generic" if kind == "Secret" else ""
+    create += f" {name} --from-file=ca.crt=CA_BUNDLE.pem`"
+    if obj is _ABSENT:
+        return [
+            f'{kind} "{name}" (the Colonies CA bundle, setting {setting}) is missing in namespace '
+            f'"{namespace}": no pod could start. Create it with {create}'
+        ]
+    data = obj.get("data") if isinstance(obj, dict) else None
+    if isinstance(obj, dict) and not (isinstance(data, dict) and data.get("ca.crt")):
+        return [
+            f'{kind} "{name}" in namespace "{namespace}" has no key "ca.crt" holding the CA '
+            f"bundle (setting {setting}). Recreate it with {create}"
+        ]
+    return []
 
 
 def _queue_problems(kube: KubeClient, namespace: str, queue: str) -> list[str]:

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,9 @@ def make_dirs(path: Path) -> None:
         probe = probe.parent
     for folder in reversed(missing):
         folder.mkdir(exist_ok=True)
-        os.chmod(folder, DIR_MODE)
+        # keep the setgid bit an fsGroup volume gives new folders (restricted_pods): files
+        # made below then keep the pod's group, which the log shipper syncs back with
+        os.chmod(folder, DIR_MODE | (folder.stat().st_mode & stat.S_ISGID))
 
 
 def _safe_name(name: str) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubejobs.errors import SettingsError, TemplateError
+from kubejobs.errors import TemplateError
 from kubejobs.render.settings import RenderSettings
 
 #: Inline volume types the restricted level allows (besides the volume's name).
@@ -55,25 +55,12 @@ ALLOWED_SELINUX_TYPES = frozenset(
 )
 APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
 POD = "spec.template.spec"
-HOST_NETWORK_REFUSED = (
-    "restricted_pods and host_network cannot be combined: the restricted (and even the "
-    "baseline) Pod Security level forbids hostNetwork, so the API server would refuse every "
-    "pod. Turn one of them off (nodes without pod networking need host_network and a "
-    "namespace that does not enforce restricted)"
-)
-
-
-def check_settings(settings: RenderSettings) -> None:
-    """SettingsError for settings that can never give a restricted pod."""
-    if settings.restricted_pods and settings.host_network:
-        raise SettingsError(HOST_NETWORK_REFUSED)
 
 
 def restrict(job: dict[str, Any], settings: RenderSettings, source: str) -> None:
     """Make `job`'s pod restricted in place (no-op without settings.restricted_pods)."""
     if not settings.restricted_pods:
         return
-    check_settings(settings)
     template = job["spec"]["template"]
     pod: dict[str, Any] = template["spec"]
     check = _Checker(source)

@@ -123,6 +123,13 @@ class RenderSettings:
             raise SettingsError("workload_priority_class is a Kueue setting: set queue_name too")
         if self.colonies_ca_configmap and self.colonies_ca_secret:
             raise SettingsError("set colonies_ca_configmap or colonies_ca_secret, not both")
+        if self.restricted_pods and self.host_network:
+            raise SettingsError(
+                "restricted_pods and host_network cannot be combined: the restricted (and even "
+                "the baseline) Pod Security level forbids hostNetwork, so the API server would "
+                "refuse every pod. Turn one of them off (nodes without pod networking need "
+                "host_network and a namespace that does not enforce restricted)"
+            )
         if self.run_as_user < 1:
             raise SettingsError("run_as_user must be a non-root user id (1 or more)")
         for name in self.inpod_env:

@@ -80,3 +80,11 @@ def test_wrong_type_in_config_file(tmp_path: Path) -> None:
     config.write_text("tolerations: {key: x}\n")
     with pytest.raises(SettingsError, match=f"{config}: tolerations: expected"):
         load_settings(RenderSettings, str(config), {})
+
+
+def test_restricted_pods_and_host_network_are_refused_together() -> None:
+    from kubejobs.errors import SettingsError
+    from kubejobs.render.settings import RenderSettings
+
+    with pytest.raises(SettingsError, match="restricted_pods and host_network cannot be combined"):
+        RenderSettings(restricted_pods=True, host_network=True)

@@ -319,3 +319,17 @@ def test_a_shipper_that_finished_adds_no_note_and_a_failed_job_keeps_the_note() 
     assert failed is not None and not failed.success
     assert "log shipper of pod p-2 ended with exit code 1" in failed.notes[0]
     assert failed.errors == ["pod p-2 container main exited with code 3 (Error)"]
+
+
+def test_the_shipper_note_carries_what_the_shipper_ended_on() -> None:
+    said = (
+        "the Colonies server's TLS certificate failed verification: server s:1, checked against x"
+    )
+    gave_up = terminated(SHIPPER, 1, "Error", said)
+    pod_ = pod("p-1", "Succeeded", [terminated("main", 0, "Completed")], init=[gave_up])
+    result = job_outcome(job(cond("Complete")), [pod_], NOW)
+    assert result is not None
+    assert result.notes == [
+        "kubejobs: the log shipper of pod p-1 ended with exit code 1 (Error) before it had "
+        f"shipped every line: this log may be incomplete. It said: {said}"
+    ]

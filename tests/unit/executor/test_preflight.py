@@ -113,3 +113,20 @@ def test_a_queue_needs_its_local_queue() -> None:
     )
     objects.objects[("LocalQueue", "team-a")] = {"spec": {"clusterQueue": "cq"}}
     assert check(objects, queue_name="team-a") == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "setting"), [("ConfigMap", "colonies_ca_configmap"), ("Secret", "colonies_ca_secret")]
+)
+def test_the_colonies_ca_bundle_must_exist_with_its_key(kind: str, setting: str) -> None:
+    objects = Objects(dict(ALL))
+    (problem,) = check(objects, **{setting: "colonies-ca"})
+    assert problem.startswith(
+        f'{kind} "colonies-ca" (the Colonies CA bundle, setting {setting}) is missing'
+    )
+    assert "--from-file=ca.crt=CA_BUNDLE.pem" in problem
+    objects.objects[(kind, "colonies-ca")] = {"data": {"other": "x"}}
+    (problem,) = check(objects, **{setting: "colonies-ca"})
+    assert 'has no key "ca.crt"' in problem
+    objects.objects[(kind, "colonies-ca")] = {"data": {"ca.crt": "PEM"}}
+    assert check(objects, **{setting: "colonies-ca"}) == []
