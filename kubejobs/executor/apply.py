@@ -8,6 +8,7 @@ wrote it. Validation or rendering problems become the process's errors, each
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -17,8 +18,11 @@ from kubejobs.adapters.kube import KubeClient, KubeUnavailable
 from kubejobs.errors import InvalidInput, Problem, TemplateError
 from kubejobs.executor.admission import Request
 from kubejobs.render import Renderer, job_name
+from kubejobs.render.identity import EXECUTOR_ANNOTATION
 from kubejobs.spec import validate_spec
 from kubejobs.spec.quantity import parse_quantity
+
+log = logging.getLogger(__name__)
 
 # Parts of the server's FunctionSpec where a zero value means "not given".
 _ZERO_MEANS_ABSENT = ("conditions", "fs", "gpu", "onconflicts", "onstart", "onclose")
@@ -116,23 +120,62 @@ def apply(
 ) -> None:
     """Server-side apply every manifest; idempotent, so a retry or a restart never duplicates.
 
-    A process the server took back and assigned again has the same Job name; if
-    the earlier Job is still being deleted, wait until it has gone, then apply.
+    A process the server took back and assigned again has the same Job name: an
+    earlier attempt's Job that is still being deleted is waited for, and one left
+    by another executor (the server gave the process to this one after the other
+    went away) is deleted first. Applying over it would fail on its immutable pod
+    template, or worse, adopt its finished pods as this attempt's result.
     """
     for manifest in prepared.manifests:
+        if manifest["kind"] == "Job":
+            _clear_other_attempt(kube, manifest, namespace, stop, gone_wait)
         result = kube.apply(manifest, namespace)
         if not (result.get("metadata") or {}).get("deletionTimestamp"):
             continue
-        deadline = time.monotonic() + gone_wait
-        while kube.get(manifest["kind"], namespace, manifest["metadata"]["name"]) is not None:
-            if time.monotonic() > deadline:
-                raise KubeUnavailable(
-                    f"{manifest['kind']} {manifest['metadata']['name']} "
-                    "of an earlier attempt is still being deleted"
-                )
-            if stop.wait(0.5):
-                return
-        kube.apply(manifest, namespace)
+        if _wait_gone(kube, manifest, namespace, stop, gone_wait):
+            kube.apply(manifest, namespace)
+
+
+def _clear_other_attempt(
+    kube: KubeClient,
+    manifest: dict[str, Any],
+    namespace: str,
+    stop: threading.Event,
+    gone_wait: float,
+) -> None:
+    name = manifest["metadata"]["name"]
+    existing = kube.get("Job", namespace, name)
+    if existing is None:
+        return
+    meta = existing.get("metadata") or {}
+    ours = manifest["metadata"]["annotations"].get(EXECUTOR_ANNOTATION)
+    theirs = (meta.get("annotations") or {}).get(EXECUTOR_ANNOTATION)
+    if theirs == ours and not meta.get("deletionTimestamp"):
+        return  # this executor's own Job (a retry, or a restart): apply is idempotent
+    if not meta.get("deletionTimestamp"):
+        log.info("Job %s was left by executor %s (an earlier attempt): deleting it", name, theirs)
+        kube.delete("Job", namespace, name)
+    _wait_gone(kube, manifest, namespace, stop, gone_wait)
+
+
+def _wait_gone(
+    kube: KubeClient,
+    manifest: dict[str, Any],
+    namespace: str,
+    stop: threading.Event,
+    gone_wait: float,
+) -> bool:
+    """Wait until the object is deleted; False if stopped first."""
+    deadline = time.monotonic() + gone_wait
+    while kube.get(manifest["kind"], namespace, manifest["metadata"]["name"]) is not None:
+        if time.monotonic() > deadline:
+            raise KubeUnavailable(
+                f"{manifest['kind']} {manifest['metadata']['name']} "
+                "of an earlier attempt is still being deleted"
+            )
+        if stop.wait(0.5):
+            return False
+    return True
 
 
 def invalid(process_id: str, message: str) -> InvalidInput:
