@@ -188,7 +188,7 @@ def test_install_in_a_restricted_namespace_upgrade_and_uninstall(
 @pytest.mark.parametrize(
     "values",
     ["default", "gpu-values.yaml", "existing-secret-values.yaml", "custom-templates-values.yaml",
-     "self-registration-values.yaml"],
+     "self-registration-values.yaml", "scale-out-values.yaml"],
 )  # fmt: skip
 def test_rendered_chart_passes_a_strict_server_side_dry_run(
     values: str, helm: str, kube: Any, kube_namespace: Any
@@ -206,7 +206,11 @@ def test_rendered_chart_passes_a_strict_server_side_dry_run(
         input=rendered.stdout, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "deployment.apps/kj-kubejobs created (server dry run)" in result.stdout
+    workload = (
+        "statefulset.apps/kj-kubejobs" if values == "scale-out-values.yaml"
+        else "deployment.apps/kj-kubejobs"
+    )  # fmt: skip
+    assert f"{workload} created (server dry run)" in result.stdout
 
 
 # --- RBAC: what each account may do --------------------------------------------------

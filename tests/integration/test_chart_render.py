@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubejobs.executor.identity import for_replica
 from kubejobs.executor.settings import ExecutorSettings
 from kubejobs.render import Renderer
 from kubejobs.settings import load_settings
@@ -39,6 +40,7 @@ VALUES_FILES = {
     "existing-secret": EXAMPLES / "existing-secret-values.yaml",
     "custom-templates": EXAMPLES / "custom-templates-values.yaml",
     "self-registration": EXAMPLES / "self-registration-values.yaml",
+    "scale-out": EXAMPLES / "scale-out-values.yaml",
 }
 CUSTOM_JOB_TEMPLATE = EXAMPLES / "templates" / "job.yaml.j2"
 
@@ -155,7 +157,16 @@ def test_too_old_clusters_are_refused(helm: str) -> None:
     ("args", "message"),
     [
         (["--set", "replicaCount=abc"], "at '/replicaCount': got string, want integer"),
-        (["--set", "replicaCount=2"], "/replicaCount"),
+        (["--set", "replicaCount=-1"], "/replicaCount"),
+        (["--set", "statefulSet.replicas=2"], "additional properties 'replicas'"),
+        (["--set", "config.queue_name=Team A"], "/config/queue_name"),
+        (
+            ["--set", "config.workload_priority_classes.low=x"],
+            "/config/workload_priority_classes/low",
+        ),
+        (["--set", "config.max_queued=0"], "/config/max_queued"),
+        (["--set", "config.run_as_user=0"], "/config/run_as_user"),
+        (["--set", "config.colonies_ca_file=/x"], "additional properties 'colonies_ca_file'"),
         (["--set", "replicas=1"], "additional properties 'replicas' not allowed"),
         (["--set", "config.colony=dev"], "at '/config': additional properties 'colony'"),
         (["--set", "config.max_jobs=0"], "at '/config/max_jobs'"),
@@ -179,6 +190,87 @@ def test_schema_refuses_bad_values_and_names_them(args: list[str], message: str,
     assert result.returncode != 0, f"accepted: {args}"
     assert "values don't meet the specifications of the schema" in result.stderr
     assert message in result.stderr, result.stderr
+
+
+GENERATE = "executorKey.source=generate,colonyKey.source=secret,colonyKey.secretName=ck"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "replicaCount=2"],
+         "replicaCount 2 with one executor key (executorKey.source=secret) would run 2 executors"),
+        (["--set", f"replicaCount=2,executorKey.source=value,executorKey.prvkey={KEY}"],
+         "replicaCount 2 with one executor key (executorKey.source=value)"),
+        (["--set", f"replicaCount=2,{GENERATE}"], "replicaCount > 1 needs statefulSet.enabled=true"),
+        (["--set", "statefulSet.enabled=true"],
+         "statefulSet.enabled needs executorKey.source=generate and a colonyKey"),
+        (["--set", "config.colonies_ca_configmap=a,config.colonies_ca_secret=b"],
+         "set config.colonies_ca_configmap or config.colonies_ca_secret, not both"),
+    ],
+)  # fmt: skip
+def test_the_chart_refuses_what_would_break_the_executor(
+    args: list[str], message: str, helm: str
+) -> None:
+    result = run_helm(helm, *template_args(*args))
+    assert result.returncode != 0, f"accepted: {args}"
+    assert message in result.stderr, result.stderr
+
+
+def test_scale_out_is_a_statefulset_of_executors_with_a_key_secret_each(
+    template: Template, tmp_path: Path
+) -> None:
+    objects = template(values=VALUES_FILES["scale-out"])
+    assert not [o for o in objects if o["kind"] == "Deployment"]
+    sts = find(objects, "StatefulSet", "kj-kubejobs")
+    assert sts["spec"]["replicas"] == 3 and sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert sts["spec"]["serviceName"] == "kj-kubejobs-replicas"
+    assert find(objects, "Service", "kj-kubejobs-replicas")["spec"]["clusterIP"] == "None"
+    pod = sts["spec"]["template"]["spec"]
+    main = pod["containers"][0]
+    assert main["command"][-4:] == [
+        "--replica", "$(POD_NAME)", "--config", "/etc/kubejobs/config/settings.yaml"
+    ]  # fmt: skip
+    pod_name = {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    assert pod_name in main["env"]
+    assert "executor-key" not in {v["name"] for v in pod["volumes"]}  # every replica generates
+    rules = find(objects, "Role", "kj-kubejobs-executor")["rules"]
+    names = [
+        r["resourceNames"] for r in rules if r["resources"] == ["secrets"] and "resourceNames" in r
+    ]
+    assert names == [[f"kubejobs-executor-key-{i}" for i in range(3)]]
+    # What `--replica kj-kubejobs-2` (pod 2's name) makes of the chart's settings file.
+    replica = for_replica(load_chart_settings(objects, tmp_path), "kj-kubejobs-2")
+    assert (replica.executor_name, replica.executor_key_secret) == (
+        "kj-kubejobs-2", "kubejobs-executor-key-2"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["configmap", "secret"])
+def test_the_colonies_ca_is_mounted_into_the_executor(
+    kind: str, template: Template, tmp_path: Path
+) -> None:
+    objects = template("--set", f"config.colonies_ca_{kind}=colonies-ca,config.colonies_tls=true")
+    pod = find(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "colonies-ca")
+    source = volume["configMap"]["name"] if kind == "configmap" else volume[kind]["secretName"]
+    assert source == "colonies-ca"
+    assert volume.get("configMap", volume.get("secret"))["items"] == [
+        {"key": "ca.crt", "path": "ca.crt"}
+    ]
+    mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == "colonies-ca")
+    assert mount == {
+        "name": "colonies-ca",
+        "mountPath": "/etc/kubejobs/colonies-ca",
+        "readOnly": True,
+    }
+    settings = json.loads(settings_text(objects))
+    assert settings["colonies_ca_file"] == "/etc/kubejobs/colonies-ca/ca.crt"
+    assert settings[f"colonies_ca_{kind}"] == "colonies-ca"
+    loaded = load_chart_settings(objects, tmp_path)
+    assert loaded.colonies_ca_file == "/etc/kubejobs/colonies-ca/ca.crt"
+    plain = json.loads(settings_text(template()))
+    assert "colonies_ca_file" not in plain  # no CA: the system's public CAs
 
 
 def test_unknown_key_in_a_values_file_is_refused(helm: str, tmp_path: Path) -> None:
