@@ -104,3 +104,74 @@ def test_chart_executor_runs_on_the_real_node_and_a_cli_submit_succeeds(
     # the executor that ran it is the chart's pod: its own log names the process
     log = kube_namespace.kubectl("logs", pod["metadata"]["name"], "-c", "executor").stdout
     assert pid in log
+
+
+def test_chart_statefulset_replica_names_itself_from_its_pod_on_the_real_node(
+    install: chart_tests.Install,
+    real_node: RealNode,
+    kube_namespace: Any,
+    colonies: Any,
+    tmp_path: Path,
+) -> None:
+    """statefulSet.enabled on a real kubelet: `$(POD_NAME)` expands to kj-kubejobs-0, the
+    replica generates its key into Secret kubejobs-executor-key-0, registers itself as
+    <executor_name>-0 and runs a spec (its Job's log shipper mounts that Secret).
+
+    One replica: with hostNetwork, two on one node would want the same health port.
+    """
+    suffix = os.urandom(4).hex()
+    executor_type = f"kj-sts-type-{suffix}"
+    toleration = {**TAINT, "operator": "Equal"}
+    values = {
+        "image": {"repository": "localhost/kubejobs", "tag": __version__},
+        "replicaCount": 1,
+        "statefulSet": {"enabled": True},
+        "hostNetwork": True,
+        "nodeSelector": LABEL,
+        "tolerations": [toleration],
+        "extraEnv": [{"name": k, "value": v} for k, v in real_node.api_env.items()],
+        "executorKey": {"source": "generate"},
+        "colonyKey": {"source": "value", "prvkey": colonies.colony_prvkey},
+        "config": {
+            "colonies_host": colonies.host,
+            "colonies_port": colonies.port,
+            "executor_name": f"kj-sts-{suffix}",
+            "executor_type": executor_type,
+            "health_port": free_port(),
+            "health_host": "127.0.0.1",
+            "assign_timeout": 2,
+            "host_network": True,
+            "inpod_env": real_node.api_env,
+            "node_selector": LABEL,
+            "tolerations": [toleration],
+            "termination_grace_seconds": 30,
+        },
+    }
+    values_file = tmp_path / "values.json"
+    values_file.write_text(json.dumps(values))  # holds the colony key: not printed
+    install("-f", str(values_file), "--set", f"config.colony_name={colonies.colony_name}")
+
+    def ready_pod() -> dict[str, Any] | None:
+        pod = executor_pod(kube_namespace)
+        return pod if ready(pod) else None
+
+    pod = until(ready_pod, "the StatefulSet's executor pod Ready", WAIT)
+    assert pod["metadata"]["name"] == "kj-kubejobs-0"
+    secret = json.loads(
+        kube_namespace.kubectl("get", "secret", "kubejobs-executor-key-0", "-o", "json").stdout
+    )
+    assert secret["data"]["prvkey"]
+    registered = colonies.rpc(
+        {"msgtype": "getexecutormsg", "colonyname": colonies.colony_name,
+         "executorname": f"kj-sts-{suffix}-0"}
+    )  # fmt: skip
+    assert registered["state"] == 1  # approved, by itself with the colony key
+
+    spec_file = tmp_path / "hello.json"
+    spec_file.write_text(json.dumps(job_spec(executor_type, "sh", ["-c", "echo from replica 0"])))
+    code, pid = submit_and_wait(colonies, spec_file)
+    assert code == 0
+    process = process_json(colonies, pid)
+    assert process["state"] == SUCCESS
+    assert process["assignedexecutorid"] == registered["executorid"]
+    assert colonies.log_text(pid).splitlines() == ["from replica 0"]
