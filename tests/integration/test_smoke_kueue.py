@@ -229,7 +229,11 @@ def test_higher_priority_preempts_a_running_job(kueue, kube_namespace):  # noqa:
 
         def evicted() -> dict[str, Any] | None:
             wl = workload(kueue, ns, low["metadata"]["uid"])
-            ok = wl and conditions(wl).get("Evicted", {}).get("status") == "True"
+            ok = (
+                wl
+                and conditions(wl).get("Evicted", {}).get("status") == "True"
+                and conditions(wl).get("Admitted", {}).get("status") == "False"
+            )
             return wl if ok and get_job(ns, "low")["spec"]["suspend"] is True else None
 
         wl = until(evicted, "low priority Job preempted")
@@ -275,7 +279,12 @@ def test_deactivated_workload_suspends_its_job(kueue, kueue_queues, kube_namespa
 
     def deactivated() -> dict[str, Any] | None:
         w = workload(kueue, ns, created["metadata"]["uid"])
-        ok = w and conditions(w).get("Evicted", {}).get("reason") == "Deactivated"
+        # Kueue writes Evicted first and Admitted=False in a later status update
+        ok = (
+            w
+            and conditions(w).get("Evicted", {}).get("reason") == "Deactivated"
+            and conditions(w).get("Admitted", {}).get("status") == "False"
+        )
         return w if ok and get_job(ns, "stopme")["spec"]["suspend"] is True else None
 
     w = until(deactivated, "deactivated Workload evicted, Job suspended")
