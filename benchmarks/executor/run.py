@@ -70,6 +70,39 @@ def metric_sum(text: str, name: str) -> float:
     )
 
 
+def executor_env(
+    colonies: ColoniesServer,
+    kube: KubeCluster,
+    namespace: str,
+    name: str,
+    etype: str,
+    prvkey: str,
+    port: int,
+    settings: dict[str, str],
+    run: str = RUN,
+) -> dict[str, str]:
+    """The environment of one `kubejobs executor` subprocess; kwok runs its pods `run` long."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEJOBS_")}
+    env.update(
+        {
+            "KUBEJOBS_COLONIES_HOST": colonies.host,
+            "KUBEJOBS_COLONIES_PORT": str(colonies.port),
+            "KUBEJOBS_COLONY_NAME": colonies.colony_name,
+            "KUBEJOBS_EXECUTOR_NAME": name,
+            "KUBEJOBS_EXECUTOR_TYPE": etype,
+            "KUBEJOBS_EXECUTOR_PRVKEY": prvkey,
+            "KUBEJOBS_NAMESPACE": namespace,
+            "KUBEJOBS_KUBECONFIG": str(kube.kubeconfig),
+            "KUBEJOBS_HEALTH_PORT": str(port),
+            "KUBEJOBS_HEALTH_HOST": "127.0.0.1",
+            "KUBEJOBS_LOG_LEVEL": "WARNING",
+            "KUBEJOBS_EXTRA_ANNOTATIONS": json.dumps({"kwok.test/run": run}),
+        }
+    )
+    env.update({f"KUBEJOBS_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
 def run_executor(
     colonies: ColoniesServer,
     kube: KubeCluster,
@@ -86,28 +119,11 @@ def run_executor(
     etype = f"bench-{suffix}"
     name, prvkey = colonies.add_executor(f"bench-{suffix}", etype)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEJOBS_")}
-    env.update(
-        {
-            "KUBEJOBS_COLONIES_HOST": colonies.host,
-            "KUBEJOBS_COLONIES_PORT": str(colonies.port),
-            "KUBEJOBS_COLONY_NAME": colonies.colony_name,
-            "KUBEJOBS_EXECUTOR_NAME": name,
-            "KUBEJOBS_EXECUTOR_TYPE": etype,
-            "KUBEJOBS_EXECUTOR_PRVKEY": prvkey,
-            "KUBEJOBS_NAMESPACE": namespace,
-            "KUBEJOBS_KUBECONFIG": str(kube.kubeconfig),
-            "KUBEJOBS_MAX_JOBS": str(n),
-            "KUBEJOBS_CONCURRENCY": "8",
-            "KUBEJOBS_ASSIGN_TIMEOUT": "2",
-            "KUBEJOBS_HEALTH_PORT": str(port),
-            "KUBEJOBS_HEALTH_HOST": "127.0.0.1",
-            "KUBEJOBS_LOG_LEVEL": "WARNING",
-            "KUBEJOBS_TAKEBACK_CHECK_SECONDS": "10",
-            "KUBEJOBS_EXTRA_ANNOTATIONS": json.dumps({"kwok.test/run": RUN}),
-        }
-    )
-    env.update({f"KUBEJOBS_{k.upper()}": v for k, v in (settings or {}).items()})
+    env = executor_env(
+        colonies, kube, namespace, name, etype, prvkey, port,
+        {"max_jobs": str(n), "concurrency": "8", "assign_timeout": "2",
+         "takeback_check_seconds": "10", **(settings or {})},
+    )  # fmt: skip
     with (workdir / f"executor-{n}.log").open("ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kubejobs.executor"],

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.executor.run import SUCCESS, run_executor, spec, wait_ready
+from benchmarks.executor.run import SUCCESS, executor_env, run_executor, spec, wait_ready
 from kubejobs.adapters.kube import KubeClient
 from testenv._proc import free_port
 from testenv.colonies import ColoniesServer
@@ -79,24 +79,8 @@ def submit_to_running(
     etype = f"bench-{suffix}"
     name, prvkey = colonies.add_executor(f"bench-{suffix}", etype)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEJOBS_")}
-    env.update(
-        {
-            "KUBEJOBS_COLONIES_HOST": colonies.host,
-            "KUBEJOBS_COLONIES_PORT": str(colonies.port),
-            "KUBEJOBS_COLONY_NAME": colonies.colony_name,
-            "KUBEJOBS_EXECUTOR_NAME": name,
-            "KUBEJOBS_EXECUTOR_TYPE": etype,
-            "KUBEJOBS_EXECUTOR_PRVKEY": prvkey,
-            "KUBEJOBS_NAMESPACE": ns,
-            "KUBEJOBS_KUBECONFIG": str(kube.kubeconfig),
-            "KUBEJOBS_ASSIGN_TIMEOUT": "5",
-            "KUBEJOBS_HEALTH_PORT": str(port),
-            "KUBEJOBS_HEALTH_HOST": "127.0.0.1",
-            "KUBEJOBS_LOG_LEVEL": "WARNING",
-            "KUBEJOBS_EXTRA_ANNOTATIONS": json.dumps({"kwok.test/run": "1s"}),
-            **{f"KUBEJOBS_{k.upper()}": v for k, v in settings.items()},
-        }
+    env = executor_env(
+        colonies, kube, ns, name, etype, prvkey, port, {"assign_timeout": "5", **settings}, "1s"
     )
     client = KubeClient(str(kube.kubeconfig))
     proc = subprocess.Popen(

@@ -13,8 +13,9 @@ from kubejobs.executor import kueue
 from kubejobs.executor.admission import Admission, Request
 from kubejobs.executor.metrics import Metrics
 from kubejobs.executor.outcome import Outcome, Timeouts
-from kubejobs.executor.reconcile import FINISHED, REPORTING, RUNNING, Actions, Reconciler
+from kubejobs.executor.reconcile import FINISHED, REPORTING, RUNNING, Reconciler
 from tests.unit.executor.test_reconcile import NAME, PID, job
+from tests.unit.executor.test_reconcile import Recorded as RecordedEffects
 
 PENDING = (
     "couldn't assign flavors to pod set main: insufficient unused quota for cpu in flavor "
@@ -26,22 +27,7 @@ TOO_BIG = (
 )
 
 
-class Recorded(Actions):
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def report(self, process_id: str, outcome: Outcome) -> tuple[Any, ...]:
-        self.calls.append(("report", process_id, outcome))
-        return ("reported", process_id, True)
-
-    def delete(self, process_id: str, job_name: str, indexed: bool) -> tuple[Any, ...]:
-        self.calls.append(("delete", process_id, job_name))
-        return ("deleted", process_id)
-
-    def note(self, process_id: str, line: str) -> tuple[Any, ...]:
-        self.calls.append(("note", process_id, line))
-        return ("noted", process_id)
-
+class Recorded(RecordedEffects):
     def notes(self) -> list[str]:
         return [c[2] for c in self.calls if c[0] == "note"]
 

@@ -25,6 +25,10 @@ class Recorded(Actions):
         self.calls.append(("delete", process_id, job_name))
         return ("deleted", process_id)
 
+    def note(self, process_id: str, line: str) -> tuple[Any, ...]:
+        self.calls.append(("note", process_id, line))
+        return ("noted", process_id)
+
 
 def job(executor: str = "e", **status: Any) -> dict[str, Any]:
     conditions = [{"type": t, "status": "True"} for t in status.get("conditions", [])]
