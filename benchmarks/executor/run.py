@@ -192,8 +192,11 @@ def wait_ready(port: int) -> None:
     raise RuntimeError("executor not ready")
 
 
-def run_floor(kube: KubeCluster, namespace: str, n: int) -> float:
-    """Apply N Jobs (8 threads), await them with one list+watch, delete them: seconds."""
+def run_floor(
+    kube: KubeCluster, namespace: str, n: int, cpu: str = "10m", queue_name: str = ""
+) -> float:
+    """Apply N Jobs (8 threads), await them with one list+watch, delete them: seconds.
+    With `queue_name` the Jobs go suspended into that Kueue LocalQueue, as kubejobs' do."""
     client = KubeClient(str(kube.kubeconfig))
     renderer = Renderer(
         RenderSettings(
@@ -201,11 +204,12 @@ def run_floor(kube: KubeCluster, namespace: str, n: int) -> float:
             executor_name="floor",
             colony_name="floor",
             extra_annotations={"kwok.test/run": RUN},
+            queue_name=queue_name,
         )
     )
     manifests = []
     for i in range(n):
-        data = spec("floor", i)
+        data = spec("floor", i, cpu)
         manifests.append(
             renderer.render(validate_spec(data), default_process_id({**data, "i": i}))[0]
         )
