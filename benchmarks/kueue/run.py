@@ -124,7 +124,7 @@ def floor_text(row: dict[str, Any]) -> str:
     """The ratio to the bare-client floor, measured for the Kueue row only (without Kueue the
     floor is benchmarks/executor's)."""
     if "floor_seconds" not in row:
-        return "–"
+        return "-"
     return f"{row['ratio_to_floor']:.2f} (floor {row['floor_seconds']:.1f} s)"
 
 
