@@ -29,6 +29,15 @@ Fixtures (mark tests that use them with ``pytestmark = pytest.mark.integration``
 - ``helm`` -> path of the helm binary (its directory is also put on PATH).
 - ``kubeconform`` -> KubeconformTool: ``.path``, ``.schema_location``,
   ``.run(*files, kubernetes_version="1.34.0", strict=True)``.
+- ``kueue`` -> testenv.kueue.KueueServer on the session's ``kube`` (one per
+  session: two Kueue controllers on one API server would both admit):
+  ``.create_queues(ns, name="kj-queue", cpu="4", memory="64Gi",
+  preemption=False, resources=None)`` -> KueueQueues, ``.delete_queues(q)``,
+  ``.create_priority_class(name, value)``, ``.delete_priority_class(name)``,
+  ``.workloads_of_job(ns, job_uid)``. Only Jobs labelled
+  ``kueue.x-k8s.io/queue-name`` reach its webhooks.
+- ``kueue_queues`` -> KueueQueues in the test's ``kube_namespace`` (cpu 4,
+  memory 64Gi, no preemption).
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ import testenv
 from testenv._proc import Service
 from testenv.colonies import ColoniesServer
 from testenv.kube import KubeCluster
+from testenv.kueue import KueueQueues, KueueServer
 from testenv.s3 import S3Server
 
 _SERVICES: list[Service] = []
@@ -201,3 +211,24 @@ def kubeconform() -> KubeconformTool:
     path = testenv.kubeconform_path()
     _prepend_path(str(Path(path).parent))
     return KubeconformTool(path, testenv.kubeconform_schema_location())
+
+
+@pytest.fixture(scope="session")
+def kueue(kube: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KueueServer]:
+    server = KueueServer(kube, tmp_path_factory.mktemp("kueue"))
+    _register(*server.services.values())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()  # removes the webhooks before stopping the process
+
+
+@pytest.fixture
+def kueue_queues(kueue: KueueServer, kube_namespace: KubeNamespace) -> Iterator[KueueQueues]:
+    queues = kueue.create_queues(kube_namespace.name)
+    try:
+        yield queues
+    finally:
+        with contextlib.suppress(Exception):
+            kueue.delete_queues(queues)

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from tests.integration.kueue_fixtures import kueue  # noqa: F401
 from tests.integration.polling import until
 from tests.integration.test_executor_e2e import (
     FAILED,
@@ -29,7 +28,7 @@ from tests.integration.test_executor_e2e import (
 )
 
 pytestmark = pytest.mark.integration
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+WAIT = 300.0
 
 
 def _finished(job: dict[str, Any]) -> bool:
@@ -59,16 +58,25 @@ def states(run: ExecutorRun, pids: list[str]) -> list[int]:
     return [int(run.colonies.get_process(p)["state"]) for p in pids]
 
 
+def pending(run: ExecutorRun, pids: list[str], deadline: float) -> bool:
+    """Whether some process is not final yet; an AssertionError past `deadline` (bounded wait)."""
+    now = states(run, pids)
+    if time.monotonic() > deadline:
+        raise AssertionError(f"not final in time: states {now}\nexecutor log:\n{run.log()}")
+    return any(s not in (SUCCESS, FAILED) for s in now)
+
+
 def test_twenty_processes_share_a_quota_of_four_cpus_and_all_succeed(
     executor: Callable[..., ExecutorRun],  # noqa: F811
-    kueue: Any,  # noqa: F811
+    kueue: Any,
     kube_namespace: Any,
 ) -> None:
     queues = kueue.create_queues(kube_namespace.name, cpu="4")
     run = executor({"kwok.test/run": "2s"}, queue_name=queues.local_queue, max_queued=20)
     pids = [run.submit(spec(run.type, conditions={"cpu": "1000m"})) for _ in range(20)]
     most = 0
-    while any(s not in (SUCCESS, FAILED) for s in states(run, pids)):
+    deadline = time.monotonic() + WAIT
+    while pending(run, pids, deadline):
         now = live_pods(kube_namespace)
         most = max(most, len(now))
         assert len(now) <= 4, now
@@ -92,7 +100,7 @@ def test_twenty_processes_share_a_quota_of_four_cpus_and_all_succeed(
 
 def test_max_queued_leaves_the_backlog_to_other_executors(
     executor: Callable[..., ExecutorRun],  # noqa: F811
-    kueue: Any,  # noqa: F811
+    kueue: Any,
     kube_namespace: Any,
     tmp_path: Any,
 ) -> None:
@@ -122,7 +130,8 @@ def test_max_queued_leaves_the_backlog_to_other_executors(
         first.colonies, kube_namespace, name, first.type, prvkey, tmp_path / "second.log", env
     ).start()
     try:
-        while any(s not in (SUCCESS, FAILED) for s in states(first, pids)):
+        deadline = time.monotonic() + WAIT
+        while pending(first, pids, deadline):
             mine = [
                 j
                 for j in first.jobs()
@@ -143,7 +152,7 @@ def test_max_queued_leaves_the_backlog_to_other_executors(
 
 def test_not_ready_without_the_local_queue_then_ready_once_it_exists(
     executor: Callable[..., ExecutorRun],  # noqa: F811
-    kueue: Any,  # noqa: F811
+    kueue: Any,
     kube_namespace: Any,
 ) -> None:
     run = executor({"kwok.test/run": "1s"}, queue_name="kj-late-queue", wait_ready=False)
@@ -169,7 +178,7 @@ def test_not_ready_without_the_local_queue_then_ready_once_it_exists(
 
 def test_a_workload_kueue_can_never_admit_fails_with_kueues_message(
     executor: Callable[..., ExecutorRun],  # noqa: F811
-    kueue: Any,  # noqa: F811
+    kueue: Any,
     kube_namespace: Any,
 ) -> None:
     queues = kueue.create_queues(kube_namespace.name, cpu="4")
@@ -194,7 +203,7 @@ def test_a_workload_kueue_can_never_admit_fails_with_kueues_message(
 
 def test_a_running_process_is_not_failed_while_its_job_waits(
     executor: Callable[..., ExecutorRun],  # noqa: F811
-    kueue: Any,  # noqa: F811
+    kueue: Any,
     kube_namespace: Any,
 ) -> None:
     """A queued Job waits past start_timeout: no pods is not a failure while Kueue holds it."""
@@ -207,5 +216,33 @@ def test_a_running_process_is_not_failed_while_its_job_waits(
     assert [p["state"] for p in done] == [SUCCESS, SUCCESS], [p["errors"] for p in done]
     log = run.colonies.log_text(first) + run.colonies.log_text(second)
     assert "kubejobs: queued in Kueue LocalQueue" in log
+    run.wait_no_jobs()
+    kueue.delete_queues(queues)
+
+
+def test_a_workload_kueue_deactivates_fails_the_process_with_kueues_reason(
+    executor: Callable[..., ExecutorRun],  # noqa: F811
+    kueue: Any,
+    kube_namespace: Any,
+) -> None:
+    queues = kueue.create_queues(kube_namespace.name, cpu="4")
+    run = executor({"kwok.test/run-forever": "true"}, queue_name=queues.local_queue)
+    pid = run.submit(spec(run.type, conditions={"cpu": "1000m"}))
+    until(lambda: "kubejobs: admitted by Kueue" in run.colonies.log_text(pid), "admitted")
+    job = run.jobs()[0]
+    (workload,) = kueue.workloads_of_job(kube_namespace.name, job["metadata"]["uid"])
+    kube_namespace.kubectl(
+        "patch", "workloads.kueue.x-k8s.io", workload["metadata"]["name"], "--type=merge",
+        "-p", json.dumps({"spec": {"active": False}}),
+    )  # fmt: skip
+    process = run.wait_done(pid, timeout=60)
+    assert process["state"] == FAILED
+    (error,) = process["errors"]
+    # Kueue's words ("The workload is deactivated") when its Evicted condition has reached
+    # the executor by then, else what spec.active says
+    assert error.startswith(
+        f"Job {job['metadata']['name']} in LocalQueue {queues.local_queue}: "
+        "Kueue deactivated the Workload: "
+    ), error
     run.wait_no_jobs()
     kueue.delete_queues(queues)

@@ -20,7 +20,6 @@ from testenv.kueue import (
     KueueQueues,
     KueueServer,
 )
-from tests.integration.kueue_fixtures import kueue, kueue_queues  # noqa: F401
 from tests.integration.polling import until
 
 pytestmark = pytest.mark.integration
@@ -77,12 +76,12 @@ def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
 
 
-def workload(kueue: KueueServer, ns: Any, uid: str) -> dict[str, Any] | None:  # noqa: F811
+def workload(kueue: KueueServer, ns: Any, uid: str) -> dict[str, Any] | None:
     found = kueue.workloads_of_job(ns.name, uid)
     return found[0] if found else None
 
 
-def admitted(kueue: KueueServer, ns: Any, created: dict[str, Any]) -> dict[str, Any] | None:  # noqa: F811
+def admitted(kueue: KueueServer, ns: Any, created: dict[str, Any]) -> dict[str, Any] | None:
     """The Job's Workload once Kueue admitted it and the Job is unsuspended."""
     wl = workload(kueue, ns, created["metadata"]["uid"])
     if wl is None or conditions(wl).get("Admitted", {}).get("status") != "True":
@@ -91,7 +90,7 @@ def admitted(kueue: KueueServer, ns: Any, created: dict[str, Any]) -> dict[str, 
 
 
 def pending(
-    kueue: KueueServer,  # noqa: F811
+    kueue: KueueServer,
     ns: Any,
     created: dict[str, Any],
     message: str,
@@ -104,7 +103,7 @@ def pending(
     return None
 
 
-def test_quota_admits_the_second_job_when_the_first_is_gone(kueue, kube_namespace):  # noqa: F811
+def test_quota_admits_the_second_job_when_the_first_is_gone(kueue, kube_namespace):
     ns = kube_namespace
     # the deleted Job's quota frees when its Workload is garbage collected
     kueue.wait_garbage_collector()
@@ -133,7 +132,7 @@ def test_quota_admits_the_second_job_when_the_first_is_gone(kueue, kube_namespac
         kueue.delete_queues(q)
 
 
-def test_quota_frees_when_the_first_job_finishes(kueue, kube_namespace):  # noqa: F811
+def test_quota_frees_when_the_first_job_finishes(kueue, kube_namespace):
     ns = kube_namespace
     q = kueue.create_queues(ns.name, cpu="2", memory="4Gi")
     try:
@@ -158,7 +157,7 @@ def test_quota_frees_when_the_first_job_finishes(kueue, kube_namespace):  # noqa
         kueue.delete_queues(q)
 
 
-def test_unlabelled_job_runs_without_kueue(kueue, kube_namespace):  # noqa: F811
+def test_unlabelled_job_runs_without_kueue(kueue, kube_namespace):
     ns = kube_namespace
     hooks = json.loads(
         ns.kube.kubectl("get", "mutatingwebhookconfiguration", MUTATING, "-o", "json").stdout
@@ -177,7 +176,7 @@ def test_unlabelled_job_runs_without_kueue(kueue, kube_namespace):  # noqa: F811
     assert kueue.workloads_of_job(ns.name, created["metadata"]["uid"]) == []
 
 
-def test_labelled_job_is_suspended_by_the_webhook(kueue, kueue_queues, kube_namespace):  # noqa: F811
+def test_labelled_job_is_suspended_by_the_webhook(kueue, kueue_queues, kube_namespace):
     ns = kube_namespace
     body = job("eager", "100m", kueue_queues)
     body["spec"]["suspend"] = False
@@ -191,7 +190,7 @@ def test_labelled_job_is_suspended_by_the_webhook(kueue, kueue_queues, kube_name
     )
 
 
-def test_job_bigger_than_the_queue_is_never_admitted(kueue, kube_namespace):  # noqa: F811
+def test_job_bigger_than_the_queue_is_never_admitted(kueue, kube_namespace):
     ns = kube_namespace
     q = kueue.create_queues(ns.name, cpu="2", memory="4Gi")
     try:
@@ -213,7 +212,7 @@ def test_job_bigger_than_the_queue_is_never_admitted(kueue, kube_namespace):  # 
         kueue.delete_queues(q)
 
 
-def test_higher_priority_preempts_a_running_job(kueue, kube_namespace):  # noqa: F811
+def test_higher_priority_preempts_a_running_job(kueue, kube_namespace):
     ns = kube_namespace
     q = kueue.create_queues(ns.name, cpu="2", memory="4Gi", preemption=True)
     low_class = kueue.create_priority_class(f"{ns.name}-low", 10)
@@ -264,7 +263,7 @@ def test_higher_priority_preempts_a_running_job(kueue, kube_namespace):  # noqa:
         kueue.delete_priority_class(high_class)
 
 
-def test_deactivated_workload_suspends_its_job(kueue, kueue_queues, kube_namespace):  # noqa: F811
+def test_deactivated_workload_suspends_its_job(kueue, kueue_queues, kube_namespace):
     ns = kube_namespace
     created = create(ns, job("stopme", "100m", kueue_queues, {"kwok.test/run-forever": "true"}))
     wl = until(lambda: admitted(kueue, ns, created), "Job admitted")

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from tests.integration.kueue_fixtures import kueue  # noqa: F401
 from tests.integration.polling import until
 from tests.integration.realnode.test_executor_realnode import sh
 from tests.integration.test_executor_e2e import SUCCESS, ExecutorRun
@@ -36,7 +35,7 @@ TICK = re.compile(r"^attempt-([0-9a-f]{8}) tick (\d+)$")
 
 def test_a_preempted_process_runs_again_and_both_succeed_with_marked_logs(
     real_executor: Callable[..., ExecutorRun],
-    kueue: Any,  # noqa: F811
+    kueue: Any,
     kube_namespace: Any,
     colonies: Any,
 ) -> None:
