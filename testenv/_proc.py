@@ -9,6 +9,8 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -181,3 +183,15 @@ class Service:
                 return f.read().decode(errors="replace")
         except OSError:
             return ""
+
+
+def http_ok(url: str) -> bool:
+    """Whether `url` answers 200 now (a health endpoint); any failure is a no."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return bool(r.status == 200)
+    except urllib.error.HTTPError as err:
+        err.close()
+    except (OSError, urllib.error.URLError):
+        pass
+    return False

@@ -45,7 +45,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testenv._proc import PREFIX, Service, TestEnvError, binary, free_port, port_open, wait_until
+from testenv._proc import (
+    PREFIX,
+    Service,
+    TestEnvError,
+    binary,
+    free_port,
+    http_ok,
+    port_open,
+    wait_until,
+)
 
 KUBE_VERSION = "v1.34.4"
 ANNOTATION_PREFIX = "kwok.test/"
@@ -713,7 +722,7 @@ class KubeCluster:
                 str(2 * 1024**3),
             ],
         ).start()
-        wait_until(lambda: self._http_ok(f"{client}/health"), 60, "etcd /health", service=svc)
+        wait_until(lambda: http_ok(f"{client}/health"), 60, "etcd /health", service=svc)
 
     def _apiserver_argv(self) -> list[str]:
         p = self.pki
@@ -919,17 +928,6 @@ class KubeCluster:
             ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
             self._ssl = ctx
         return self._ssl
-
-    @staticmethod
-    def _http_ok(url: str) -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                return bool(r.status == 200)
-        except urllib.error.HTTPError as err:
-            err.close()
-        except (OSError, urllib.error.URLError):
-            pass
-        return False
 
     def _api_get(self, path: str) -> bytes | None:
         try:

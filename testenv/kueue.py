@@ -27,15 +27,13 @@ import os
 import re
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from testenv._proc import PREFIX, Service, TestEnvError, binary, free_port, wait_until
+from testenv._proc import PREFIX, Service, TestEnvError, binary, free_port, http_ok, wait_until
 from testenv.kube import KubeCluster, _write_pki
 
 KUEUE_VERSION = "v0.17.0"
@@ -132,15 +130,7 @@ class KueueServer:
         self.service.stop(timeout=10)
 
     def _ready(self) -> bool:
-        url = f"http://127.0.0.1:{self.health_port}/readyz"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                return bool(r.status == 200)
-        except urllib.error.HTTPError as err:
-            err.close()
-        except (OSError, urllib.error.URLError):
-            pass
-        return False
+        return http_ok(f"http://127.0.0.1:{self.health_port}/readyz")
 
     # -- files ---------------------------------------------------------------
     def _write_certs(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,12 +24,13 @@ STALE_SECONDS = 4
 executor = e2e.executor  # the same executor fixture, against this module's server
 
 
-@pytest.fixture(scope="module")
-def colonies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ColoniesServer]:
+def stale_server(workdir: Path, stale_seconds: int) -> Iterator[ColoniesServer]:
+    """A real Colonies server that unregisters executors silent for `stale_seconds`
+    (instead of 600 s), checking every second."""
     server = ColoniesServer(
-        tmp_path_factory.mktemp("colonies-stale"),
+        workdir,
         server_env={
-            "COLONIES_STALE_EXECUTOR_DURATION": str(STALE_SECONDS),
+            "COLONIES_STALE_EXECUTOR_DURATION": str(stale_seconds),
             "COLONIES_CLEANUP_INTERVAL": "1",
         },
     )
@@ -37,6 +39,11 @@ def colonies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ColoniesServe
         yield server
     finally:
         server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def colonies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ColoniesServer]:
+    yield from stale_server(tmp_path_factory.mktemp("colonies-stale"), STALE_SECONDS)
 
 
 def test_full_executor_keeps_its_running_process(

@@ -36,6 +36,7 @@ from tests.integration.test_chart_install import (
     install,
     spec,
 )
+from tests.integration.test_executor_keepalive import stale_server
 
 pytestmark = pytest.mark.integration
 __all__ = ["install"]  # the fixture
@@ -246,18 +247,7 @@ STALE_SECONDS = 6
 @pytest.fixture
 def stale_colonies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ColoniesServer]:
     """A Colonies server that unregisters executors silent for 6 s instead of 600 s."""
-    server = ColoniesServer(
-        tmp_path_factory.mktemp("colonies-scale-down"),
-        server_env={
-            "COLONIES_STALE_EXECUTOR_DURATION": str(STALE_SECONDS),
-            "COLONIES_CLEANUP_INTERVAL": "1",
-        },
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
+    yield from stale_server(tmp_path_factory.mktemp("colonies-scale-down"), STALE_SECONDS)
 
 
 def test_scale_down_requeues_the_gone_replicas_processes_and_its_return_cleans_up(

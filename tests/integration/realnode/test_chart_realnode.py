@@ -46,6 +46,62 @@ def ready(pod: dict[str, Any] | None) -> bool:
     return conditions.get("Ready") == "True"
 
 
+def node_values(
+    real_node: RealNode,
+    colonies: Any,
+    executor_name: str,
+    executor_type: str,
+    config: dict[str, Any] | None = None,
+    **top: Any,
+) -> dict[str, Any]:
+    """Chart values whose executor pod and Jobs run on the real node; `top` adds top-level
+    values (keys), `config` more executor settings."""
+    toleration = {**TAINT, "operator": "Equal"}
+    return {
+        "image": {"repository": "localhost/kubejobs", "tag": __version__},
+        "hostNetwork": True,
+        "nodeSelector": LABEL,
+        "tolerations": [toleration],
+        # no kube-proxy here: the kubernetes Service IP is not routed on the node
+        "extraEnv": [{"name": k, "value": v} for k, v in real_node.api_env.items()],
+        **top,
+        "config": {
+            "colonies_host": colonies.host,
+            "colonies_port": colonies.port,
+            "executor_name": executor_name,
+            "executor_type": executor_type,
+            "health_port": free_port(),
+            "health_host": "127.0.0.1",
+            "assign_timeout": 2,
+            "host_network": True,
+            "inpod_env": real_node.api_env,
+            "node_selector": LABEL,
+            "tolerations": [toleration],
+            "termination_grace_seconds": 30,
+            **(config or {}),
+        },
+    }
+
+
+def install_values(
+    install: chart_tests.Install, values: dict[str, Any], colonies: Any, tmp_path: Path
+) -> None:
+    """`helm install -f` a values file (it holds keys: never printed), colony last."""
+    values_file = tmp_path / "values.json"
+    values_file.write_text(json.dumps(values))  # JSON is YAML
+    install("-f", str(values_file), "--set", colony_value(colonies))
+
+
+def colony_value(colonies: Any) -> str:
+    """The --set of the colony name (after the install fixture's default)."""
+    return f"config.colony_name={colonies.colony_name}"
+
+
+def ready_executor_pod(kube_namespace: Any) -> dict[str, Any] | None:
+    pod = executor_pod(kube_namespace)
+    return pod if ready(pod) else None
+
+
 def test_chart_executor_runs_on_the_real_node_and_a_cli_submit_succeeds(
     install: chart_tests.Install,
     real_node: RealNode,
@@ -56,39 +112,13 @@ def test_chart_executor_runs_on_the_real_node_and_a_cli_submit_succeeds(
     suffix = os.urandom(4).hex()
     executor_type = f"kj-chart-type-{suffix}"
     name, prvkey = colonies.add_executor(f"kj-chart-{suffix}", executor_type)
-    toleration = {**TAINT, "operator": "Equal"}
-    values = {
-        "image": {"repository": "localhost/kubejobs", "tag": __version__},
-        "hostNetwork": True,
-        "nodeSelector": LABEL,
-        "tolerations": [toleration],
-        # no kube-proxy here: the kubernetes Service IP is not routed on the node
-        "extraEnv": [{"name": k, "value": v} for k, v in real_node.api_env.items()],
-        "executorKey": {"source": "value", "prvkey": prvkey},
-        "config": {
-            "colonies_host": colonies.host,
-            "colonies_port": colonies.port,
-            "executor_name": name,
-            "executor_type": executor_type,
-            "health_port": free_port(),
-            "health_host": "127.0.0.1",
-            "assign_timeout": 2,
-            "host_network": True,
-            "inpod_env": real_node.api_env,
-            "node_selector": LABEL,
-            "tolerations": [toleration],
-            "termination_grace_seconds": 30,
-        },
-    }
-    values_file = tmp_path / "values.json"
-    values_file.write_text(json.dumps(values))  # JSON is YAML; holds the key: not printed
-    install("-f", str(values_file), "--set", f"config.colony_name={colonies.colony_name}")
+    values = node_values(
+        real_node, colonies, name, executor_type,
+        executorKey={"source": "value", "prvkey": prvkey},
+    )  # fmt: skip
+    install_values(install, values, colonies, tmp_path)
 
-    def ready_pod() -> dict[str, Any] | None:
-        pod = executor_pod(kube_namespace)
-        return pod if ready(pod) else None
-
-    pod = until(ready_pod, "the chart's executor pod Ready", WAIT)
+    pod = until(lambda: ready_executor_pod(kube_namespace), "the executor pod Ready", WAIT)
     assert pod["spec"]["nodeName"] == NODE_NAME and pod["spec"]["hostNetwork"] is True
     executor = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "executor")
     assert executor["restartCount"] == 0 and "running" in executor["state"]
@@ -121,41 +151,16 @@ def test_chart_statefulset_replica_names_itself_from_its_pod_on_the_real_node(
     """
     suffix = os.urandom(4).hex()
     executor_type = f"kj-sts-type-{suffix}"
-    toleration = {**TAINT, "operator": "Equal"}
-    values = {
-        "image": {"repository": "localhost/kubejobs", "tag": __version__},
-        "replicaCount": 1,
-        "statefulSet": {"enabled": True},
-        "hostNetwork": True,
-        "nodeSelector": LABEL,
-        "tolerations": [toleration],
-        "extraEnv": [{"name": k, "value": v} for k, v in real_node.api_env.items()],
-        "executorKey": {"source": "generate"},
-        "colonyKey": {"source": "value", "prvkey": colonies.colony_prvkey},
-        "config": {
-            "colonies_host": colonies.host,
-            "colonies_port": colonies.port,
-            "executor_name": f"kj-sts-{suffix}",
-            "executor_type": executor_type,
-            "health_port": free_port(),
-            "health_host": "127.0.0.1",
-            "assign_timeout": 2,
-            "host_network": True,
-            "inpod_env": real_node.api_env,
-            "node_selector": LABEL,
-            "tolerations": [toleration],
-            "termination_grace_seconds": 30,
-        },
-    }
-    values_file = tmp_path / "values.json"
-    values_file.write_text(json.dumps(values))  # holds the colony key: not printed
-    install("-f", str(values_file), "--set", f"config.colony_name={colonies.colony_name}")
+    values = node_values(
+        real_node, colonies, f"kj-sts-{suffix}", executor_type,
+        replicaCount=1,
+        statefulSet={"enabled": True},
+        executorKey={"source": "generate"},
+        colonyKey={"source": "value", "prvkey": colonies.colony_prvkey},
+    )  # fmt: skip
+    install_values(install, values, colonies, tmp_path)
 
-    def ready_pod() -> dict[str, Any] | None:
-        pod = executor_pod(kube_namespace)
-        return pod if ready(pod) else None
-
-    pod = until(ready_pod, "the StatefulSet's executor pod Ready", WAIT)
+    pod = until(lambda: ready_executor_pod(kube_namespace), "the replica's pod Ready", WAIT)
     assert pod["metadata"]["name"] == "kj-kubejobs-0"
     secret = json.loads(
         kube_namespace.kubectl("get", "secret", "kubejobs-executor-key-0", "-o", "json").stdout

@@ -11,38 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from testenv.colonies import ColoniesServer, make_ca
-from tests.integration.conftest import _register
+from testenv.colonies import ColoniesServer
+from tests.integration import test_tls as tls_tests
 from tests.integration.realnode.conftest import job_spec
 from tests.integration.test_executor_e2e import FAILED, SUCCESS, ExecutorRun
 from tests.integration.test_inpod_stager import latest, put_file
 
 pytestmark = pytest.mark.integration
+# this module's TLS server (replacing the session's plain one for the executor fixtures)
+# and a CA that did not sign its certificate, as in test_tls.py
+colonies = tls_tests.colonies
+other_ca = tls_tests.other_ca
 WAIT = 240.0
 POD_CA_FILE = "/etc/kubejobs/colonies-ca/ca.crt"
-
-
-@pytest.fixture(scope="module")
-def colonies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ColoniesServer]:
-    server = ColoniesServer(tmp_path_factory.mktemp("colonies-tls"), tls=True)
-    assert server.tls_proxy is not None
-    _register(server.service, server.tls_proxy)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_ca(tmp_path_factory.mktemp("other-ca"))
 
 
 def tls_executor(

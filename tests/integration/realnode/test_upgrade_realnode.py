@@ -21,12 +21,16 @@ from typing import Any
 import pytest
 
 from kubejobs import __version__
-from testenv._proc import free_port
-from testenv.node import LABEL, TAINT, RealNode, kubejobs_image
+from testenv.node import RealNode, kubejobs_image
 from tests.integration import test_chart_install as chart_tests
 from tests.integration.polling import until
 from tests.integration.realnode.conftest import job_spec
-from tests.integration.realnode.test_chart_realnode import ready
+from tests.integration.realnode.test_chart_realnode import (
+    colony_value,
+    install_values,
+    node_values,
+    ready,
+)
 from tests.integration.test_executor_e2e import SUCCESS
 
 pytestmark = pytest.mark.integration
@@ -74,35 +78,12 @@ def test_upgrade_with_jobs_in_flight_adopts_them_and_new_jobs_use_the_new_settin
     name, prvkey = colonies.add_executor(f"kj-upgrade-{suffix}", executor_type)
     new_tag = f"upgrade-{suffix}"
     real_node.ctr("images", "tag", kubejobs_image(), f"localhost/kubejobs:{new_tag}")
-    toleration = {**TAINT, "operator": "Equal"}
-    values = {
-        "image": {"repository": "localhost/kubejobs", "tag": __version__},
-        "hostNetwork": True,
-        "nodeSelector": LABEL,
-        "tolerations": [toleration],
-        "extraEnv": [{"name": k, "value": v} for k, v in real_node.api_env.items()],
-        "executorKey": {"source": "value", "prvkey": prvkey},
-        "config": {
-            "colony_name": colonies.colony_name,
-            "colonies_host": colonies.host,
-            "colonies_port": colonies.port,
-            "executor_name": name,
-            "executor_type": executor_type,
-            "health_port": free_port(),
-            "health_host": "127.0.0.1",
-            "assign_timeout": 2,
-            "host_network": True,
-            "inpod_env": real_node.api_env,
-            "node_selector": LABEL,
-            "tolerations": [toleration],
-            "termination_grace_seconds": 30,
-            "extra_labels": {"kubejobs-test/generation": "1"},
-        },
-    }
-    values_file = tmp_path / "values.json"
-    values_file.write_text(json.dumps(values))  # holds the key: never printed
-    colony = f"config.colony_name={colonies.colony_name}"  # after the fixture's default
-    install("-f", str(values_file), "--set", colony)
+    values = node_values(
+        real_node, colonies, name, executor_type,
+        {"extra_labels": {"kubejobs-test/generation": "1"}},
+        executorKey={"source": "value", "prvkey": prvkey},
+    )  # fmt: skip
+    install_values(install, values, colonies, tmp_path)
     old_image = f"localhost/kubejobs:{__version__}"
     old = until(lambda: ready_pod_with_image(kube_namespace, old_image), "executor Ready", WAIT)
 
@@ -117,7 +98,7 @@ def test_upgrade_with_jobs_in_flight_adopts_them_and_new_jobs_use_the_new_settin
 
     install(
         "--reuse-values",
-        "--set", colony,
+        "--set", colony_value(colonies),
         "--set", f"image.tag={new_tag}",
         "--set-string", "config.extra_labels.kubejobs-test/generation=2",
         "--set", "config.ttl_seconds_after_finished=600",
