@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.polling import until
+
 pytestmark = pytest.mark.integration
 
 
@@ -221,6 +223,8 @@ def test_server_side_dry_run_rejects_what_the_schema_allows(kube_namespace, kube
 
 def test_foreground_deletion_removes_pods(kube_namespace):
     create(kube_namespace, job("gone", {"kwok.test/run-forever": "true"}))
+    # `kubectl wait -l` fails at once while no pod matches yet: wait for the pod first
+    until(lambda: job_pods(kube_namespace, "gone"), "the Job's pod created", 30)
     kube_namespace.kubectl(
         "wait", "--for=condition=Ready", "pod", "-l", "job-name=gone", "--timeout=30s"
     )
