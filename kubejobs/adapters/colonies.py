@@ -210,6 +210,11 @@ class ColoniesClient:
             }
         )
 
+    def get_executors(self, colony: str) -> list[dict[str, Any]]:
+        """Every executor of the colony, in any state (members only: the server refuses others)."""
+        result = self.rpc({"msgtype": "getexecutorsmsg", "colonyname": colony})
+        return list(result or [])
+
     def get_executor(self, colony: str, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self.rpc(
             {"msgtype": "getexecutormsg", "colonyname": colony, "executorname": name}

@@ -1,9 +1,11 @@
 """The executor's lifecycle: start the threads in a safe order, stop them cleanly.
 
-Order at start: identity and registration; the Job, pod and FailedCreate-event
-watches, and the reconciler until Jobs and pods have listed once (so capacity
-counts every Job already running, and Jobs of a predecessor are adopted); the
-preflight (the log shipper's service account, the key Secret, the templates),
+Order at start: identity and registration (retried while the key Secret is another
+executor's or the Colonies server refuses a step; /readyz says why meanwhile); the
+Job, pod and FailedCreate-event watches, and the reconciler until Jobs and pods
+have listed once (so capacity counts every Job already running, and Jobs of a
+predecessor are adopted); the preflight (the log shipper's service account, the
+key Secret and that it holds this executor's key, the templates),
 re-checked until everything is in place; processes RUNNING on this executor that
 have no Job yet are applied; only then do assign workers take new work, and
 /readyz answers 200. On stop (SIGTERM) workers stop taking work, finish what they hold, and
@@ -151,6 +153,9 @@ class Executor:
         tls = self.colonies.tls_problem if self.colonies else ""
         return [*self.problems, *([tls] if tls else [])]
 
+    def _set_problems(self, problems: list[str]) -> None:
+        self.problems = problems
+
     def _wait_for_trusted_server(self) -> bool:
         """With TLS: wait while the server's certificate fails verification; False if stopped.
 
@@ -176,12 +181,12 @@ class Executor:
             return True
         return False
 
-    def _wait_for_prerequisites(self, renderer: Renderer) -> bool:
+    def _wait_for_prerequisites(self, renderer: Renderer, executor_id: str) -> bool:
         """Take no work until what every Job needs is in place (preflight); False if stopped."""
         last: list[str] = []
         while not self.stop_assign.is_set():
             try:
-                found = preflight.problems(self.kube, self.namespace, renderer)
+                found = preflight.problems(self.kube, self.namespace, renderer, executor_id)
             except KubeError as err:
                 found = [f"cannot check namespace {self.namespace}: {err}"]
             self.problems = found
@@ -229,7 +234,9 @@ class Executor:
         s = self.settings
         if s.colonies_tls and not self._wait_for_trusted_server():
             return
-        self.identity = establish(s, self.kube, self.namespace, self._client, self.stop_assign)
+        self.identity = establish(
+            s, self.kube, self.namespace, self._client, self.stop_assign, self._set_problems
+        )
         colonies = self.colonies = self._client(self.identity.prvkey)
         log.info(
             "executor %s (%s) in colony %s, namespace %s",
@@ -295,7 +302,7 @@ class Executor:
         while not reconciler.ready.wait(0.5):
             if self.stop_assign.is_set():
                 return
-        if not self._wait_for_prerequisites(ctx.renderer):
+        if not self._wait_for_prerequisites(ctx.renderer, self.identity.executor_id):
             return
         recover_unapplied(ctx, self.identity.executor_id)
         busy = Busy()

@@ -21,6 +21,7 @@ import base64
 import binascii
 import logging
 
+from kubejobs.adapters.colonies import key_id
 from kubejobs.adapters.kube import KubeClient, KubeError
 from kubejobs.errors import InvalidInput, TemplateError
 from kubejobs.render import Renderer
@@ -33,8 +34,15 @@ PROBE_ID = "0" * 64
 HOWTO = "see the README, 'Running the executor by hand'"
 
 
-def problems(kube: KubeClient, namespace: str, renderer: Renderer) -> list[str]:
-    """What is missing for this executor's Jobs, each with how to fix it; [] when ready."""
+def problems(
+    kube: KubeClient, namespace: str, renderer: Renderer, executor_id: str = ""
+) -> list[str]:
+    """What is missing for this executor's Jobs, each with how to fix it; [] when ready.
+
+    With `executor_id`, a key Secret the executor may read must hold this executor's key:
+    the log shippers of its Jobs sign with it, and the server refuses their logs and
+    outputs under any other executor's key (or, worse, takes them as that executor's).
+    """
     settings = renderer.settings
     found: list[str] = []
     account = settings.service_account
@@ -61,6 +69,14 @@ def problems(kube: KubeClient, namespace: str, renderer: Renderer) -> list[str]:
         found.append(
             f'Secret "{secret_name}" in namespace "{namespace}" has no key "prvkey" holding '
             f"the executor's private key. Recreate it with {create}"
+        )
+    elif isinstance(secret, dict) and executor_id and (held := _key_id(secret)) != executor_id:
+        found.append(
+            f'Secret "{secret_name}" in namespace "{namespace}" (setting executor_key_secret) '
+            f"holds the key of executor id {held}, not this executor's ({executor_id}): the log "
+            "shippers of its Jobs would sign with another executor's key. Point "
+            "executor_key_secret (chart: executorKey.secretName) at a Secret with this "
+            f"executor's key, e.g. {create} with another name"
         )
     found += _ca_problems(
         kube, namespace, settings.colonies_ca_configmap, settings.colonies_ca_secret
@@ -143,6 +159,15 @@ def _read(kube: KubeClient, kind: str, namespace: str, name: str) -> object:
 
 def _missing(kube: KubeClient, kind: str, namespace: str, name: str) -> bool:
     return _read(kube, kind, namespace, name) is _ABSENT
+
+
+def _key_id(secret: dict[str, object]) -> str:
+    data = secret.get("data")
+    value = data.get("prvkey") if isinstance(data, dict) else ""
+    try:
+        return key_id(base64.b64decode(str(value)).decode("ascii").strip())
+    except (binascii.Error, ValueError):
+        return "(unreadable)"
 
 
 def _has_key(secret: dict[str, object]) -> bool:
