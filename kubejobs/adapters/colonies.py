@@ -290,6 +290,10 @@ class ColoniesClient:
     # Logs ------------------------------------------------------------------
 
     def add_log(self, process_id: str, message: str) -> Any:
+        # The server keeps logs in PostgreSQL text, which cannot hold a NUL: v1.9.7
+        # refuses the whole message. A program may print one; it is shown as U+FFFD,
+        # as undecodable bytes are.
+        message = message.replace("\x00", "\ufffd")
         return self.rpc({"msgtype": "addlogmsg", "processid": process_id, "message": message})
 
     def get_logs(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import urllib.parse
 from collections import Counter
@@ -160,7 +161,7 @@ class KubeClient:
             "PATCH",
             path,
             query,
-            body=obj,
+            body=apply_body(obj),
             content_type="application/apply-patch+yaml",
             verb="apply",
         )
@@ -278,6 +279,25 @@ class KubeClient:
             raise KubeUnavailable(f"watch of {kind} interrupted: {type(err).__name__}") from None
         finally:
             raw.release_conn()
+
+
+# What a YAML double-quoted scalar holds literally without change: printable ASCII
+# and the planes above the BMP. The rest of the BMP is escaped: YAML refuses C1
+# controls, DEL, U+FEFF and U+FFFE/F as raw characters, and folds the line breaks
+# U+0085, U+2028 and U+2029 to spaces.
+_YAML_ESCAPE = re.compile("[^\x20-\x7e\U00010000-\U0010ffff]")
+
+
+def apply_body(obj: Any) -> bytes:
+    """The object as a server-side apply body: JSON that YAML reads back exactly.
+
+    An apply body is YAML, of which JSON is a subset, except that YAML refuses
+    the surrogate-pair escapes (\\ud83d\\ude80) json.dumps writes for characters
+    beyond the BMP ("found invalid Unicode character escape code"). Those are
+    written as UTF-8 instead, every other non-ASCII character as a \\u escape.
+    """
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _YAML_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8")
 
 
 def _watch_event(event: dict[str, Any]) -> dict[str, Any]:

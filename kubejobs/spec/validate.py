@@ -15,6 +15,7 @@ from kubejobs.spec.load import SpecDocument
 from kubejobs.spec.model import FunctionSpec, split_words
 from kubejobs.spec.names import ENV_NAME, LABEL_VALUE, RESERVED_ENV, image_problem
 from kubejobs.spec.schema_errors import SPEC_SCHEMA, WORKFLOW_SCHEMA, json_path, schema_problems
+from kubejobs.spec.text import text_problems
 from kubejobs.spec.workflow import graph_problems
 
 # Words that mean something only to a shell; cmd runs without one.
@@ -130,6 +131,7 @@ def _semantic_problems(data: Any, source: str, prefix: list[str | int]) -> list[
 
     if spec.get("funcname") == "execute":
         _check_execute(_obj(spec.get("kwargs")), add)
+    text_problems(spec, add)
     return problems
 
 

@@ -1,8 +1,10 @@
 """Property: any string in any free-text field gives a validation error or a manifest of the
 same structure whose values equal the input. Never a crash.
 
-Strings are drawn to include what breaks text-built YAML: quotes, newlines, ': ', '{{ }}',
-'NO', '0755', YAML line breaks (NEL, LS, PS), control characters and astral unicode.
+Strings come from tests/legal_text.py, the generator the properties against the API server
+and `kubejobs check` use too: what breaks text-built YAML, Jinja and shells (quotes,
+newlines, ': ', '{{ }}', 'NO', '0755', YAML line breaks, control characters) and every
+Unicode plane.
 """
 
 from __future__ import annotations
@@ -17,44 +19,9 @@ from kubejobs.errors import InvalidInput
 from kubejobs.render import Renderer, RenderSettings
 from kubejobs.render.output import to_yaml
 from kubejobs.spec import validate_spec
+from tests.legal_text import as_seen, text
 from tests.unit.helpers import PID, env_of
 
-NASTY = [
-    "NO",
-    "on",
-    "0755",
-    "1.10",
-    "a: b",
-    "- x",
-    "{{ job_name }}",
-    "{% if %}",
-    "'\"",
-    "#",
-    "~",
-    "null",
-    "\n",
-    "\r\n",
-    "\x85",
-    "\u2028",
-    "\ufeff",
-    "\x00",
-    "\t",
-    "$(HOME)",
-    "$$",
-    "{processid}",
-    "\U0001f600",
-    "&anchor",
-    "*alias",
-    "!!python/object",
-    "%TAG",
-    "---",
-    "...",
-]
-text = st.one_of(
-    st.sampled_from(NASTY),
-    st.text(),
-    st.lists(st.sampled_from(NASTY) | st.text(max_size=5)).map("".join),
-)
 label = text.map(lambda s: "/" + s)
 RENDERER = Renderer(RenderSettings())
 
@@ -65,11 +32,6 @@ def shape(value: Any) -> Any:
     if isinstance(value, list):
         return [shape(v) for v in value]
     return type(value).__name__
-
-
-def as_seen(value: str) -> str:
-    """What the program sees: Kubernetes reads '$$' as '$'."""
-    return value.replace("$$", "$")
 
 
 def expected(value: str) -> str:
