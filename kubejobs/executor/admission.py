@@ -4,6 +4,10 @@ Room is counted from the processes in flight (Jobs applied or being applied, and
 Jobs found again after a restart) — never from finished pods: a process's
 reservation ends when its pods are done, even if its Job is kept a while. The
 whole request counts: nodes x processespernode x the per-container cpu and mem.
+Reservations are keyed by Job name, one per attempt of a process: when the
+server takes a process back and assigns it here again, the end of the earlier
+attempt releases only its own reservation, never the new attempt's. The pods
+of an attempt that is over are not counted while they stop.
 
 An assign holds a pending slot while it long-polls, so concurrent workers never
 take more than max_jobs. With a cpu or mem budget the server is told what is

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from kubejobs.adapters.kube import KubeClient, KubeUnavailable
 from kubejobs.errors import InvalidInput, Problem, TemplateError
 from kubejobs.executor.admission import Request
 from kubejobs.render import Renderer, job_name
-from kubejobs.render.identity import EXECUTOR_ANNOTATION
+from kubejobs.render.identity import EXECUTOR_ANNOTATION, attempt_of_process
 from kubejobs.spec import validate_spec
 from kubejobs.spec.quantity import parse_quantity
 
@@ -40,6 +41,8 @@ class Prepared:
     job_name: str
     manifests: list[dict[str, Any]]
     request: Request
+    attempt: int = 1
+    """The server's retries + 1 when the process was assigned (render/identity.py)."""
 
 
 def spec_of(process: dict[str, Any]) -> dict[str, Any]:
@@ -96,12 +99,17 @@ def _zero_quantity(text: str) -> bool:
 def prepare(process: dict[str, Any], renderer: Renderer) -> Prepared:
     """Validate and render; InvalidInput or TemplateError when the process cannot run."""
     process_id = str(process["processid"])
+    attempt = attempt_of_process(process)
     spec = validate_spec(spec_of(process), f"process:{process_id}")
     inputs = process.get("in")
-    manifests = renderer.render(spec, process_id, inputs if isinstance(inputs, list) else None)
+    manifests = renderer.render(
+        spec, process_id, inputs if isinstance(inputs, list) else None, attempt
+    )
     # The Service goes first so the pods' DNS names exist when they start.
     manifests.sort(key=lambda m: m.get("kind") != "Service")
-    return Prepared(process_id, job_name(process_id), manifests, Request.of_spec(spec))
+    return Prepared(
+        process_id, job_name(process_id, attempt), manifests, Request.of_spec(spec), attempt
+    )
 
 
 def rejection(err: InvalidInput | TemplateError) -> list[str]:
@@ -117,23 +125,34 @@ def apply(
     namespace: str,
     stop: threading.Event,
     gone_wait: float = 120.0,
-) -> None:
+    current: Callable[[], bool] = lambda: True,
+) -> bool:
     """Server-side apply every manifest; idempotent, so a retry or a restart never duplicates.
 
-    A process the server took back and assigned again has the same Job name: an
-    earlier attempt's Job that is still being deleted is waited for, and one left
-    by another executor (the server gave the process to this one after the other
-    went away) is deleted first. Applying over it would fail on its immutable pod
-    template, or worse, adopt its finished pods as this attempt's result.
+    Each attempt has its own Job name, so a new attempt never waits for an earlier
+    one. The same name is met again only when the server hands the same attempt
+    to this executor after another went away (an executor removal requeues the
+    process without counting a retry): a Job of that name still being deleted is
+    waited for, and one left by the other executor is deleted first. Applying over
+    it would fail on its immutable pod template, or worse, adopt its finished pods
+    as this attempt's result. After such a wait `current()` must still hold (the
+    process is RUNNING on this executor in this attempt), else nothing is applied
+    and False is returned.
     """
     for manifest in prepared.manifests:
         if manifest["kind"] == "Job":
-            _clear_other_attempt(kube, manifest, namespace, stop, gone_wait)
+            waited = _clear_other_attempt(kube, manifest, namespace, stop, gone_wait)
+            if stop.is_set() or (waited and not current()):
+                return False
         result = kube.apply(manifest, namespace)
         if not (result.get("metadata") or {}).get("deletionTimestamp"):
             continue
-        if _wait_gone(kube, manifest, namespace, stop, gone_wait):
-            kube.apply(manifest, namespace)
+        if not _wait_gone(kube, manifest, namespace, stop, gone_wait):
+            return False
+        if not current():
+            return False
+        kube.apply(manifest, namespace)
+    return True
 
 
 def _clear_other_attempt(
@@ -142,20 +161,24 @@ def _clear_other_attempt(
     namespace: str,
     stop: threading.Event,
     gone_wait: float,
-) -> None:
+) -> bool:
+    """True when it had to wait (for a Job of this name to go)."""
     name = manifest["metadata"]["name"]
     existing = kube.get("Job", namespace, name)
     if existing is None:
-        return
+        return False
     meta = existing.get("metadata") or {}
     ours = manifest["metadata"]["annotations"].get(EXECUTOR_ANNOTATION)
     theirs = (meta.get("annotations") or {}).get(EXECUTOR_ANNOTATION)
     if theirs == ours and not meta.get("deletionTimestamp"):
-        return  # this executor's own Job (a retry, or a restart): apply is idempotent
+        return False  # this executor's own Job (a retry, or a restart): apply is idempotent
     if not meta.get("deletionTimestamp"):
-        log.info("Job %s was left by executor %s (an earlier attempt): deleting it", name, theirs)
+        log.info(
+            "Job %s was left by executor %s (an earlier assignment): deleting it", name, theirs
+        )
         kube.delete("Job", namespace, name)
     _wait_gone(kube, manifest, namespace, stop, gone_wait)
+    return True
 
 
 def _wait_gone(

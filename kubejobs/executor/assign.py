@@ -8,6 +8,16 @@ once with every problem; one the API server refuses is failed with the API's
 message. While the API server is unreachable the worker keeps retrying: the
 process stays RUNNING and, if the executor stops meanwhile, the next one
 applies it (see loop.recover_unapplied).
+
+Attempts (attempts.py): each has its own Job, so a process the server took back
+and assigned again starts at once; the reconciler retires the earlier attempt's
+Job. Nothing is applied for an attempt that is no longer current: after any
+wait (backoff while the API server is away, a Job of the same name being
+deleted) and for a process found by listing rather than just assigned, the
+server must still have the process RUNNING on this executor in this attempt.
+Before the Job is applied the process log gets the attempt's notes (the
+previous attempt's take-back, this one's start), while the process is RUNNING
+here and Colonies still accepts them.
 """
 
 from __future__ import annotations
@@ -23,9 +33,11 @@ from kubejobs.adapters.kube import KubeClient, KubeError, KubeUnavailable
 from kubejobs.errors import InvalidInput, TemplateError
 from kubejobs.executor.admission import Admission
 from kubejobs.executor.apply import apply, prepare, rejection
+from kubejobs.executor.attempts import exec_deadline, notes
 from kubejobs.executor.backoff import Backoff
 from kubejobs.executor.metrics import Metrics
 from kubejobs.executor.reconcile import Reconciler
+from kubejobs.executor.report import add_notes, still_ours
 from kubejobs.executor.settings import ExecutorSettings
 from kubejobs.render import Renderer
 
@@ -100,28 +112,17 @@ class AssignWorker(threading.Thread):
                 continue
             self.busy.event.set()
             ctx.metrics.assigned.inc()
-            if not end_earlier_attempt(ctx, str(process["processid"])):
-                ctx.admission.cancel()
-                return
+            pid = str(process["processid"])
+            if ctx.reconciler.known(pid):
+                # The server took it back (maxexectime) and gave it to this executor again,
+                # maybe before the take-back check noticed: the reconciler retires the earlier
+                # attempt's Job when this one's is applying; the new one does not wait for it.
+                log.info("process %s is assigned again (a new attempt): %s", pid, _attempt(process))
             start_process(ctx, process, reserved=True)
 
 
-def end_earlier_attempt(ctx: Context, pid: str, wait: float = 60.0) -> bool:
-    """Delete the Job of an earlier attempt of `pid` before its new one; False when stopped.
-
-    The server assigns a process it took back (maxexectime) again, possibly to
-    this executor before the take-back check has noticed: the old Job is still
-    running under the same name. The new attempt must start afresh, not inherit it.
-    """
-    if not ctx.reconciler.known(pid):
-        return True
-    log.info("process %s is assigned again (a new attempt): deleting its earlier Job", pid)
-    ctx.reconciler.post("takenback", pid, "assigned again for a new attempt")
-    deadline = time.monotonic() + wait
-    while ctx.reconciler.known(pid) and time.monotonic() < deadline:
-        if ctx.stop_assign.wait(0.2):
-            return False
-    return True  # apply() also waits for a Job still being deleted
+def _attempt(process: dict[str, Any]) -> str:
+    return f"attempt {int(process.get('retries') or 0) + 1}"
 
 
 # No process asks for less than nothing, so this assign takes nothing; it only
@@ -143,7 +144,8 @@ def keep_alive(ctx: Context) -> None:
 
 
 def start_process(ctx: Context, process: dict[str, Any], reserved: bool) -> None:
-    """Apply the Job of an assigned process; `reserved`: a pending admission slot is held."""
+    """Apply the Job of an assigned process; `reserved`: a pending admission slot is held
+    (the process was just assigned; otherwise it was found by listing and is checked first)."""
     started = time.time()
     pid = str(process["processid"])
     try:
@@ -155,31 +157,68 @@ def start_process(ctx: Context, process: dict[str, Any], reserved: bool) -> None
         ctx.metrics.processes.labels(outcome="rejected").inc()
         fail_process(ctx, pid, rejection(err))
         return
+    name = prepared.job_name
     if reserved:
-        ctx.admission.commit(pid, prepared.request)
+        ctx.admission.commit(name, prepared.request)
     else:
-        ctx.admission.adopt(pid, prepared.request)
+        ctx.admission.adopt(name, prepared.request)
+    executor_id = str(process.get("assignedexecutorid") or "")
+
+    def current() -> bool:
+        """Still RUNNING here in this attempt; an unreachable server counts as yes (the
+        take-back check deletes the Job later if it was not)."""
+        found = still_ours(ctx.colonies, pid, executor_id, attempt=prepared.attempt)
+        if found is False:
+            log.info("process %s: %s is over; its Job is not applied", pid, _attempt(process))
+        return found is not False
+
+    if not reserved and not current():
+        ctx.admission.release(name)
+        return
+    _note_attempt(ctx, process)
     indexed = any(m.get("kind") == "Service" for m in prepared.manifests)
-    ctx.reconciler.post("applying", pid, prepared.job_name, indexed, started)
+    ctx.reconciler.post(
+        "applying", pid, name, indexed, started, prepared.attempt, exec_deadline(process)
+    )
     backoff = Backoff()
+    waited = False
     while True:
         try:
-            apply(ctx.kube, prepared, ctx.namespace, ctx.stop_all)
+            if (waited and not current()) or not apply(
+                ctx.kube, prepared, ctx.namespace, ctx.stop_all, current=current
+            ):
+                if not ctx.stop_all.is_set():
+                    _remove_partial(ctx, name, indexed)
+                ctx.admission.release(name)
+                ctx.reconciler.post("rejected", pid, name)
+                return
             break
         except KubeUnavailable as err:
             ctx.metrics.api_errors.labels(api="kube").inc()
             log.warning("process %s: cannot apply Job yet: %s", pid, err)
+            waited = True
             if backoff.wait(ctx.stop_all):
                 return
         except KubeError as err:
             ctx.metrics.api_errors.labels(api="kube").inc()
             ctx.metrics.processes.labels(outcome="rejected").inc()
             log.info("process %s: Kubernetes refused its Job: %s", pid, err)
-            fail_process(ctx, pid, [f"Kubernetes refused the Job {prepared.job_name}: {err}"])
-            _remove_partial(ctx, prepared.job_name, indexed)
-            ctx.reconciler.post("rejected", pid)
+            fail_process(ctx, pid, [f"Kubernetes refused the Job {name}: {err}"])
+            _remove_partial(ctx, name, indexed)
+            ctx.reconciler.post("rejected", pid, name)
             return
-    ctx.reconciler.post("applied", pid)
+    ctx.reconciler.post("applied", pid, name)
+
+
+def _note_attempt(ctx: Context, process: dict[str, Any]) -> None:
+    """The attempt's lines in the process log (best effort: an outage does not hold the Job)."""
+    lines = notes(process, ctx.settings.executor_name)
+    if not lines:
+        return
+    try:
+        add_notes(ctx.colonies, str(process["processid"]), lines)
+    except ColoniesError as err:
+        log.warning("process %s: could not add the attempt notes: %s", process["processid"], err)
 
 
 def fail_process(ctx: Context, pid: str, errors: list[str]) -> None:

@@ -58,6 +58,9 @@ class Outcome:
     """False when pods may still run (start failures): the Job must be deleted to free them."""
     notes: list[str] = field(default_factory=list)
     """Lines for the process log, added before the report: what the log itself may lack."""
+    attempt: int = 0
+    """When set, the attempt this result is of: reported only if the server's process is
+    still in it (report.py); 0: the attempt cannot have ended, report it."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,15 @@ in order, so the state needs no locks. Each process in flight moves through
     APPLYING -> RUNNING -> REPORTING -> FINISHED -> DELETING -> (gone)
                       \\-> DELETING (taken back by the server)
 
+Each attempt of a process (render/identity.py) has its own Job. `flights` holds
+the current attempt of each process; an earlier attempt's flight is retired
+(`retired`, by Job name) the moment the server gives the process to this
+executor again or takes it back: its outcome is never reported and its Job is
+deleted in the background, so the Job goes at once and its pods get their grace
+period on their own (their log shipper ships nothing more for an attempt that is
+over: inpod/attempt.py). Capacity is reserved per Job name, so the new attempt's
+reservation is never released by the end of the old one.
+
 A Job that Kueue holds suspended is waiting, not failing: no start timeout runs
 and the process log says once why it waits and when it is admitted. A Job that
 Kueue suspends again (preemption) runs again when re-admitted; the log marks
@@ -25,12 +34,13 @@ through the queue; the reconciler itself never blocks on a server.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kubejobs.executor import kueue
@@ -42,6 +52,8 @@ from kubejobs.render.identity import (
     JOB_NAME_PREFIX,
     PROCESS_ANNOTATION,
     PROCESS_LABEL,
+    attempt_of,
+    job_name,
 )
 
 log = logging.getLogger(__name__)
@@ -55,6 +67,9 @@ APPLYING, RUNNING, REPORTING, FINISHED, DELETING = (
 )
 RETRY_SECONDS = 2.0
 MAX_CREATE_FAILURES = 10_000
+VERIFY_MARGIN = 30.0
+"""Seconds before an attempt's maxexectime from which its result is reported only after the
+server confirms the attempt (the server's clock may run ahead)."""
 
 
 @dataclass
@@ -71,14 +86,20 @@ class Flight:
     retry_at: float = 0.0
     busy: bool = False  # a side effect for it is running on the pool
     started: float = 0.0
-    # Kueue: whether the current attempt was admitted, whether its wait was told, since when
-    # it waits, and the log notes on their way (the report waits for them: Colonies refuses
-    # log lines once the process is closed).
+    attempt: int = 1
+    """The Colonies attempt (server retries + 1) this Job runs."""
+    deadline: float = 0.0
+    """When the server may take this attempt back (inf: never; 0: unknown, a found Job)."""
+    # Kueue: whether the current run was admitted, whether its wait was told, since when it
+    # waits, which run of this attempt it is (a preempted Job runs again), and the log notes
+    # on their way (the report waits for them: Colonies refuses log lines once the process
+    # is closed).
     admitted: bool = False
     told_waiting: bool = False
-    attempt: int = 1
+    run: int = 1
     waiting_since: float = 0.0
     noting: int = 0
+    retire: bool = False  # its attempt is over: the Job goes without waiting for its pods
 
 
 class Actions:
@@ -89,6 +110,11 @@ class Actions:
 
     def delete(self, process_id: str, job_name: str, indexed: bool) -> tuple[Any, ...]:
         raise NotImplementedError
+
+    def retire(self, process_id: str, job_name: str, indexed: bool) -> tuple[Any, ...]:
+        """Delete the Job of an attempt that is over without waiting for its pods
+        (background propagation); ('deleted', pid) or ('retry', pid)."""
+        return self.delete(process_id, job_name, indexed)
 
     def note(self, process_id: str, line: str) -> tuple[Any, ...]:
         """Add `line` to the process log (best effort); ('noted', pid)."""
@@ -118,7 +144,8 @@ class Reconciler:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, dict[str, dict[str, Any]]] = {}  # job name -> pod name -> pod
         self.workloads: dict[str, dict[str, Any]] = {}  # job name -> its Kueue Workload
-        self.flights: dict[str, Flight] = {}
+        self.flights: dict[str, Flight] = {}  # process id -> its current attempt
+        self.retired: dict[str, Flight] = {}  # Job name -> an earlier attempt, being deleted
         # the Job controller's last FailedCreate message per Job uid (quota, admission,
         # a missing service account): such a Job would wait for its pods forever
         self.create_failures: dict[str, str] = {}
@@ -129,6 +156,7 @@ class Reconciler:
         self._notes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notes")
         self._lock = threading.Lock()
         self._running_ids: list[str] = []
+        self._running_attempts: dict[str, int] = {}
         self._known_ids: frozenset[str] = frozenset()
         self.ready = threading.Event()  # both watches have listed once
 
@@ -144,6 +172,11 @@ class Reconciler:
         """Processes whose Jobs are running (for the take-back check)."""
         with self._lock:
             return list(self._running_ids)
+
+    def running_attempts(self) -> dict[str, int]:
+        """The attempt of each process whose Job is running (for the take-back check)."""
+        with self._lock:
+            return dict(self._running_attempts)
 
     def known(self, process_id: str) -> bool:
         with self._lock:
@@ -183,28 +216,28 @@ class Reconciler:
         if kind == "watch":
             self._on_watch(message[1], message[2], message[3])
         elif kind == "applying":
-            pid, name, indexed, started = message[1], message[2], message[3], message[4]
-            flight = self.flights.get(pid)
-            if flight is None or flight.phase in (FINISHED, DELETING):
-                self.flights[pid] = Flight(pid, name, APPLYING, indexed, started=started)
+            # ("applying", pid, job name, indexed, assigned at[, attempt, deadline])
+            self._on_applying(*message[1:])
         elif kind == "applied":
-            self._on_applied(message[1])
+            self._on_applied(message[1], _name(message))
         elif kind == "rejected":
-            self._forget(message[1])
+            flight = self._flight(message[1], _name(message))
+            if flight is not None:
+                self._forget(flight)
         elif kind == "takenback":
-            self._on_taken_back(message[1], message[2])
+            self._on_taken_back(message[1], message[2], message[3] if len(message) > 3 else None)
         elif kind == "reported":
             self._on_reported(message[1], message[2])
         elif kind == "deleted":
-            self._on_deleted(message[1])
+            self._on_deleted(message[1], _name(message))
         elif kind == "noted":
             flight = self.flights.get(message[1])
             if flight:
-                flight.noting -= 1
+                flight.noting = max(0, flight.noting - 1)
                 if flight.phase == REPORTING:
                     self._submit_report(flight)
         elif kind == "retry":
-            flight = self.flights.get(message[1])
+            flight = self._flight(message[1], _name(message))
             if flight:
                 flight.busy = False
                 flight.retry_at = self.clock() + RETRY_SECONDS
@@ -212,7 +245,7 @@ class Reconciler:
     def tick(self) -> None:
         self.heartbeat = self.clock()
         now = self.clock()
-        for flight in list(self.flights.values()):
+        for flight in [*self.flights.values(), *self.retired.values()]:
             if flight.busy or flight.retry_at > now:
                 continue
             if flight.phase == RUNNING:
@@ -224,7 +257,7 @@ class Reconciler:
             elif flight.phase == DELETING:
                 job = self.jobs.get(flight.job_name)
                 if job is None:
-                    self._forget(flight.process_id)
+                    self._forget(flight)
                 elif not (job.get("metadata") or {}).get("deletionTimestamp"):
                     self._submit_delete(flight)
         self.metrics.jobs_in_flight.set(self.admission.in_flight)
@@ -286,7 +319,11 @@ class Reconciler:
         meta = job["metadata"]
         name = meta["name"]
         pid = meta["annotations"][PROCESS_ANNOTATION]
-        flight = self.flights.get(pid)
+        flight = self.retired.get(name)
+        if flight is None:
+            flight = self.flights.get(pid)
+            if flight is not None and flight.job_name != name:
+                flight = self._other_attempt(flight, event, job)
         if event == "DELETED":
             self.jobs.pop(name, None)
             self.pods.pop(name, None)
@@ -294,7 +331,7 @@ class Reconciler:
             if flight is None:
                 return
             if flight.phase in (FINISHED, DELETING):
-                self._forget(pid)
+                self._forget(flight)
             elif flight.phase == RUNNING:
                 flight.outcome = Outcome(
                     False,
@@ -305,7 +342,7 @@ class Reconciler:
                     ],
                 )
                 flight.phase = REPORTING
-                self.admission.release(pid)
+                self.admission.release(name)
                 self._submit_report(flight)
             return
         self.jobs[name] = job
@@ -317,6 +354,33 @@ class Reconciler:
             return  # the worker's "applied" message moves it on
         self._evaluate(flight)
 
+    def _other_attempt(self, current: Flight, event: str, job: dict[str, Any]) -> Flight | None:
+        """A Job of another attempt of a process that has a flight: the earlier one is retired
+        (after a restart both may be found); None when the Job is not to be followed."""
+        meta = job["metadata"]
+        attempt = attempt_of(meta.get("labels"))
+        if event == "DELETED":
+            return None
+        if attempt < current.attempt:
+            earlier = Flight(
+                current.process_id, meta["name"], DELETING, _indexed(job), attempt=attempt
+            )
+            self.retired[earlier.job_name] = earlier
+            self.jobs[earlier.job_name] = job
+            if not meta.get("deletionTimestamp"):
+                log.info(
+                    "process %s: Job %s is of attempt %d, the process is in attempt %d: "
+                    "deleting it",
+                    current.process_id,
+                    earlier.job_name,
+                    attempt,
+                    current.attempt,
+                )
+                self._submit_delete(earlier)
+            return earlier
+        self._retire(current, f"a Job of its attempt {attempt} was found")
+        return None
+
     def _on_workload(self, event: str, workload: dict[str, Any]) -> None:
         job_name = kueue.owner_job(workload)
         if not job_name.startswith(JOB_NAME_PREFIX):
@@ -325,11 +389,9 @@ class Reconciler:
             self.workloads.pop(job_name, None)
             return
         self.workloads[job_name] = workload
-        job = self.jobs.get(job_name)
-        if job is not None:
-            flight = self.flights.get(job["metadata"]["annotations"][PROCESS_ANNOTATION])
-            if flight is not None:
-                self._evaluate(flight)
+        flight = self._current(job_name)
+        if flight is not None:
+            self._evaluate(flight)
 
     def _on_failed_create(self, event: dict[str, Any]) -> None:
         involved = event.get("involvedObject") or {}
@@ -339,43 +401,62 @@ class Reconciler:
         if len(self.create_failures) >= MAX_CREATE_FAILURES:
             self.create_failures.pop(next(iter(self.create_failures)))
         self.create_failures[uid] = str(event.get("message") or "no message")
-        job = self.jobs.get(name)
-        if job is not None:
-            flight = self.flights.get(job["metadata"]["annotations"][PROCESS_ANNOTATION])
-            if flight is not None:
-                self._evaluate(flight)
+        flight = self._current(name)
+        if flight is not None:
+            self._evaluate(flight)
 
     def _adopt(self, pid: str, job: dict[str, Any]) -> Flight:
         name = job["metadata"]["name"]
-        indexed = (job.get("spec") or {}).get("completionMode") == "Indexed"
-        flight = Flight(pid, name, RUNNING, indexed, started=self.clock())
+        attempt = attempt_of(job["metadata"].get("labels"))
+        # deadline unknown (0): its result is reported only once the server confirms the attempt
+        flight = Flight(pid, name, RUNNING, _indexed(job), started=self.clock(), attempt=attempt)
         self.flights[pid] = flight
         if not (condition(job, "Complete") or condition(job, "Failed")):
-            self.admission.adopt(pid, Request.of_job(job))
-        log.info("found Job %s of process %s", name, pid)
+            self.admission.adopt(name, Request.of_job(job))
+        log.info("found Job %s of process %s (attempt %d)", name, pid, attempt)
         return flight
 
     def _on_pod(self, event: str, pod: dict[str, Any]) -> None:
         meta = pod.get("metadata") or {}
-        label = (meta.get("labels") or {}).get(PROCESS_LABEL)
+        labels = meta.get("labels") or {}
+        label = labels.get(PROCESS_LABEL)
         if not label:
             return
-        job_name = JOB_NAME_PREFIX + label
+        name = job_name(label, attempt_of(labels))
         if event == "DELETED":
-            self.pods.get(job_name, {}).pop(meta.get("name", ""), None)
+            self.pods.get(name, {}).pop(meta.get("name", ""), None)
         else:
-            self.pods.setdefault(job_name, {})[meta.get("name", "")] = pod
-        job = self.jobs.get(job_name)
-        if job is not None:
-            flight = self.flights.get(job["metadata"]["annotations"][PROCESS_ANNOTATION])
-            if flight is not None:
-                self._evaluate(flight)
+            self.pods.setdefault(name, {})[meta.get("name", "")] = pod
+        flight = self._current(name)
+        if flight is not None:
+            self._evaluate(flight)
 
     # Worker results ------------------------------------------------------------
 
-    def _on_applied(self, pid: str) -> None:
+    def _on_applying(
+        self,
+        pid: str,
+        name: str,
+        indexed: bool,
+        started: float,
+        attempt: int = 1,
+        deadline: float = math.inf,
+    ) -> None:
         flight = self.flights.get(pid)
+        if flight is not None and flight.job_name != name:
+            self._retire(flight, f"the server assigned attempt {attempt}")
+            flight = None
+        if flight is None or flight.phase in (FINISHED, DELETING):
+            self.flights[pid] = Flight(
+                pid, name, APPLYING, indexed, started=started, attempt=attempt, deadline=deadline
+            )
+
+    def _on_applied(self, pid: str, name: str | None) -> None:
+        flight = self._flight(pid, name)
         if flight is None or flight.phase != APPLYING:
+            return
+        if self.retired.get(flight.job_name) is flight:
+            self._submit_delete(flight)  # retired while its worker was applying it
             return
         flight.phase = RUNNING
         self.metrics.assign_to_apply.observe(max(0.0, self.clock() - flight.started))
@@ -384,10 +465,10 @@ class Reconciler:
         else:
             self._evaluate(flight)
 
-    def _on_taken_back(self, pid: str, reason: str) -> None:
+    def _on_taken_back(self, pid: str, reason: str, attempt: int | None) -> None:
         flight = self.flights.get(pid)
-        if flight is None:
-            return
+        if flight is None or (attempt is not None and attempt != flight.attempt):
+            return  # a newer attempt has replaced the one that ended
         if flight.phase == APPLYING:
             flight.taken_back = True
         elif flight.phase == RUNNING:
@@ -396,8 +477,35 @@ class Reconciler:
     def _take_back(self, flight: Flight, reason: str) -> None:
         log.info("process %s: %s; deleting Job %s", flight.process_id, reason, flight.job_name)
         self.metrics.processes.labels(outcome="taken_back").inc()
-        self.admission.release(flight.process_id)
+        self.admission.release(flight.job_name)
         flight.phase = DELETING
+        flight.retire = True
+        self._submit_delete(flight)
+
+    def _retire(self, flight: Flight, why: str) -> None:
+        """The flight's attempt is over (the server moved on): forget its outcome, delete its Job.
+
+        Its process's capacity reservation is the new attempt's now (reservations are per
+        Job name), so only this Job's is released.
+        """
+        if self.flights.get(flight.process_id) is flight:
+            del self.flights[flight.process_id]
+        self.admission.release(flight.job_name)
+        self.retired[flight.job_name] = flight
+        flight.outcome = None
+        flight.retire = True
+        if flight.phase == APPLYING:
+            return  # deleted once its worker says it is applied
+        if flight.phase == RUNNING:
+            self.metrics.processes.labels(outcome="taken_back").inc()
+        log.info(
+            "process %s: attempt %d is over (%s); deleting Job %s",
+            flight.process_id,
+            flight.attempt,
+            why,
+            flight.job_name,
+        )
+        flight.busy = False  # a report or delete in flight is no longer waited for
         self._submit_delete(flight)
 
     def _on_reported(self, pid: str, accepted: bool) -> None:
@@ -407,25 +515,43 @@ class Reconciler:
         flight.busy = False
         outcome = flight.outcome
         self.metrics.processes.labels(outcome=outcome.kind if accepted else "taken_back").inc()
-        self.admission.release(pid)
+        self.admission.release(flight.job_name)
         flight.phase = FINISHED
         keep = not outcome.success and accepted and outcome.pods_done
         flight.delete_at = self.clock() + (self.keep_failed_seconds if keep else 0)
         if flight.delete_at <= self.clock():
             self._submit_delete(flight)
 
-    def _on_deleted(self, pid: str) -> None:
-        flight = self.flights.get(pid)
+    def _on_deleted(self, pid: str, name: str | None) -> None:
+        flight = self._flight(pid, name)
         if flight is None:
             return
         flight.busy = False
         flight.phase = DELETING
         if flight.job_name not in self.jobs:
-            self._forget(pid)
+            self._forget(flight)
 
-    def _forget(self, pid: str) -> None:
-        self.flights.pop(pid, None)
-        self.admission.release(pid)
+    def _forget(self, flight: Flight) -> None:
+        if self.retired.get(flight.job_name) is flight:
+            del self.retired[flight.job_name]
+        elif self.flights.get(flight.process_id) is flight:
+            del self.flights[flight.process_id]
+        self.admission.release(flight.job_name)
+
+    def _flight(self, pid: str, name: str | None) -> Flight | None:
+        """The flight a worker's or side effect's message is about (by Job name when given)."""
+        if name is not None and name in self.retired:
+            return self.retired[name]
+        flight = self.flights.get(pid)
+        return flight if flight and (name is None or flight.job_name == name) else None
+
+    def _current(self, name: str) -> Flight | None:
+        """The current attempt's flight whose Job is `name`, if any."""
+        job = self.jobs.get(name)
+        if job is None:
+            return None
+        flight = self.flights.get(job["metadata"]["annotations"][PROCESS_ANNOTATION])
+        return flight if flight is not None and flight.job_name == name else None
 
     # Decisions -------------------------------------------------------------------
 
@@ -447,15 +573,14 @@ class Reconciler:
         flight.outcome = outcome
         flight.phase = REPORTING
         if outcome.pods_done:
-            self.admission.release(flight.process_id)
+            self.admission.release(flight.job_name)
         self._submit_report(flight)
 
     def _queue_outcome(self, flight: Flight, job: dict[str, Any]) -> Outcome | None:
         """Follow Kueue's decisions on the Job: log them; an Outcome only for a refusal."""
         workload = self.workloads.get(flight.job_name)
-        pid = flight.process_id
         if not kueue.is_suspended(job):
-            self.admission.set_queued(pid, False)
+            self.admission.set_queued(flight.job_name, False)
             if not flight.admitted and kueue.QUEUE_LABEL in _labels(job):
                 flight.admitted = True
                 queue = kueue.verdict(workload).cluster_queue
@@ -464,22 +589,21 @@ class Reconciler:
                     flight,
                     "kubejobs: admitted by Kueue"
                     + (f" to ClusterQueue {queue}" if queue else "")
-                    + (f" (attempt {flight.attempt})" if flight.attempt > 1 else "")
+                    + (f" ({_run(flight)})" if flight.run > 1 else "")
                     + f" after {max(waited, 0.0):.1f} s",
                 )
             return None
-        self.admission.set_queued(pid, True)
+        self.admission.set_queued(flight.job_name, True)
         if flight.admitted:  # admitted before, suspended now: preempted or evicted
             flight.admitted = False
             flight.told_waiting = False
             flight.waiting_since = self.clock()
             self._note(
                 flight,
-                f"kubejobs: attempt {flight.attempt} was stopped by Kueue "
-                f"({kueue.eviction(workload)}); the process runs again from the start when "
-                "Kueue admits it again",
+                f"kubejobs: Kueue stopped {_run(flight)} ({kueue.eviction(workload)}); "
+                "the process runs again from the start when Kueue admits it again",
             )
-            flight.attempt += 1
+            flight.run += 1
         elif not flight.waiting_since:
             flight.waiting_since = flight.started or self.clock()
         found = kueue.verdict(workload)
@@ -516,16 +640,27 @@ class Reconciler:
         if flight.busy or flight.outcome is None or flight.noting:
             return
         flight.busy = True
-        self._pool.submit(self._effect, self.actions.report, flight.process_id, flight.outcome)
+        outcome = flight.outcome
+        if self.clock() >= flight.deadline - VERIFY_MARGIN:
+            outcome = replace(outcome, attempt=flight.attempt)  # the server may have moved on
+        self._pool.submit(self._effect, self.actions.report, flight.process_id, outcome)
 
     def _submit_delete(self, flight: Flight) -> None:
         if flight.busy:
             return
         flight.busy = True
         flight.phase = DELETING
-        self._pool.submit(
-            self._effect, self.actions.delete, flight.process_id, flight.job_name, flight.indexed
-        )
+        self._pool.submit(self._delete_effect, flight)
+
+    def _delete_effect(self, flight: Flight) -> None:
+        """A delete's result names the Job: the process may have another attempt's by then."""
+        action = self.actions.retire if flight.retire else self.actions.delete
+        try:
+            result = action(flight.process_id, flight.job_name, flight.indexed)
+        except Exception:
+            log.exception("deleting Job %s failed", flight.job_name)
+            result = ("retry", flight.process_id)
+        self.inbox.put((result[0], flight.process_id, flight.job_name))
 
     def _effect(self, action: Callable[..., tuple[Any, ...]], pid: str, *args: Any) -> None:
         try:
@@ -535,11 +670,26 @@ class Reconciler:
             self.inbox.put(("retry", pid))
 
     def _publish(self) -> None:
-        running = [f.process_id for f in self.flights.values() if f.phase == RUNNING]
+        running = {f.process_id: f.attempt for f in self.flights.values() if f.phase == RUNNING}
         with self._lock:
-            self._running_ids = running
+            self._running_ids = list(running)
+            self._running_attempts = running
             self._known_ids = frozenset(self.flights)
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
     return dict((obj.get("metadata") or {}).get("labels") or {})
+
+
+def _indexed(job: dict[str, Any]) -> bool:
+    return (job.get("spec") or {}).get("completionMode") == "Indexed"
+
+
+def _name(message: tuple[Any, ...]) -> str | None:
+    """The Job name a worker's or side effect's message carries (older forms carry none)."""
+    return str(message[2]) if len(message) > 2 and isinstance(message[2], str) else None
+
+
+def _run(flight: Flight) -> str:
+    """A Kueue run, told apart from the Colonies attempt it belongs to."""
+    return f"run {flight.run}" + (f" of attempt {flight.attempt}" if flight.attempt > 1 else "")

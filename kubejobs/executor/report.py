@@ -4,6 +4,12 @@ When the server refuses a close or fail, the process is looked up: if it is no
 longer RUNNING on this executor (maxexectime passed, closed already before a
 restart, removed) the refusal is final and the Job is only cleaned up; if it is
 still ours, the report is retried.
+
+An outcome that names its attempt (the reconciler does so near or past the
+attempt's maxexectime, and for Jobs found after a restart) is first checked
+against the server: the result of an attempt the server has taken back is never
+reported, since the server may already have given this executor the next
+attempt of the same process, which a close would end with the old result.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kubejobs.adapters.colonies import RUNNING, ColoniesClient, ColoniesError, ColoniesUnavailable
+from kubejobs.adapters.colonies import ColoniesClient, ColoniesError, ColoniesUnavailable
+from kubejobs.executor.attempts import is_current
 from kubejobs.executor.metrics import Metrics
 from kubejobs.executor.outcome import Outcome
 
@@ -26,8 +33,10 @@ def still_ours(
     process_id: str,
     executor_id: str,
     seen: Callable[[dict[str, Any]], None] | None = None,
+    attempt: int | None = None,
 ) -> bool | None:
-    """True while the process is RUNNING on this executor; None when the server cannot say.
+    """True while the process is RUNNING on this executor (in `attempt`, when given); None
+    when the server cannot say.
 
     ``seen`` gets the process document when the server sent one.
     """
@@ -41,15 +50,24 @@ def still_ours(
         return False if err.status in GONE_STATUSES else None
     if seen is not None:
         seen(process)
-    return bool(
-        process.get("state") == RUNNING and process.get("assignedexecutorid") == executor_id
-    )
+    return is_current(process, executor_id, attempt)
 
 
 def report(
     colonies: ColoniesClient, executor_id: str, metrics: Metrics, process_id: str, outcome: Outcome
 ) -> tuple[Any, ...]:
     """('reported', pid, accepted) or ('retry', pid)."""
+    if outcome.attempt:
+        current = still_ours(colonies, process_id, executor_id, attempt=outcome.attempt)
+        if current is None:
+            return ("retry", process_id)
+        if not current:
+            log.info(
+                "process %s: attempt %d is over on the server; its result is not reported",
+                process_id,
+                outcome.attempt,
+            )
+            return ("reported", process_id, False)
     try:
         if outcome.notes:
             add_notes(colonies, process_id, outcome.notes)

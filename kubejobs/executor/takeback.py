@@ -8,6 +8,11 @@ executor type confirms most in-flight processes at once; only those the list
 does not show as ours (taken back, or beyond the server's 100-item list limit)
 are looked up one by one, so a quiet check costs one request, not one per Job.
 
+Attempts count: a process the server lists as RUNNING here but in a later
+attempt (taken back and assigned to this executor again) is not confirmed, so
+the Job of the earlier attempt goes even if the new assignment came first. A
+take-back names the attempt it saw end, so it never touches a newer one.
+
 Beyond the list limit the lookups are bounded, so the cost of a check does not
 grow with the Jobs in flight: a process is looked up every check while it is
 new or its maxexectime is due (the server's take-back is then likely, and a
@@ -25,9 +30,10 @@ import time
 from typing import Any
 
 from kubejobs.adapters.colonies import RUNNING, ColoniesClient, ColoniesError
-from kubejobs.executor.outcome import timestamp
+from kubejobs.executor.attempts import exec_deadline
 from kubejobs.executor.reconcile import Reconciler
 from kubejobs.executor.report import still_ours
+from kubejobs.render.identity import attempt_of_process
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +47,16 @@ CLOCK_MARGIN = 30.0
 
 def running_here(
     colonies: ColoniesClient, colony: str, executor_type: str, executor_id: str
-) -> set[str]:
-    """Ids of processes the server lists as RUNNING on this executor (the oldest LIST_LIMIT)."""
+) -> dict[str, int]:
+    """Processes the server lists as RUNNING on this executor (the oldest LIST_LIMIT), with
+    the attempt each is in."""
     try:
         listed = colonies.get_processes(colony, RUNNING, LIST_LIMIT, executor_type)
     except ColoniesError as err:
         log.debug("cannot list RUNNING processes, checking one by one: %s", err)
-        return set()
+        return {}
     return {
-        str(p.get("processid"))
+        str(p.get("processid")): attempt_of_process(p)
         for p in listed
         if p.get("assignedexecutorid") == executor_id and p.get("state") == RUNNING
     }
@@ -84,19 +91,24 @@ class TakebackChecker(threading.Thread):
 
     def check_once(self) -> None:
         # In-flight ids first: each was RUNNING on the server before the list is asked for.
-        pids = self.reconciler.running_ids()
-        for gone in set(self._looked_up) - set(pids):
+        attempts = self.reconciler.running_attempts()
+        for gone in set(self._looked_up) - set(attempts):
             self._looked_up.pop(gone, None)
             self._deadline.pop(gone, None)
-        if not pids:
+        if not attempts:
             return
         confirmed = running_here(self.colonies, self.colony, self.executor_type, self.executor_id)
-        for pid in self._to_look_up([p for p in pids if p not in confirmed]):
+        unconfirmed = [p for p, attempt in attempts.items() if confirmed.get(p) != attempt]
+        for pid in self._to_look_up(unconfirmed):
             if self.stop.is_set():
                 return
-            if self._still_ours(pid) is False:
+            attempt = attempts[pid]
+            if self._still_ours(pid, attempt) is False:
                 self.reconciler.post(
-                    "takenback", pid, "the server no longer has it RUNNING on this executor"
+                    "takenback",
+                    pid,
+                    f"the server no longer has attempt {attempt} RUNNING on this executor",
+                    attempt,
                 )
 
     def _to_look_up(self, unconfirmed: list[str]) -> list[str]:
@@ -107,19 +119,10 @@ class TakebackChecker(threading.Thread):
         rest.sort(key=lambda p: self._looked_up.get(p, 0.0))
         return due + rest[:ROUTINE_LOOKUPS]
 
-    def _still_ours(self, pid: str) -> bool | None:
+    def _still_ours(self, pid: str, attempt: int) -> bool | None:
         self._looked_up[pid] = self.clock()
 
         def seen(process: dict[str, Any]) -> None:
-            self._deadline[pid] = _deadline(process)
+            self._deadline[pid] = exec_deadline(process)
 
-        return still_ours(self.colonies, pid, self.executor_id, seen)
-
-
-def _deadline(process: dict[str, Any]) -> float:
-    """When the server's timeout loop may take the process back: start + maxexectime."""
-    limit = (process.get("spec") or {}).get("maxexectime", -1)
-    started = timestamp(process.get("starttime"))
-    if not isinstance(limit, int) or limit < 0 or started is None:
-        return math.inf
-    return started + limit
+        return still_ours(self.colonies, pid, self.executor_id, seen, attempt)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubejobs.render.identity import (
+    ATTEMPT_LABEL,
     COLONY_ANNOTATION,
     EXECUTOR_ANNOTATION,
     MANAGED_BY,
@@ -31,8 +32,10 @@ def colony_of(spec: FunctionSpec, settings: RenderSettings) -> str:
     return str(spec.raw.get("conditions", {}).get("colonyname") or settings.colony_name)
 
 
-def build_context(spec: FunctionSpec, settings: RenderSettings, process_id: str) -> dict[str, Any]:
-    name = job_name(process_id)
+def build_context(
+    spec: FunctionSpec, settings: RenderSettings, process_id: str, attempt: int = 1
+) -> dict[str, Any]:
+    name = job_name(process_id, attempt)
     colony = colony_of(spec, settings)
     indexed = spec.nodes > 1
     service = name if indexed else ""
@@ -42,6 +45,8 @@ def build_context(spec: FunctionSpec, settings: RenderSettings, process_id: str)
         MANAGED_BY: MANAGER,
         PROCESS_LABEL: process_label(process_id),
     }
+    if attempt > 1:
+        labels[ATTEMPT_LABEL] = str(attempt)
     annotations = {
         **thaw(settings.extra_annotations),
         PROCESS_ANNOTATION: process_id,
@@ -51,6 +56,7 @@ def build_context(spec: FunctionSpec, settings: RenderSettings, process_id: str)
         annotations[EXECUTOR_ANNOTATION] = settings.executor_name
     return {
         "process_id": process_id,
+        "attempt": attempt,
         "colony_name": colony,
         "executor_name": settings.executor_name,
         "job_name": name,

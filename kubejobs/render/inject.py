@@ -15,7 +15,7 @@ from typing import Any
 from kubejobs import process_io
 from kubejobs.errors import TemplateError
 from kubejobs.render.context import COMPLETION_INDEX
-from kubejobs.render.identity import INJECTED_ANNOTATION, substitute
+from kubejobs.render.identity import ATTEMPT_ENV, INJECTED_ANNOTATION, substitute
 from kubejobs.render.kube_version import has_native_sidecars
 from kubejobs.render.settings import RenderSettings
 from kubejobs.resources import fresh_yaml
@@ -43,6 +43,8 @@ class Injection:
     job_name: str
     input_json: str = "[]"
     """The process's `in` as JSON (process_io.input_json)."""
+    attempt: int = 1
+    """The attempt (server retries + 1) the log shipper ships for (render/identity.py)."""
 
     @property
     def native_sidecar(self) -> bool:
@@ -243,6 +245,8 @@ def _env(injection: Injection, main_names: list[str]) -> list[dict[str, Any]]:
             "value": "native" if injection.native_sidecar else "container",
         },
     ]
+    if injection.attempt > 1:
+        env.append({"name": ATTEMPT_ENV, "value": str(injection.attempt)})
     env += [
         {"name": name, "value": value.replace("$", "$$")}
         for name, value in sorted(settings.inpod_env.items())

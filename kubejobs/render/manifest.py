@@ -40,10 +40,14 @@ class Renderer:
         self._env = environment(self.settings.templates_dir or None)
 
     def render(
-        self, spec: FunctionSpec, process_id: str, inputs: list[Any] | None = None
+        self,
+        spec: FunctionSpec,
+        process_id: str,
+        inputs: list[Any] | None = None,
+        attempt: int = 1,
     ) -> list[dict[str, Any]]:
-        """The Job (and, for nodes > 1, its headless Service) for one process; `inputs` is the
-        process's `in` (its parents' outputs)."""
+        """The Job (and, for nodes > 1, its headless Service) for one attempt of a process;
+        `inputs` is the process's `in` (its parents' outputs)."""
         if not PROCESS_ID.match(process_id):
             raise InvalidInput(
                 [
@@ -54,7 +58,7 @@ class Renderer:
                     )
                 ]
             )
-        context = build_context(spec, self.settings, process_id)
+        context = build_context(spec, self.settings, process_id, attempt)
         job = self._parse(JOB_TEMPLATE, context)
         if job.get("kind") != "Job" or job.get("apiVersion") != "batch/v1":
             raise TemplateError(f"{JOB_TEMPLATE}: must produce a batch/v1 Job")
@@ -67,6 +71,7 @@ class Renderer:
                 colony_name=context["colony_name"],
                 job_name=context["job_name"],
                 input_json=input_json(process_id, inputs),
+                attempt=attempt,
             ),
             JOB_TEMPLATE,
         )

@@ -59,13 +59,9 @@ def test_a_preempted_process_runs_again_and_both_succeed_with_marked_logs(
 
     log = colonies.log_text(low)
     lines = log.splitlines()
-    stopped = [
-        i for i, line in enumerate(lines) if "attempt 1 was stopped by Kueue (Preempted: " in line
-    ]
+    stopped = [i for i, line in enumerate(lines) if "Kueue stopped run 1 (Preempted: " in line]
     assert len(stopped) == 1, log
-    assert any("kubejobs: admitted by Kueue" in line and "(attempt 2)" in line for line in lines), (
-        log
-    )
+    assert any("kubejobs: admitted by Kueue" in line and "(run 2)" in line for line in lines), log
     attempts: dict[str, list[int]] = {}
     for line in lines:
         if m := TICK.match(line):

@@ -79,7 +79,7 @@ def setup(max_queued: int = 2) -> tuple[Reconciler, Recorded, Admission, Clock]:
         r.watch_sink(kind, "SYNC", [])
     r.drain()
     assert admission.acquire(stop=_never()) is not None
-    admission.commit(PID, Request())
+    admission.commit(NAME, Request())
     r.post("applying", PID, NAME, False, clock.now)
     r.watch_sink("Job", "ADDED", queued_job(True))
     r.post("applied", PID)
@@ -130,7 +130,7 @@ def test_admission_is_logged_frees_the_queued_slot_and_the_start_timeout_counts_
     settle(r)
     assert actions.notes() == ["kubejobs: admitted by Kueue to ClusterQueue cq after 12.5 s"]
     assert admission.queued == 0
-    assert admission.holds(PID)
+    assert admission.holds(NAME)
     # creationTimestamp is 10:00; 10:30 is past start_timeout from creation, not from start
     clock.now = 1796466600.0  # 2026-12-05T10:30:00Z
     r.tick()
@@ -183,12 +183,12 @@ def test_preemption_marks_the_attempt_and_the_process_runs_on_to_success() -> No
     notes = actions.notes()
     assert notes[0].startswith("kubejobs: admitted by Kueue")
     assert notes[1] == (
-        "kubejobs: attempt 1 was stopped by Kueue (Preempted: Preempted to accommodate a workload "
+        "kubejobs: Kueue stopped run 1 (Preempted: Preempted to accommodate a workload "
         "(UID: x) due to prioritization in the ClusterQueue); the process runs again from the "
         "start when Kueue admits it again"
     )
     assert notes[2] == f"kubejobs: queued in Kueue LocalQueue team-a: {PENDING}"
-    assert notes[3] == "kubejobs: admitted by Kueue to ClusterQueue cq (attempt 2) after 7.0 s"
+    assert notes[3] == "kubejobs: admitted by Kueue to ClusterQueue cq (run 2) after 7.0 s"
     (outcome,) = actions.reports()
     assert outcome.success
     # the report came after every note
@@ -208,7 +208,7 @@ def test_a_workload_that_can_never_fit_fails_with_kueues_words() -> None:
         f"Job {NAME} in LocalQueue team-a: Kueue cannot ever admit it: {TOO_BIG}"
     ]
     assert r.flights[PID].phase in (FINISHED, "deleting") or PID not in r.flights
-    assert not admission.holds(PID)
+    assert not admission.holds(NAME)
 
 
 def test_a_deactivated_workload_fails_the_process() -> None:

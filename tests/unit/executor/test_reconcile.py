@@ -73,7 +73,7 @@ def settle(r: Reconciler) -> None:
 
 def test_applied_job_completes_is_closed_then_deleted() -> None:
     r, actions, admission = reconciler()
-    admission.adopt(PID, admission.used())
+    admission.adopt(NAME, admission.used())
     r.post("applying", PID, NAME, False, 999.0)
     r.watch_sink("Job", "ADDED", job())
     r.post("applied", PID)
@@ -85,7 +85,7 @@ def test_applied_job_completes_is_closed_then_deleted() -> None:
     kinds = [c[0] for c in actions.calls]
     assert kinds == ["report", "delete"]
     assert actions.calls[0][2].success
-    assert not admission.holds(PID)
+    assert not admission.holds(NAME)
     r.watch_sink("Job", "DELETED", job(conditions=["Complete"]))
     r.drain()
     assert PID not in r.flights
@@ -95,7 +95,7 @@ def test_unknown_job_of_this_executor_is_adopted_and_counted() -> None:
     r, _actions, admission = reconciler()
     r.watch_sink("Job", "ADDED", job())
     r.drain()
-    assert r.flights[PID].phase == RUNNING and admission.holds(PID)
+    assert r.flights[PID].phase == RUNNING and admission.holds(NAME)
     assert str(admission.used().cpu) == "1"
 
 
@@ -122,7 +122,7 @@ def test_taken_back_process_has_its_job_deleted() -> None:
     r.drain()
     settle(r)
     assert [c[0] for c in actions.calls] == ["delete"]
-    assert not admission.holds(PID)
+    assert not admission.holds(NAME)
     assert r.flights[PID].phase == DELETING
 
 

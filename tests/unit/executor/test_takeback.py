@@ -42,8 +42,8 @@ class FakeReconciler:
         self.ids = ids
         self.posted: list[tuple[Any, ...]] = []
 
-    def running_ids(self) -> list[str]:
-        return list(self.ids)
+    def running_attempts(self) -> dict[str, int]:
+        return dict.fromkeys(self.ids, 1)
 
     def post(self, *message: Any) -> None:
         self.posted.append(message)
