@@ -21,12 +21,14 @@ def delete_job(
     process_id: str,
     job_name: str,
     indexed: bool,
+    propagation: str = "Foreground",
 ) -> tuple[Any, ...]:
-    """('deleted', pid) or ('retry', pid)."""
+    """('deleted', pid) or ('retry', pid). Background for an attempt that is over: the Job
+    goes at once and the garbage collector deletes its pods, each with its grace period."""
     try:
         if indexed:
             kube.delete("Service", namespace, job_name, propagation="Background")
-        kube.delete("Job", namespace, job_name, propagation="Foreground")
+        kube.delete("Job", namespace, job_name, propagation=propagation)
     except KubeError as err:
         metrics.api_errors.labels(api="kube").inc()
         log.warning("process %s: cannot delete Job %s yet: %s", process_id, job_name, err)

@@ -94,6 +94,17 @@ class ServerActions(Actions):
             self.kube, self.namespace, self.metrics, process_id, job_name, indexed
         )
 
+    def retire(self, process_id: str, job_name: str, indexed: bool) -> tuple[object, ...]:
+        return cleanup.delete_job(
+            self.kube,
+            self.namespace,
+            self.metrics,
+            process_id,
+            job_name,
+            indexed,
+            propagation="Background",
+        )
+
     def note(self, process_id: str, line: str) -> tuple[object, ...]:
         report.add_notes(self.colonies, process_id, [line])
         return ("noted", process_id)

@@ -363,7 +363,12 @@ class Reconciler:
             return None
         if attempt < current.attempt:
             earlier = Flight(
-                current.process_id, meta["name"], DELETING, _indexed(job), attempt=attempt
+                current.process_id,
+                meta["name"],
+                DELETING,
+                _indexed(job),
+                attempt=attempt,
+                retire=True,
             )
             self.retired[earlier.job_name] = earlier
             self.jobs[earlier.job_name] = job

@@ -18,6 +18,7 @@ from kubejobs.adapters.colonies import ColoniesClient, ColoniesError, ColoniesUn
 from kubejobs.adapters.podlogs import PodLogs
 from kubejobs.errors import KubejobsError
 from kubejobs.inpod import sigterm
+from kubejobs.inpod.attempt import AttemptGuard
 from kubejobs.inpod.config import STAGER_CONTAINER, PodEnv, local_dir
 from kubejobs.inpod.output import collect as collect_output
 from kubejobs.inpod.output import say_output_set
@@ -179,6 +180,7 @@ def ship_logs_command(
             grace_seconds=grace_seconds,
             wait_for_sigterm_on_fatal=env.sidecar_mode == "native",
         ),
+        guard=AttemptGuard(lambda: client.get_process(env.process_id), env.attempt),
     )
     sigterm.on_sigterm(shipper.terminate)
     result = shipper.run()
@@ -194,6 +196,8 @@ def ship_logs_command(
     # native sidecar is not restarted once all main containers have ended (the kubelet
     # kills the pod instead), and waiting for SIGTERM would cost the grace period whenever
     # the signal came before the handler or was lost.
+    if result.superseded:
+        return  # nothing wrong here: the server moved on; the pod is being deleted
     if not result.complete:
         # An exception, not click's Exit: with standalone_mode=False click returns Exit's code instead.
         raise ShippingIncomplete("not every log line was delivered (see the messages above)")

@@ -14,6 +14,7 @@ from kubejobs.spec.model import FileSystem, FsDir, FsSnapshot
 
 STAGER_CONTAINER = "kubejobs-data-stager"  # render/inject.py STAGER; inpod may not import render
 CA_FILE_ENV = "KUBEJOBS_COLONIES_CA_FILE"  # render/inject.py sets it when a CA is mounted
+ATTEMPT_ENV = "KUBEJOBS_ATTEMPT"  # render/identity.py; absent: attempt 1
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -36,6 +37,8 @@ class PodEnv:
     fs: FileSystem | None = None
     colonies_ca_file: str = ""
     """The operator's CA bundle for the Colonies server's certificate; empty: the public CAs."""
+    attempt: int = 1
+    """Which assignment of the process this pod runs (the server's retries + 1)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], need_pod: bool = True) -> PodEnv:
@@ -61,6 +64,9 @@ class PodEnv:
             fs = parse_fs(environ.get("KUBEJOBS_FS", ""))
         except SettingsError as err:
             problems.append(str(err))
+        attempt = environ.get(ATTEMPT_ENV, "1") or "1"
+        if not attempt.isdigit() or int(attempt) < 1:
+            problems.append(f"{ATTEMPT_ENV} {attempt!r} is not a positive number")
         if problems:
             raise SettingsError("; ".join(problems))
         return cls(
@@ -82,6 +88,7 @@ class PodEnv:
             sidecar_mode=mode,
             fs=fs,
             colonies_ca_file=environ.get(CA_FILE_ENV, ""),
+            attempt=int(attempt),
         )
 
 

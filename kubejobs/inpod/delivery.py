@@ -6,6 +6,10 @@ that finds `pending` set counts the server's log entries with that hash: one
 more than `sent.log` records means the batch arrived and is committed, else it
 is sent again. While the server is unreachable the batch is retried with
 backoff and the readers keep journaling to disk, so nothing waits in memory.
+
+With an attempt guard (attempt.py), a batch is sent only while the server's
+process is still in the pod's attempt; once it is not, delivery stops
+(Superseded) and the batch is not sent: it belongs to an attempt that is over.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from kubejobs.adapters.colonies import (
     ColoniesError,
     ColoniesUnavailable,
 )
+from kubejobs.inpod.attempt import AttemptGuard
 from kubejobs.inpod.batching import Batch
 from kubejobs.inpod.state import Cursor, Pending, StateStore
 
@@ -40,6 +45,10 @@ class Stopped(Exception):
     """The shipper's deadline passed while the server was still away."""
 
 
+class Superseded(Exception):
+    """The server's process is no longer in this pod's attempt: nothing more is shipped."""
+
+
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
@@ -56,6 +65,7 @@ class Delivery:
         backoff_max: float = 5.0,
         permanent_attempts: int = 5,
         sleep: Callable[[float], None] = time.sleep,
+        guard: AttemptGuard | None = None,
     ) -> None:
         self.sink = sink
         self.store = store
@@ -66,6 +76,7 @@ class Delivery:
         self.backoff_max = backoff_max
         self.permanent_attempts = permanent_attempts
         self.sleep = sleep
+        self.guard = guard
         self.outage_started: float | None = None
         self.requests = 0
 
@@ -101,6 +112,7 @@ class Delivery:
         """Send `batch` (if it holds lines) and commit it; Stopped if `should_stop` while retrying."""
         cursor = self.cursor
         if batch.lines:
+            self.check_attempt(should_stop, f"{batch.lines} line(s)")
             hashed = digest(batch.text)
             cursor.pending = Pending(
                 hash=hashed,
@@ -128,6 +140,16 @@ class Delivery:
         cursor.positions = batch.positions
         self.store.save(cursor)
         self.on_commit(cursor)
+
+    def check_attempt(
+        self, should_stop: Callable[[], bool], what: str, fresh: bool = False
+    ) -> None:
+        """Superseded when the pod's attempt is over (`what` is what is then not done)."""
+        guard = self.guard
+        if guard is None:
+            return
+        if not self.retry(lambda: guard.current(fresh), "read the process", should_stop):
+            raise Superseded(f"{guard.over}; not shipped: {what}")
 
     def retry(self, call: Callable[[], Any], what: str, should_stop: Callable[[], bool]) -> Any:
         delay, refused = 0.2, 0

@@ -13,6 +13,11 @@ A Colonies certificate that fails verification ends the shipper with that error
 status then carries; as a native sidecar only at SIGTERM, when the main containers
 have ended, so the kubelet does not restart it in a loop meanwhile and the last
 state the executor reads is this exit with its termination message.
+
+A shipper whose attempt is over (the server took the process back: attempt.py)
+stops shipping, sets no output and runs no sync; as a native sidecar it then
+waits for the pod to end (the executor deletes it), else the kubelet would
+restart it while the program still runs.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from pathlib import Path
 
 from kubejobs.adapters.colonies import ColoniesCertificateError
 from kubejobs.errors import KubejobsError
+from kubejobs.inpod.attempt import AttemptGuard
 from kubejobs.inpod.batching import Batcher, LineFormat
-from kubejobs.inpod.delivery import Delivery, LogSink, Stopped
+from kubejobs.inpod.delivery import Delivery, LogSink, Stopped, Superseded
 from kubejobs.inpod.journal import Journal, parse_record
 from kubejobs.inpod.logsource import Follower, PodApi
 from kubejobs.inpod.state import Cursor, LogPosition, StateStore
@@ -56,6 +62,8 @@ class ShipResult:
     requests: int
     seconds: float
     containers: dict[str, int] = field(default_factory=dict)  # lines read per container, this run
+    superseded: str = ""
+    """Why shipping stopped because the pod's attempt is over ('' otherwise)."""
 
 
 class Shipper:
@@ -72,6 +80,7 @@ class Shipper:
         tagged: Callable[[], bool] = lambda: False,
         on_close: Callable[[], None] = lambda: None,
         options: ShipperOptions | None = None,
+        guard: AttemptGuard | None = None,
     ) -> None:
         self.api = api
         self.sink = sink
@@ -84,6 +93,7 @@ class Shipper:
         self.tagged = tagged
         self.on_close = on_close
         self.options = options or ShipperOptions()
+        self.guard = guard
         self._deadline: float | None = None
         self._stop = threading.Event()
         self._terminated = threading.Event()
@@ -106,7 +116,10 @@ class Shipper:
             log.info("logs already shipped and synced before a restart; nothing to do")
             return ShipResult(True, cursor.delivered_lines, cursor.dropped_lines, 0, 0.0)
         journal = Journal(self.store.journal_dir, max_bytes=self.options.journal_max_bytes)
-        delivery = Delivery(self.sink, self.store, cursor, self.process_id, self.colony)
+        delivery = Delivery(
+            self.sink, self.store, cursor, self.process_id, self.colony, guard=self.guard
+        )
+        superseded = ""
         followers: list[Follower] = []
         threads: list[threading.Thread] = []
         try:
@@ -148,6 +161,7 @@ class Shipper:
             complete = batcher.all_done() and cursor.pos >= batcher.pos
             if complete:
                 self._stop.set()
+                delivery.check_attempt(self.should_stop, "the output and the sync", fresh=True)
                 try:
                     self.on_close()
                 except ColoniesCertificateError:
@@ -161,6 +175,13 @@ class Shipper:
         except Stopped as err:
             log.error("%s", err)
             complete = False
+        except Superseded as err:
+            self._stop.set()
+            superseded = str(err)
+            complete = False
+            log.warning("%s", superseded)
+            if self.options.wait_for_sigterm_on_fatal:
+                self._terminated.wait()
         except ColoniesCertificateError as err:
             self._stop.set()
             if self.options.wait_for_sigterm_on_fatal:
@@ -179,6 +200,7 @@ class Shipper:
             delivery.requests,
             time.monotonic() - started,
             {f.container: f.lines for f in followers},
+            superseded,
         )
 
     def _follow_all(self, followers: list[Follower]) -> None:

@@ -1,0 +1,121 @@
+"""Whether the log shipper's attempt is still the process's: a taken-back attempt ships nothing more.
+
+The server takes a process back at maxexectime and may assign it to the same
+executor at once; the earlier attempt's pod is then still stopping (its grace
+period) while the next attempt runs, and its shipper signs with the same
+executor key, so Colonies would accept its late lines into the process log of
+the next attempt. The shipper knows its attempt (`KUBEJOBS_ATTEMPT`, absent
+means 1; the server's process has `retries` = attempt - 1 while in it) and asks
+the server before it sends a batch, sets the output or syncs results:
+
+- near or past the attempt's maxexectime (the server's `starttime` +
+  `maxexectime`, less `margin` for the clocks) before every batch, so the
+  window is one round trip between the check and the send;
+- otherwise at most every `recheck` seconds (other take-backs, such as an
+  executor removed and registered again, are rare and the server refuses the
+  lines of a removed executor meanwhile);
+- always before the output and the onclose sync.
+
+Once the attempt is over it stays over: the shipper stops shipping.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from kubejobs.adapters.colonies import RUNNING, ColoniesError, ColoniesUnavailable
+
+GONE_STATUSES = (403, 404)  # the process was removed, or this executor is no longer a member
+STATES = {0: "WAITING", 1: "RUNNING", 2: "SUCCESS", 3: "FAILED"}
+
+
+def _epoch(text: Any) -> float | None:
+    """An RFC 3339 time from the server (nanoseconds allowed) as epoch seconds."""
+    if not isinstance(text, str) or not text or text.startswith("0001-"):
+        return None
+    head, _, rest = text.partition(".")
+    zone = ""
+    if rest:
+        digits = rest.rstrip("Z").split("+")[0].split("-")[0]
+        zone = rest[len(digits) :]
+        head += "." + digits[:6]
+    elif text.endswith("Z"):
+        head, zone = text[:-1], "Z"
+    try:
+        return datetime.fromisoformat(head + (zone.replace("Z", "+00:00") or "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def deadline_of(process: dict[str, Any]) -> float:
+    """When the server may take the current assignment back (inf: maxexectime not set)."""
+    limit = (process.get("spec") or {}).get("maxexectime", -1)
+    started = _epoch(process.get("starttime"))
+    if not isinstance(limit, int) or limit <= 0 or started is None:
+        return math.inf
+    return started + limit
+
+
+def in_attempt(process: dict[str, Any], attempt: int) -> bool:
+    return process.get("state") == RUNNING and process.get("retries") == attempt - 1
+
+
+class AttemptGuard:
+    """Asks the server whether the process is still RUNNING in this pod's attempt."""
+
+    def __init__(
+        self,
+        read: Callable[[], dict[str, Any]],
+        attempt: int,
+        recheck: float = 5.0,
+        margin: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.read = read
+        self.attempt = attempt
+        self.recheck = recheck
+        self.margin = margin
+        self.clock = clock
+        self.over = ""
+        """Why the attempt is over ('' while it is not)."""
+        self._confirmed = -math.inf
+        self._deadline = math.inf
+        self.lookups = 0
+
+    def current(self, fresh: bool = False) -> bool:
+        """False once the attempt is over; ColoniesUnavailable when the server cannot say."""
+        if self.over:
+            return False
+        now = self.clock()
+        if (
+            not fresh
+            and now - self._confirmed < self.recheck
+            and now < self._deadline - self.margin
+        ):
+            return True
+        self.lookups += 1
+        try:
+            process = self.read()
+        except ColoniesUnavailable:
+            raise
+        except ColoniesError as err:
+            if err.status in GONE_STATUSES:
+                self.over = f"the server no longer gives this executor the process ({err})"
+                return False
+            raise ColoniesUnavailable(str(err)) from None  # says nothing: retried
+        if not in_attempt(process, self.attempt):
+            retries = process.get("retries")
+            state = process.get("state")
+            self.over = f"attempt {self.attempt} is over: the process is " + (
+                f"in attempt {retries + 1}"
+                if isinstance(retries, int) and state == RUNNING
+                else f"{STATES.get(state, state)} after {retries} retries"
+            )
+            return False
+        self._confirmed = now
+        self._deadline = deadline_of(process)
+        return True
