@@ -113,7 +113,8 @@ class AttemptGuard:
             self.over = f"attempt {self.attempt} is over: the process is " + (
                 f"in attempt {retries + 1}"
                 if isinstance(retries, int) and state == RUNNING
-                else f"{STATES.get(state, state)} after {retries} retries"
+                else f"{STATES.get(state, state) if isinstance(state, int) else state} "
+                f"after {retries} retries"
             )
             return False
         self._confirmed = now
