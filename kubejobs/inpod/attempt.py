@@ -34,19 +34,12 @@ STATES = {0: "WAITING", 1: "RUNNING", 2: "SUCCESS", 3: "FAILED"}
 
 
 def _epoch(text: Any) -> float | None:
-    """An RFC 3339 time from the server (nanoseconds allowed) as epoch seconds."""
+    """An RFC 3339 time from the server (nanoseconds allowed) as epoch seconds; None for
+    Go's zero time (not set)."""
     if not isinstance(text, str) or not text or text.startswith("0001-"):
         return None
-    head, _, rest = text.partition(".")
-    zone = ""
-    if rest:
-        digits = rest.rstrip("Z").split("+")[0].split("-")[0]
-        zone = rest[len(digits) :]
-        head += "." + digits[:6]
-    elif text.endswith("Z"):
-        head, zone = text[:-1], "Z"
     try:
-        return datetime.fromisoformat(head + (zone.replace("Z", "+00:00") or "+00:00")).timestamp()
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
 
