@@ -448,6 +448,10 @@ class Reconciler:
         deadline: float = math.inf,
     ) -> None:
         flight = self.flights.get(pid)
+        if flight is not None and flight.job_name != name and attempt < flight.attempt:
+            # a worker late with an earlier attempt: its Job goes as soon as it is applied
+            self.retired[name] = Flight(pid, name, APPLYING, indexed, attempt=attempt, retire=True)
+            return
         if flight is not None and flight.job_name != name:
             self._retire(flight, f"the server assigned attempt {attempt}")
             flight = None
