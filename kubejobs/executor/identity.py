@@ -153,7 +153,12 @@ def _attempt(
         prvkey, unowned = _stored_or_new_key(kube, namespace, settings)
     identity = Identity(key_id(prvkey), prvkey)
     if colony_key:
-        registration.run(client_for(colony_key), client_for(prvkey), identity.executor_id)
+        colony, executor = client_for(colony_key), client_for(prvkey)
+        try:
+            registration.run(colony, executor, identity.executor_id)
+        finally:
+            colony.close_session()
+            executor.close_session()
     if unowned is not None:
         _adopt(kube, namespace, unowned, settings)
     return identity

@@ -238,11 +238,11 @@ def test_scale_out_is_a_statefulset_of_executors_with_a_key_secret_each(
     names = [
         r["resourceNames"] for r in rules if r["resources"] == ["secrets"] and "resourceNames" in r
     ]
-    assert names == [[f"kubejobs-executor-key-{i}" for i in range(3)]]
+    assert names == [[f"kj-kubejobs-executor-key-{i}" for i in range(3)]]
     # What `--replica kj-kubejobs-2` (pod 2's name) makes of the chart's settings file.
     replica = for_replica(load_chart_settings(objects, tmp_path), "kj-kubejobs-2")
     assert (replica.executor_name, replica.executor_key_secret) == (
-        "kj-kubejobs-2", "kubejobs-executor-key-2"
+        "kj-kubejobs-2", "kj-kubejobs-executor-key-2"
     )  # fmt: skip
 
 
@@ -419,6 +419,7 @@ def test_settings_file_loads_with_the_executor_settings(
     objects = template(values=VALUES_FILES[name], kube_version="1.29.0")
     settings = load_chart_settings(objects, tmp_path)
     values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    overrides: dict[str, Any] = {}
     if VALUES_FILES[name]:
         overrides = yaml.safe_load(VALUES_FILES[name].read_text(encoding="utf-8"))  # type: ignore[union-attr]
         values["config"].update(overrides.get("config", {}))
@@ -430,8 +431,10 @@ def test_settings_file_loads_with_the_executor_settings(
     assert settings.kube_version == "1.29"
     assert settings.inpod_image == "ghcr.io/kubejobs/kubejobs:0.1.0"
     assert settings.executor_name == (values["config"]["executor_name"] or "kj-kubejobs")
-    assert settings.service_account == "kubejobs-log-shipper"
-    assert settings.executor_key_secret == "kubejobs-executor-key"
+    assert settings.service_account == "kj-kubejobs-log-shipper"
+    chosen = (overrides.get("executorKey") or {}).get("secretName") if VALUES_FILES[name] else ""
+    assert settings.executor_key_secret == (chosen or "kj-kubejobs-executor-key")
+    assert settings.s3_secret == "kubejobs-s3"  # made by hand (s3Secret.create false)
     assert settings.kubeconfig == ""
 
 
@@ -508,7 +511,7 @@ def test_generated_key_mode_mounts_no_key_and_grants_only_its_secret(
             "apiGroups": [""],
             "resources": ["secrets"],
             "resourceNames": [settings.executor_key_secret],
-            "verbs": ["get"],
+            "verbs": ["get", "patch"],
         },
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
     ]
@@ -529,8 +532,8 @@ def test_jobs_in_another_namespace_get_the_roles_and_the_shipper_account_there(
         ("RoleBinding", "kj-kubejobs-executor"),
         ("Role", "kj-kubejobs-log-shipper"),
         ("RoleBinding", "kj-kubejobs-log-shipper"),
-        ("ServiceAccount", "kubejobs-log-shipper"),
-        ("Secret", "kubejobs-s3"),
+        ("ServiceAccount", "kj-kubejobs-log-shipper"),
+        ("Secret", "kj-kubejobs-s3"),
     ]:
         assert find(objects, kind, name)["metadata"]["namespace"] == "batch-jobs", (kind, name)
     for kind, name in [
@@ -542,7 +545,7 @@ def test_jobs_in_another_namespace_get_the_roles_and_the_shipper_account_there(
     key_namespaces = sorted(
         o["metadata"]["namespace"]
         for o in objects
-        if o["kind"] == "Secret" and o["metadata"]["name"] == "kubejobs-executor-key"
+        if o["kind"] == "Secret" and o["metadata"]["name"] == "kj-kubejobs-executor-key"
     )
     assert key_namespaces == ["batch-jobs", "kj"]
     binding = find(objects, "RoleBinding", "kj-kubejobs-executor")
@@ -576,7 +579,7 @@ def test_custom_templates_render_jobs_with_the_real_renderer(
     pod = find(manifests, "Job")["spec"]["template"]["spec"]
     assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
     assert pod["enableServiceLinks"] is False
-    assert pod["serviceAccountName"] == "kubejobs-log-shipper"
+    assert pod["serviceAccountName"] == "kj-kubejobs-log-shipper"
     assert pod["initContainers"][0]["name"] == "kubejobs-log-shipper"  # still injected
 
 
@@ -588,3 +591,94 @@ def test_no_templates_means_the_built_ins(template: Template, tmp_path: Path) ->
     settings = load_chart_settings(existing, tmp_path)
     mounted = _mounted_from(existing, settings.templates_dir + "/job.yaml.j2")
     assert mounted["volume"]["configMap"]["name"] == "team-templates"
+
+
+# --- releases side by side in one namespace -------------------------------------------
+
+
+NAMESPACED_KINDS = {"ServiceAccount", "Secret", "ConfigMap", "Role", "RoleBinding", "Service",
+                    "Deployment", "StatefulSet"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["default", "gpu", "custom-templates"])
+def test_two_releases_in_one_namespace_share_no_object_name(
+    name: str, helm: str, tmp_path: Path
+) -> None:
+    """A CPU pool beside a GPU pool: every object one release makes (the log shipper's
+    account, the key Secret, the Roles, ...) has a name of its own, and so does every
+    name its executor's settings use for its Jobs."""
+
+    def release(release_name: str) -> tuple[set[tuple[str, str]], ExecutorSettings]:
+        argv = template_args(
+            "--set", f"executorKey.source=value,executorKey.prvkey={KEY}",
+            "--set", "s3Secret.create=true,s3Secret.data.AWS_S3_BUCKET=cfs",
+            values=VALUES_FILES[name],
+        )  # fmt: skip
+        argv[1] = release_name
+        result = run_helm(helm, *argv)
+        assert result.returncode == 0, result.stderr
+        objects = [d for d in yaml.safe_load_all(result.stdout) if d]
+        named = {
+            (o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] in NAMESPACED_KINDS
+        }
+        text = next(
+            o
+            for o in objects
+            if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-settings")
+        )["data"]["settings.yaml"]
+        path = tmp_path / f"{release_name}.yaml"
+        path.write_text(text, encoding="utf-8")
+        return named, load_settings(ExecutorSettings, str(path), {})
+
+    cpu, cpu_settings = release("cpu")
+    gpu, gpu_settings = release("gpu")
+    assert cpu and not cpu & gpu, cpu & gpu
+    for setting in ("service_account", "executor_key_secret", "s3_secret"):
+        assert getattr(cpu_settings, setting) != getattr(gpu_settings, setting), setting
+    if name == "default":  # the examples choose an executor_name: one per release, please
+        assert cpu_settings.executor_name != gpu_settings.executor_name
+    assert cpu_settings.service_account == "cpu-kubejobs-log-shipper"
+    assert cpu_settings.executor_key_secret == "cpu-kubejobs-executor-key"
+    assert cpu_settings.s3_secret == "cpu-kubejobs-s3"
+
+
+def test_two_generating_releases_get_key_secrets_and_roles_of_their_own(helm: str) -> None:
+    def rules(release_name: str) -> list[Any]:
+        argv = template_args("--set", GENERATE, "--set", "replicaCount=2,statefulSet.enabled=true")
+        argv[1] = release_name
+        result = run_helm(helm, *argv)
+        assert result.returncode == 0, result.stderr
+        role = next(
+            d for d in yaml.safe_load_all(result.stdout)
+            if d and d["kind"] == "Role" and d["metadata"]["name"].endswith("-executor")
+        )  # fmt: skip
+        return [r.get("resourceNames") for r in role["rules"] if r["resources"] == ["secrets"]]
+
+    assert rules("cpu")[0] == ["cpu-kubejobs-executor-key-0", "cpu-kubejobs-executor-key-1"]
+    assert rules("gpu")[0] == ["gpu-kubejobs-executor-key-0", "gpu-kubejobs-executor-key-1"]
+
+
+def test_chosen_names_are_kept(template: Template, tmp_path: Path) -> None:
+    """Names set in values win (e.g. the names of a release made before release-scoped
+    defaults, pinned for tools that render with `helm template`)."""
+    objects = template(
+        "--set", "logShipper.serviceAccount.name=kubejobs-log-shipper",
+        "--set", "executorKey.secretName=kubejobs-executor-key,config.s3_secret=team-s3",
+        "--set", "config.colony_name=dev",
+        "--set", f"executorKey.source=value,executorKey.prvkey={KEY}",
+    )  # fmt: skip
+    settings = load_chart_settings(objects, tmp_path)
+    assert (settings.service_account, settings.executor_key_secret, settings.s3_secret) == (
+        "kubejobs-log-shipper", "kubejobs-executor-key", "team-s3"
+    )  # fmt: skip
+    assert find(objects, "ServiceAccount", "kubejobs-log-shipper")
+    key = find(objects, "Secret", "kubejobs-executor-key")
+    assert key["metadata"]["annotations"] == {
+        "kubejobs.io/colony": "dev",
+        "kubejobs.io/executor": "kj-kubejobs",
+    }
+    rules = find(objects, "Role", "kj-kubejobs-executor")["rules"]
+    assert {"apiGroups": [""], "resources": ["serviceaccounts"],
+            "resourceNames": ["kubejobs-log-shipper"], "verbs": ["get"]} in rules  # fmt: skip
+    binding = find(objects, "RoleBinding", "kj-kubejobs-log-shipper")
+    assert binding["subjects"][0]["name"] == "kubejobs-log-shipper"

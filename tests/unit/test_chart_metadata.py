@@ -36,7 +36,7 @@ DERIVED = {
     "colonies_ca_file": "colonies_ca_configmap / colonies_ca_secret (mounted into the executor)",
 }
 # `config` values whose empty default the chart fills in (so they differ from the field default).
-CHART_DEFAULTED = {"executor_name", "namespace", "kube_version", "inpod_image"}
+CHART_DEFAULTED = {"executor_name", "namespace", "kube_version", "inpod_image", "s3_secret"}
 
 
 def _yaml(path: Path) -> Any:
@@ -90,11 +90,16 @@ def test_config_defaults_are_the_settings_defaults(values: dict[str, Any]) -> No
         assert values["config"][name] == "", f"{name}: empty means the chart's default"
 
 
-def test_default_names_are_the_render_settings_defaults(values: dict[str, Any]) -> None:
+def test_per_release_names_default_to_the_chart_and_the_rest_to_the_settings(
+    values: dict[str, Any],
+) -> None:
+    """The objects every release has one of in the Jobs' namespace get release-scoped names
+    from the chart (empty values), so two releases in one namespace neither collide nor
+    share a key; the executor's own defaults are for running it by hand."""
     defaults = ExecutorSettings()
-    assert values["logShipper"]["serviceAccount"]["name"] == defaults.service_account
-    assert values["executorKey"]["secretName"] == defaults.executor_key_secret
-    assert values["config"]["s3_secret"] == defaults.s3_secret
+    assert values["logShipper"]["serviceAccount"]["name"] == ""
+    assert values["executorKey"]["secretName"] == ""
+    assert values["config"]["s3_secret"] == ""
     assert values["config"]["health_port"] == defaults.health_port
 
 

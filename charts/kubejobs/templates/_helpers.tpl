@@ -38,6 +38,44 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "kubejobs.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
 
+{{/*
+Names of the objects every release has one of in the Jobs' namespace: the log
+shipper's ServiceAccount, the executor key Secret and a chart-made S3 Secret.
+Empty values get release-scoped names, so releases side by side in one namespace
+(a CPU pool beside a GPU pool) neither collide nor share a key. An upgrade keeps
+the names the release already runs with (read from its settings ConfigMap), as
+renaming the key Secret would make a new executor and orphan its running
+processes, and renaming the ServiceAccount would invalidate the tokens of running
+Jobs' log shippers. Charts before 0.1.0's release-scoped names used
+kubejobs-log-shipper, kubejobs-executor-key and kubejobs-s3 in every release.
+`lookup` answers nothing under `helm template` (and tools that render with it):
+there the defaults are the new names; see docs/production.md, Upgrades.
+*/}}
+{{- define "kubejobs.previousSettings" -}}
+{{- $found := lookup "v1" "ConfigMap" .Release.Namespace (printf "%s-settings" (include "kubejobs.fullname" .)) -}}
+{{- $text := "" -}}
+{{- if and $found $found.data -}}
+{{- $text = index $found.data "settings.yaml" | default "" -}}
+{{- end -}}
+{{- if $text -}}{{- $text -}}{{- else -}}{}{{- end -}}
+{{- end -}}
+
+{{- define "kubejobs.shipperServiceAccount" -}}
+{{- $previous := include "kubejobs.previousSettings" . | fromJson -}}
+{{- .Values.logShipper.serviceAccount.name | default $previous.service_account | default (printf "%s-log-shipper" (include "kubejobs.fullname" .)) -}}
+{{- end -}}
+
+{{- define "kubejobs.executorKeySecret" -}}
+{{- $previous := include "kubejobs.previousSettings" . | fromJson -}}
+{{- .Values.executorKey.secretName | default $previous.executor_key_secret | default (printf "%s-executor-key" (include "kubejobs.fullname" .)) -}}
+{{- end -}}
+
+{{- define "kubejobs.s3Secret" -}}
+{{- $previous := include "kubejobs.previousSettings" . | fromJson -}}
+{{- $default := ternary (printf "%s-s3" (include "kubejobs.fullname" .)) "kubejobs-s3" (eq (toString .Values.s3Secret.create) "true") -}}
+{{- .Values.config.s3_secret | default $previous.s3_secret | default $default -}}
+{{- end -}}
+
 {{- define "kubejobs.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
@@ -67,14 +105,14 @@ would make them one executor taking work twice and reconciling the same Jobs.
 {{- define "kubejobs.perReplica" -}}
 {{- $key := .Values.executorKey -}}
 {{- if and (gt (int .Values.replicaCount) 1) (ne $key.source "generate") -}}
-{{- fail (printf "replicaCount %v with one executor key (executorKey.source=%s) would run %v executors with one identity, each taking work and reconciling the others' Jobs. Set executorKey.source=generate, a colonyKey and statefulSet.enabled=true: each replica then generates and registers its own key (Secret %s-<ordinal>) as executor <executor_name>-<ordinal>" .Values.replicaCount $key.source .Values.replicaCount $key.secretName) -}}
+{{- fail (printf "replicaCount %v with one executor key (executorKey.source=%s) would run %v executors with one identity, each taking work and reconciling the others' Jobs. Set executorKey.source=generate, a colonyKey and statefulSet.enabled=true: each replica then generates and registers its own key (Secret %s-<ordinal>) as executor <executor_name>-<ordinal>" .Values.replicaCount $key.source .Values.replicaCount (include "kubejobs.executorKeySecret" .)) -}}
 {{- end -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.statefulSet.enabled) -}}
 {{- fail "replicaCount > 1 needs statefulSet.enabled=true: every replica is then an executor of its own, named <executor_name>-<ordinal>. This renames the running executor: see docs/production.md, Scale-out" -}}
 {{- end -}}
 {{- if .Values.statefulSet.enabled -}}
 {{- if ne $key.source "generate" -}}
-{{- fail (printf "statefulSet.enabled needs executorKey.source=generate and a colonyKey: each replica generates and registers its own key (Secret %s-<ordinal>); one key from executorKey.source=%s would make the replicas one executor" $key.secretName $key.source) -}}
+{{- fail (printf "statefulSet.enabled needs executorKey.source=generate and a colonyKey: each replica generates and registers its own key (Secret %s-<ordinal>); one key from executorKey.source=%s would make the replicas one executor" (include "kubejobs.executorKeySecret" .) $key.source) -}}
 {{- end -}}
 true
 {{- end -}}
@@ -106,8 +144,9 @@ Written as JSON (valid YAML) so every value keeps its type.
 {{- $_ := set $s "namespace" (include "kubejobs.jobsNamespace" .) -}}
 {{- $_ := set $s "kube_version" (default (include "kubejobs.clusterVersion" .) $s.kube_version) -}}
 {{- $_ := set $s "inpod_image" (default (include "kubejobs.image" .) $s.inpod_image) -}}
-{{- $_ := set $s "service_account" .Values.logShipper.serviceAccount.name -}}
-{{- $_ := set $s "executor_key_secret" .Values.executorKey.secretName -}}
+{{- $_ := set $s "service_account" (include "kubejobs.shipperServiceAccount" .) -}}
+{{- $_ := set $s "executor_key_secret" (include "kubejobs.executorKeySecret" .) -}}
+{{- $_ := set $s "s3_secret" (include "kubejobs.s3Secret" .) -}}
 {{- if ne .Values.executorKey.source "generate" -}}
 {{- $_ := set $s "executor_prvkey_file" (printf "%s/prvkey" (include "kubejobs.executorKeyDir" .)) -}}
 {{- end -}}
