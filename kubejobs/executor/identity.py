@@ -365,9 +365,11 @@ class _Registration:
                     f'the Colonies server refused to add executor "{s.executor_name}" to colony '
                     f'"{s.colony_name}": {err}. That name is registered with another key: another '
                     "executor uses it, or this executor's key changed. Give this executor another "
-                    "executor_name, or, if the old key is gone for good, remove the old "
-                    f"registration (`colonies executor remove --name {s.executor_name}`; its "
-                    "RUNNING processes go back to the queue) and this executor registers again"
+                    "executor_name; or, if that registration is this executor's with its old key, "
+                    f"move it to this key (executor id {executor_id}) with the old key: "
+                    f"`colonies executor chid --executorid {executor_id}` with COLONIES_PRVKEY set "
+                    "to the old key (a server that refuses re-registration never adds the name "
+                    "again, even after `colonies executor remove`)"
                 ) from None
             raise NotReady(
                 f'the Colonies server refused to add executor "{s.executor_name}" to colony '
