@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from kubejobs.adapters.colonies import key_id
 from testenv._proc import free_port
 from tests.integration.executor_support import executor_ready
 from tests.integration.polling import until
@@ -35,7 +36,9 @@ CHART = ROOT / "charts" / "kubejobs"
 KEY = "1f8960e46cfd7b78ae350fa47d05527e61498300e381141cd75908f2aa1f74cd"
 RELEASE = "kj"
 EXECUTOR_SA = "kj-kubejobs"
-SHIPPER_SA = "kubejobs-log-shipper"
+# Release-scoped names (<release>-kubejobs-...): releases side by side in one namespace.
+SHIPPER_SA = "kj-kubejobs-log-shipper"
+KEY_SECRET = "kj-kubejobs-executor-key"
 WAIT = 120.0
 SUCCESS, FAILED = 2, 3
 
@@ -52,24 +55,27 @@ Install = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture
 def install(helm: str, kube: Any, kube_namespace: Any) -> Iterator[Install]:
-    """install(*helm args, namespace=this test's) -> `helm install` of the chart (must succeed)."""
-    installed: list[str] = []
+    """install(*helm args, namespace=this test's, release=kj) -> `helm install` of the chart
+    (must succeed); every release is uninstalled afterwards."""
+    installed: list[tuple[str, str]] = []
 
-    def run(*args: str, namespace: str | None = None, command: str = "install") -> Any:
+    def run(
+        *args: str, namespace: str | None = None, command: str = "install", release: str = RELEASE
+    ) -> Any:
         ns = namespace or kube_namespace.name
         result = subprocess.run(
-            [helm, command, RELEASE, str(CHART), "-n", ns, f"--kubeconfig={kube.kubeconfig}",
+            [helm, command, release, str(CHART), "-n", ns, f"--kubeconfig={kube.kubeconfig}",
              "--set", "config.colony_name=dev", *args],
             capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
-        installed.append(ns)
+        installed.append((ns, release))
         return result
 
     yield run
-    for ns in dict.fromkeys(installed):
+    for ns, release in dict.fromkeys(installed):
         subprocess.run(
-            [helm, "uninstall", RELEASE, "-n", ns, f"--kubeconfig={kube.kubeconfig}"],
+            [helm, "uninstall", release, "-n", ns, f"--kubeconfig={kube.kubeconfig}"],
             capture_output=True, timeout=120, check=False,
         )  # fmt: skip
 
@@ -221,10 +227,10 @@ EXECUTOR_ALLOWED = [
     ("list", "jobs.batch"), ("watch", "jobs.batch"), ("delete", "jobs.batch"),
     ("list", "pods"), ("watch", "pods"),
     ("create", "services"), ("patch", "services"), ("get", "services"), ("delete", "services"),
-    ("list", "events"), ("watch", "events"), ("get", "serviceaccounts/kubejobs-log-shipper"),
+    ("list", "events"), ("watch", "events"), ("get", f"serviceaccounts/{SHIPPER_SA}"),
 ]  # fmt: skip
 EXECUTOR_DENIED = [
-    ("get", "secrets"), ("list", "secrets"), ("create", "secrets"), ("get", "secrets/kubejobs-executor-key"),
+    ("get", "secrets"), ("list", "secrets"), ("create", "secrets"), ("get", f"secrets/{KEY_SECRET}"),
     ("get", "pods"), ("delete", "pods"), ("create", "pods"), ("get", "pods/log"),
     ("create", "pods/exec"), ("update", "jobs.batch"), ("deletecollection", "jobs.batch"),
     ("list", "services"), ("create", "events"), ("get", "configmaps"),
@@ -283,7 +289,7 @@ SHIPPER_ALLOWED = [("get", "pods"), ("get", "pods/log")]
 SHIPPER_DENIED = [
     ("list", "pods"), ("watch", "pods"), ("delete", "pods"), ("create", "pods"),
     ("patch", "pods"), ("create", "pods/exec"), ("create", "pods/eviction"),
-    ("get", "secrets"), ("list", "secrets"), ("get", "secrets/kubejobs-executor-key"),
+    ("get", "secrets"), ("list", "secrets"), ("get", f"secrets/{KEY_SECRET}"),
     ("get", "jobs.batch"), ("list", "events"), ("get", "configmaps"),
 ]  # fmt: skip
 CLUSTER_DENIED = [
@@ -329,7 +335,7 @@ EXECUTOR_RULES = {
     "pods": {"list", "watch"},
     "services": {"get", "create", "patch", "delete"},
     "events": {"list", "watch"},
-    "serviceaccounts/kubejobs-log-shipper": {"get"},
+    f"serviceaccounts/{SHIPPER_SA}": {"get"},
 }
 
 
@@ -399,15 +405,17 @@ def test_generated_key_mode_grants_its_secret_and_secret_creation_only(
         "--set", "executorKey.source=generate",
         "--set", f"colonyKey.source=value,colonyKey.prvkey={KEY}",
     )  # fmt: skip
-    assert can_i(kube, ns, EXECUTOR_SA, "get", "secrets/kubejobs-executor-key", "-n", ns)
+    assert can_i(kube, ns, EXECUTOR_SA, "get", f"secrets/{KEY_SECRET}", "-n", ns)
+    # patch: to record itself as the owner of a key Secret an older kubejobs made
+    assert can_i(kube, ns, EXECUTOR_SA, "patch", f"secrets/{KEY_SECRET}", "-n", ns)
     assert can_i(kube, ns, EXECUTOR_SA, "create", "secrets", "-n", ns)
     for verb, resource in [
         ("get", "secrets/kj-kubejobs-colony-key"), ("get", "secrets/other"),
-        ("list", "secrets"), ("watch", "secrets"), ("update", "secrets/kubejobs-executor-key"),
-        ("delete", "secrets/kubejobs-executor-key"),
+        ("patch", "secrets/other"), ("list", "secrets"), ("watch", "secrets"),
+        ("update", f"secrets/{KEY_SECRET}"), ("delete", f"secrets/{KEY_SECRET}"),
     ]:  # fmt: skip
         assert not can_i(kube, ns, EXECUTOR_SA, verb, resource, "-n", ns), (verb, resource)
-    assert rules_of(kube, ns, EXECUTOR_SA, ns)["secrets/kubejobs-executor-key"] == {"get"}
+    assert rules_of(kube, ns, EXECUTOR_SA, ns)[f"secrets/{KEY_SECRET}"] == {"get", "patch"}
     assert rules_of(kube, ns, EXECUTOR_SA, ns)["secrets"] == {"create"}
     # the colony key is the chart's Secret, mounted into the executor only
     assert get(kube, ns, "secret", "kj-kubejobs-colony-key")["data"]["prvkey"]
@@ -427,7 +435,7 @@ def test_jobs_in_another_namespace(
     assert can_i(kube, jobs, SHIPPER_SA, "get", "pods/log", "-n", jobs)
     assert not can_i(kube, jobs, SHIPPER_SA, "get", "pods/log", "-n", ns)
     for namespace in (ns, jobs):  # the executor mounts it here; the shipper there
-        secret = get(kube, namespace, "secret", "kubejobs-executor-key")
+        secret = get(kube, namespace, "secret", KEY_SECRET)
         assert base64.b64decode(secret["data"]["prvkey"]).decode() == KEY
     get(kube, jobs, "serviceaccount", SHIPPER_SA)
     assert kube.kubectl("-n", ns, "get", "serviceaccount", SHIPPER_SA, check=False).returncode
@@ -439,10 +447,11 @@ def test_jobs_in_another_namespace(
 class ChartExecutor:
     """The executor started here the way the chart's Deployment starts it, as its account."""
 
-    def __init__(self, kube: Any, namespace: str, tmp_path: Path) -> None:
+    def __init__(self, kube: Any, namespace: str, tmp_path: Path, release: str = RELEASE) -> None:
         self.kube = kube
         self.namespace = namespace
         self.tmp = tmp_path
+        self.fullname = f"{release}-kubejobs"  # the chart's objects, its executor's account
         self.log_path = tmp_path / "executor.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -450,7 +459,7 @@ class ChartExecutor:
     def kubeconfig(self) -> Path:
         """A kubeconfig with a token of the chart's executor ServiceAccount, nothing else."""
         token = self.kube.kubectl(
-            "-n", self.namespace, "create", "token", EXECUTOR_SA, "--duration=1h"
+            "-n", self.namespace, "create", "token", self.fullname, "--duration=1h"
         ).stdout.strip()  # fmt: skip
         admin = json.loads(Path(self.kube.kubeconfig).read_text())
         config = {
@@ -475,11 +484,11 @@ class ChartExecutor:
         With the StatefulSet (`workload` statefulset), `pod_name` is the replica's
         pod name, which the pod gets from the downward API as POD_NAME.
         """
-        deployment = get(self.kube, self.namespace, workload, "kj-kubejobs")
+        deployment = get(self.kube, self.namespace, workload, self.fullname)
         container = deployment["spec"]["template"]["spec"]["containers"][0]
-        settings_text = get(self.kube, self.namespace, "configmap", "kj-kubejobs-settings")["data"][
-            "settings.yaml"
-        ]
+        settings_text = get(self.kube, self.namespace, "configmap", f"{self.fullname}-settings")[
+            "data"
+        ]["settings.yaml"]
         settings_file = self.tmp / "settings.yaml"
         settings_file.write_text(settings_text, encoding="utf-8")
         command = list(container["command"])
@@ -571,7 +580,7 @@ def test_executor_runs_jobs_as_the_chart_account(
         *_colonies_values(colonies, executor_type, name),
         "--set", f"executorKey.source=value,executorKey.prvkey={prvkey}",
     )  # fmt: skip
-    secret = get(kube, kube_namespace.name, "secret", "kubejobs-executor-key")
+    secret = get(kube, kube_namespace.name, "secret", KEY_SECRET)
     chart_executor.start(
         {"executor_prvkey_file": base64.b64decode(secret["data"]["prvkey"]).decode()}
     )
@@ -620,7 +629,7 @@ def test_self_registration_as_the_chart_account(
         {"colony_prvkey_file": base64.b64decode(colony_secret["data"]["prvkey"]).decode()}
     )
     # The executor created its key Secret (create) and reads it back on restarts (get by name).
-    stored = get(kube, kube_namespace.name, "secret", "kubejobs-executor-key")
+    stored = get(kube, kube_namespace.name, "secret", KEY_SECRET)
     assert len(base64.b64decode(stored["data"]["prvkey"]).decode().strip()) == 64
     pid = colonies.submit(spec(executor_type))["processid"]
     process = colonies.wait_state(pid, (SUCCESS, FAILED), WAIT)
@@ -636,3 +645,108 @@ def test_self_registration_as_the_chart_account(
     assert "generated an executor key" in chart_executor.log()  # once, on the first start
     assert chart_executor.log().count("generated an executor key") == 1
     assert "forbidden" not in chart_executor.log().lower()
+
+
+# --- releases side by side, and upgrades of releases made with the shared names --------
+
+
+def test_two_releases_in_one_namespace_install_and_each_runs_its_own_type(
+    install: Install, kube: Any, kube_namespace: Any, colonies: Any, tmp_path: Path
+) -> None:
+    """A CPU pool beside a GPU pool, each self-registering with the colony key (the case that
+    used to fail: one shipper ServiceAccount and one key Secret for every release)."""
+    ns = kube_namespace.name
+    suffix = os.urandom(4).hex()
+    runners: dict[str, ChartExecutor] = {}
+    try:
+        for pool in ("cpu", "gpu"):
+            install(
+                *_colonies_values(colonies, f"kj-{pool}-{suffix}", f"e-{pool}-{suffix}"),
+                "--set", "executorKey.source=generate",
+                "--set", f"colonyKey.source=value,colonyKey.prvkey={colonies.colony_prvkey}",
+                "--set", "config.extra_annotations.kwok\\.test/run=3s",
+                release=pool,
+            )  # fmt: skip
+        for pool in ("cpu", "gpu"):
+            folder = tmp_path / pool
+            folder.mkdir()
+            colony_key = get(kube, ns, "secret", f"{pool}-kubejobs-colony-key")["data"]["prvkey"]
+            runners[pool] = ChartExecutor(kube, ns, folder, release=pool).start(
+                {"colony_prvkey_file": base64.b64decode(colony_key).decode()}
+            )
+        pids = {pool: colonies.submit(spec(f"kj-{pool}-{suffix}"))["processid"] for pool in runners}
+        for pool, pid in pids.items():
+            # its Job runs as its release's shipper account with its release's key
+            job = until(
+                lambda pid=pid: [
+                    j for j in get(kube, ns, "jobs")["items"]
+                    if j["metadata"]["annotations"].get("kubejobs.io/process-id") == pid
+                ],
+                f"the {pool} Job",
+            )[0]  # fmt: skip
+            pod = job["spec"]["template"]["spec"]
+            assert pod["serviceAccountName"] == f"{pool}-kubejobs-log-shipper"
+            keys = {
+                e["valueFrom"]["secretKeyRef"]["name"]
+                for c in pod.get("initContainers", []) + pod["containers"]
+                for e in c.get("env", [])
+                if e["name"] == "COLONIES_PRVKEY"
+            }
+            assert keys == {f"{pool}-kubejobs-executor-key"}, pod
+        for pool, pid in pids.items():
+            process = colonies.wait_state(pid, (SUCCESS, FAILED), WAIT)
+            assert process["state"] == SUCCESS, (process["errors"], runners[pool].log())
+            stored = get(kube, ns, "secret", f"{pool}-kubejobs-executor-key")
+            assert stored["metadata"]["annotations"]["kubejobs.io/executor"] == f"e-{pool}-{suffix}"
+            key = base64.b64decode(stored["data"]["prvkey"]).decode().strip()
+            assert process["assignedexecutorid"] == key_id(key), pool
+        assert key_id(_stored(kube, ns, "cpu")) != key_id(_stored(kube, ns, "gpu"))
+        for runner in runners.values():
+            assert "forbidden" not in runner.log().lower(), runner.log()
+    finally:
+        for runner in runners.values():
+            runner.stop()
+
+
+def _stored(kube: Any, ns: str, release: str) -> str:
+    data = get(kube, ns, "secret", f"{release}-kubejobs-executor-key")["data"]["prvkey"]
+    return base64.b64decode(data).decode().strip()
+
+
+def test_upgrade_keeps_the_shared_names_of_a_release_made_before_release_scoped_names(
+    install: Install, kube: Any, kube_namespace: Any
+) -> None:
+    """A release installed when every release used kubejobs-log-shipper and
+    kubejobs-executor-key keeps them on `helm upgrade` (read from its settings): renaming
+    the key would make a new executor, renaming the account would break running shippers."""
+    ns = kube_namespace.name
+    old = ["--set", "logShipper.serviceAccount.name=kubejobs-log-shipper",
+           "--set", "executorKey.secretName=kubejobs-executor-key"]  # fmt: skip
+    install("--set", f"executorKey.source=value,executorKey.prvkey={KEY}", *old)
+    account_uid = get(kube, ns, "serviceaccount", "kubejobs-log-shipper")["metadata"]["uid"]
+    key_uid = get(kube, ns, "secret", "kubejobs-executor-key")["metadata"]["uid"]
+
+    install("--reset-values", "--set", f"executorKey.source=value,executorKey.prvkey={KEY}",
+            command="upgrade")  # fmt: skip
+    settings = json.loads(
+        get(kube, ns, "configmap", "kj-kubejobs-settings")["data"]["settings.yaml"]
+    )
+    assert (settings["service_account"], settings["executor_key_secret"]) == (
+        "kubejobs-log-shipper", "kubejobs-executor-key"
+    )  # fmt: skip
+    assert get(kube, ns, "serviceaccount", "kubejobs-log-shipper")["metadata"]["uid"] == account_uid
+    assert get(kube, ns, "secret", "kubejobs-executor-key")["metadata"]["uid"] == key_uid
+    assert can_i(kube, ns, EXECUTOR_SA, "get", "serviceaccounts/kubejobs-log-shipper", "-n", ns)
+    assert can_i(kube, ns, "kubejobs-log-shipper", "get", "pods/log", "-n", ns)
+    # the new names were not made
+    assert kube.kubectl("-n", ns, "get", "serviceaccount", SHIPPER_SA, check=False).returncode
+    assert kube.kubectl("-n", ns, "get", "secret", KEY_SECRET, check=False).returncode
+
+    # A new release beside it gets release-scoped names and installs.
+    install("--set", f"executorKey.source=value,executorKey.prvkey={KEY}", release="second")
+    second = json.loads(
+        get(kube, ns, "configmap", "second-kubejobs-settings")["data"]["settings.yaml"]
+    )
+    assert (second["service_account"], second["executor_key_secret"]) == (
+        "second-kubejobs-log-shipper", "second-kubejobs-executor-key"
+    )  # fmt: skip

@@ -10,6 +10,7 @@ real node too, with the chart's log-shipper account.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from kubejobs import __version__
+from kubejobs.adapters.colonies import key_id
 from testenv._proc import free_port
 from testenv.node import LABEL, NODE_NAME, TAINT, RealNode
 from tests.integration import test_chart_install as chart_tests
@@ -144,7 +146,7 @@ def test_chart_statefulset_replica_names_itself_from_its_pod_on_the_real_node(
     tmp_path: Path,
 ) -> None:
     """statefulSet.enabled on a real kubelet: `$(POD_NAME)` expands to kj-kubejobs-0, the
-    replica generates its key into Secret kubejobs-executor-key-0, registers itself as
+    replica generates its key into Secret kj-kubejobs-executor-key-0, registers itself as
     <executor_name>-0 and runs a spec (its Job's log shipper mounts that Secret).
 
     One replica: with hostNetwork, two on one node would want the same health port.
@@ -163,7 +165,7 @@ def test_chart_statefulset_replica_names_itself_from_its_pod_on_the_real_node(
     pod = until(lambda: ready_executor_pod(kube_namespace), "the replica's pod Ready", WAIT)
     assert pod["metadata"]["name"] == "kj-kubejobs-0"
     secret = json.loads(
-        kube_namespace.kubectl("get", "secret", "kubejobs-executor-key-0", "-o", "json").stdout
+        kube_namespace.kubectl("get", "secret", "kj-kubejobs-executor-key-0", "-o", "json").stdout
     )
     assert secret["data"]["prvkey"]
     registered = colonies.rpc(
@@ -180,3 +182,55 @@ def test_chart_statefulset_replica_names_itself_from_its_pod_on_the_real_node(
     assert process["state"] == SUCCESS
     assert process["assignedexecutorid"] == registered["executorid"]
     assert colonies.log_text(pid).splitlines() == ["from replica 0"]
+
+
+def test_two_releases_in_one_namespace_each_run_their_own_type_on_the_real_node(
+    install: chart_tests.Install,
+    real_node: RealNode,
+    kube_namespace: Any,
+    colonies: Any,
+    tmp_path: Path,
+) -> None:
+    """A CPU pool beside a GPU pool: two releases of the chart in one namespace, each
+    self-registering with the colony key. They install (no shared object), each executor
+    pod runs on the real node with its own key Secret and shipper account, and each runs
+    its own executor type's process."""
+    suffix = os.urandom(4).hex()
+    pools = {pool: (f"e-{pool}-{suffix}", f"kj-{pool}-{suffix}") for pool in ("cpu", "gpu")}
+    for pool, (name, executor_type) in pools.items():
+        values = node_values(
+            real_node, colonies, name, executor_type,
+            executorKey={"source": "generate"},
+            colonyKey={"source": "value", "prvkey": colonies.colony_prvkey},
+        )  # fmt: skip
+        values_file = tmp_path / f"{pool}.json"
+        values_file.write_text(json.dumps(values))  # JSON is YAML; it holds a key
+        install("-f", str(values_file), "--set", colony_value(colonies), release=pool)
+
+    def ready_pod(pool: str) -> dict[str, Any] | None:
+        out = kube_namespace.kubectl(
+            "get", "pods", "-l", f"app.kubernetes.io/instance={pool}", "-o", "json"
+        ).stdout
+        items = json.loads(out)["items"]
+        return items[0] if items and ready(items[0]) else None
+
+    for pool, (name, executor_type) in pools.items():
+        pod = until(lambda pool=pool: ready_pod(pool), f"the {pool} executor pod Ready", WAIT)
+        assert pod["spec"]["nodeName"] == NODE_NAME
+        secret = json.loads(
+            kube_namespace.kubectl(
+                "get", "secret", f"{pool}-kubejobs-executor-key", "-o", "json"
+            ).stdout
+        )
+        assert secret["metadata"]["annotations"]["kubejobs.io/executor"] == name
+        executor_id = key_id(base64.b64decode(secret["data"]["prvkey"]).decode().strip())
+
+        spec_file = tmp_path / f"{pool}-spec.json"
+        script = f"echo hello from {pool}"
+        spec_file.write_text(json.dumps(job_spec(executor_type, "sh", ["-c", script])))
+        code, pid = submit_and_wait(colonies, spec_file)
+        assert code == 0
+        process = process_json(colonies, pid)
+        assert process["state"] == SUCCESS
+        assert process["assignedexecutorid"] == executor_id, pool
+        assert colonies.log_text(pid).splitlines() == [f"hello from {pool}"]
