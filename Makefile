@@ -40,8 +40,13 @@ lint: python-env
 unit: python-env
 	$(BIN)/pytest tests/unit
 
-test: setup lint
-	$(BIN)/pytest
+# Ends with the ten slowest tests and the wall time of the whole target (set-up
+# included), so everyone sees what a change costs.
+test:
+	@start=$$(date +%s); rc=0; \
+	$(MAKE) --no-print-directory setup lint && $(BIN)/pytest --durations=10 || rc=$$?; \
+	echo "make test: $$(( $$(date +%s) - start )) s wall (set-up, lint and pytest), exit $$rc"; \
+	exit $$rc
 
 # Same contents as the Dockerfile (both run images/kubejobs/rootfs.sh); needs root.
 image: python-env

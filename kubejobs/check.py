@@ -24,7 +24,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from kubejobs.errors import KubejobsError
+from kubejobs.errors import KubejobsError, SettingsError
 from kubejobs.render.kube_version import parse_kube_version
 from kubejobs.spec.schema_errors import json_path
 
@@ -185,6 +185,11 @@ def _validator(version: str, kind: str, api_version: str) -> Draft202012Validato
 def _kubeconform(
     groups: list[list[dict[str, Any]]], kube_version: str
 ) -> list[list[ManifestProblem]]:
+    if shutil.which("kubeconform") is None:
+        raise SettingsError(
+            "--kubeconform: kubeconform is not on PATH (install it, or drop --kubeconform "
+            "to check in-process with the same schemas)"
+        )
     version = schema_version(kube_version).lstrip("v")
     location = kubeconform_schema_location(kube_version)
     with tempfile.TemporaryDirectory(prefix="kubejobs-check-") as folder:

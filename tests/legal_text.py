@@ -140,13 +140,18 @@ class Drawn:
     spec: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
-        kwargs: dict[str, Any] = {"docker-image": "busybox", "cmd": self.words, "args": self.args}
+        # copies: poisoning the spec must not change the values it is compared with
+        kwargs: dict[str, Any] = {
+            "docker-image": "busybox",
+            "cmd": [*self.words],
+            "args": [*self.args],
+        }
         if self.init is not None:
             kwargs["init-cmd"] = self.init
         self.spec = {
             "funcname": "execute",
             "kwargs": kwargs,
-            "env": self.env,
+            "env": dict(self.env),
             "nodename": self.nodename,
             "conditions": {"colonyname": self.colony, "nodes": self.nodes},
         }
