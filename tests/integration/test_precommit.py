@@ -1,6 +1,8 @@
 """The published hooks (.pre-commit-hooks.yaml) run by the real pre-commit tool against a
-repository of good and bad specs. pre-commit builds the hook's own environment from
-this checkout, as a user's `pre-commit install` would."""
+repository of good and bad specs, configured as the README says (`repo:` and `rev:` in the
+spec repository's .pre-commit-config.yaml). The hook repository is a snapshot of this
+checkout, uncommitted changes included; pre-commit builds the hooks' environment from it
+once, as a user's first `pre-commit run` would, and every test reuses it."""
 
 from __future__ import annotations
 
@@ -20,9 +22,46 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+
+
+def snapshot_of_this_checkout(dest: Path) -> str:
+    """The working tree's files (tracked and new, not ignored) committed in `dest`; the sha."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    subprocess.run([*GIT, "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*GIT, "add", "."], cwd=dest, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "snapshot"], cwd=dest, check=True)
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return sha
+
+
 @pytest.fixture(scope="module")
 def spec_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    hooks = tmp_path_factory.mktemp("hooks-repo")
+    rev = snapshot_of_this_checkout(hooks)
     repo = tmp_path_factory.mktemp("specs-repo")
+    config = {
+        "repos": [
+            {
+                "repo": str(hooks),
+                "rev": rev,
+                "hooks": [{"id": "kubejobs-validate"}, {"id": "kubejobs-check"}],
+            }
+        ]
+    }
+    (repo / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
     (repo / "specs").mkdir()
     (repo / "specs" / "good.json").write_text(json.dumps(spec_with()))
     shutil.copy(ROOT / "examples" / "init-cmd.yaml", repo / "specs" / "good.yaml")
@@ -36,10 +75,9 @@ def spec_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (repo / "specs" / "workflow.yaml").write_text(yaml.safe_dump(steps))
     steps[1]["conditions"]["dependencies"] = ["a", "fetch"]
     (repo / "specs" / "dangling.yaml").write_text(yaml.safe_dump(steps))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
-    subprocess.run([*git, "add", "."], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "specs"], cwd=repo, check=True)
+    subprocess.run([*GIT, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*GIT, "add", "."], cwd=repo, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "specs"], cwd=repo, check=True)
     return repo
 
 
@@ -47,7 +85,7 @@ def pre_commit(repo: Path, hook: str, *files: str) -> subprocess.CompletedProces
     env = {**os.environ, "PRE_COMMIT_HOME": str(repo.parent / "pre-commit-home"), "NO_COLOR": "1"}
     binary = str(Path(sys.executable).parent / "pre-commit")
     return subprocess.run(
-        [binary, "try-repo", str(ROOT), hook, "--color", "never", "--files", *files],
+        [binary, "run", hook, "--color", "never", "--files", *files],
         cwd=repo,
         env=env,
         capture_output=True,
