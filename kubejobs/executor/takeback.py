@@ -86,6 +86,8 @@ class TakebackChecker(threading.Thread):
         self._looked_up: dict[str, float] = {}  # pid -> when it was last looked up
 
     def run(self) -> None:
+        # At once first: Jobs found after a restart may be of processes that ended meanwhile.
+        self.check_once()
         while not self.stop.wait(self.interval):
             self.check_once()
 
