@@ -4,12 +4,14 @@ keeps a new attempt apart from the Job of the one the server took back."""
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import pytest
 
 from kubejobs.adapters.colonies import FAILED, RUNNING, WAITING
 from kubejobs.executor.admission import Admission, Request
+from kubejobs.executor.apply import Prepared, apply
 from kubejobs.executor.attempts import exec_deadline, is_current, notes
 from kubejobs.executor.metrics import Metrics
 from kubejobs.executor.outcome import Outcome, Timeouts
@@ -282,3 +284,42 @@ def test_a_result_of_an_attempt_that_is_over_is_not_reported(
     result = report(server, ME, Metrics(), PID, Outcome(True, "succeeded", attempt=1))  # type: ignore[arg-type]
     assert result == ("reported", PID, closed)
     assert server.calls == (["get", "close"] if closed else ["get"])
+
+
+# --- applying and checking --------------------------------------------------------
+
+
+def test_after_waiting_for_a_job_of_the_same_name_an_attempt_that_is_over_is_not_applied() -> None:
+    from tests.unit.executor.test_apply_attempts import NAME, Jobs
+    from tests.unit.executor.test_apply_attempts import job as other_job
+
+    prepared = Prepared("ab" * 32, NAME, [other_job("me")], Request())
+    for current, applied in ((False, ["delete"]), (True, ["delete", "apply"])):
+        kube = Jobs(other_job("gone-replica"))
+        done = apply(kube, prepared, "ns", threading.Event(), current=lambda c=current: c)  # type: ignore[arg-type, misc]
+        assert (done, kube.calls) == (current, applied)
+    # no wait, no question: a fresh assignment is applied at once
+    kube = Jobs(None)
+    asked: list[bool] = []
+    assert apply(
+        kube, prepared, "ns", threading.Event(), current=lambda: asked.append(True) or False
+    )  # type: ignore[arg-type]
+    assert kube.calls == ["apply"] and asked == []
+
+
+def test_the_take_back_check_names_the_attempt_that_ended() -> None:
+    from tests.unit.executor.test_takeback import FakeColonies, FakeReconciler, checker
+
+    class Attempts(FakeReconciler):
+        def running_attempts(self) -> dict[str, int]:
+            return {"p": 1}
+
+    # the server lists p RUNNING here, but in attempt 2: attempt 1's Job is not confirmed
+    colonies = FakeColonies(
+        {"p": {**process(retries=1), "processid": "p", "assignedexecutorid": "exec-me"}}
+    )
+    reconciler = Attempts(["p"])
+    checker(colonies, reconciler).check_once()  # type: ignore[arg-type]
+    assert reconciler.posted == [
+        ("takenback", "p", "the server no longer has attempt 1 RUNNING on this executor", 1)
+    ]
