@@ -28,6 +28,7 @@ from testenv.colonies import ColoniesServer
 from tests.integration.polling import until
 from tests.integration.test_chart_install import (
     EXECUTOR_SA,
+    KEY_SECRET,
     ChartExecutor,
     Install,
     _colonies_values,
@@ -176,9 +177,9 @@ def test_the_statefulset_is_admitted_as_restricted_with_a_key_secret_per_replica
 
     until(lambda: pods() == PODS, "the StatefulSet's two pods, admitted as restricted")
     for i in (0, 1):
-        assert can_i(kube, ns, EXECUTOR_SA, "get", f"secrets/kubejobs-executor-key-{i}", "-n", ns)
-    assert not can_i(kube, ns, EXECUTOR_SA, "get", "secrets/kubejobs-executor-key", "-n", ns)
-    assert not can_i(kube, ns, EXECUTOR_SA, "get", "secrets/kubejobs-executor-key-2", "-n", ns)
+        assert can_i(kube, ns, EXECUTOR_SA, "get", f"secrets/{KEY_SECRET}-{i}", "-n", ns)
+    assert not can_i(kube, ns, EXECUTOR_SA, "get", f"secrets/{KEY_SECRET}", "-n", ns)
+    assert not can_i(kube, ns, EXECUTOR_SA, "get", f"secrets/{KEY_SECRET}-2", "-n", ns)
 
 
 def test_two_replicas_share_200_processes_and_close_each_once(
@@ -190,8 +191,7 @@ def test_two_replicas_share_200_processes_and_close_each_once(
     ids = executor_ids(colonies, PODS)  # each registered itself under its pod's name
     assert len(ids) == 2
     keys = {
-        pod: get(kube, kube_namespace.name, "secret", f"kubejobs-executor-key-{pod[-1]}")
-        for pod in PODS
+        pod: get(kube, kube_namespace.name, "secret", f"{KEY_SECRET}-{pod[-1]}") for pod in PODS
     }
     assert len({k["data"]["prvkey"] for k in keys.values()}) == 2  # a key each
 
@@ -278,7 +278,7 @@ def test_scale_down_requeues_the_gone_replicas_processes_and_its_return_cleans_u
         # The second attempt replaces the gone replica's Job of the same name (another
         # executor's annotation, key Secret and template) instead of failing on it.
         assert [(p["processid"], p["errors"]) for p in done if p["state"] != SUCCESS] == []
-        assert f"was left by executor {PODS[1]} (an earlier attempt): deleting it" in runner.log(
+        assert f"was left by executor {PODS[1]} (an earlier assignment): deleting it" in runner.log(
             PODS[0]
         )
         colonies = stale_colonies
