@@ -8,13 +8,19 @@ the next attempt. The shipper knows its attempt (`KUBEJOBS_ATTEMPT`, absent
 means 1; the server's process has `retries` = attempt - 1 while in it) and asks
 the server before it sends a batch, sets the output or syncs results:
 
+- once, before the first batch: that read gives the attempt's deadline;
 - near or past the attempt's maxexectime (the server's `starttime` +
   `maxexectime`, less `margin` for the clocks) before every batch, so the
-  window is one round trip between the check and the send;
-- otherwise at most every `recheck` seconds (other take-backs, such as an
-  executor removed and registered again, are rare and the server refuses the
-  lines of a removed executor meanwhile);
+  window is one round trip between the check and the send; but only when
+  another attempt can follow this one (maxexectime set, retries left): in the
+  last attempt the server fails the process at the deadline, and refuses its
+  lines from then on by itself;
 - always before the output and the onclose sync.
+
+Far from the deadline nothing is asked: only maxexectime makes a next attempt
+(an executor removed and given the process back keeps the attempt number, so
+no read could tell; the server refuses a removed executor's lines meanwhile),
+so a pod costs the server two or three reads, not one every few seconds.
 
 Once the attempt is over it stays over: the shipper stops shipping.
 """
@@ -57,6 +63,16 @@ def in_attempt(process: dict[str, Any], attempt: int) -> bool:
     return process.get("state") == RUNNING and process.get("retries") == attempt - 1
 
 
+def another_may_follow(process: dict[str, Any]) -> bool:
+    """Whether a take-back of this assignment would give the process another attempt
+    (maxretries -1 means no limit); otherwise the server fails it at the deadline."""
+    limit = (process.get("spec") or {}).get("maxretries", -1)
+    retries = process.get("retries")
+    if not isinstance(limit, int) or not isinstance(retries, int):
+        return True  # cannot tell: keep asking
+    return limit < 0 or retries < limit
+
+
 class AttemptGuard:
     """Asks the server whether the process is still RUNNING in this pod's attempt."""
 
@@ -64,7 +80,7 @@ class AttemptGuard:
         self,
         read: Callable[[], dict[str, Any]],
         attempt: int,
-        recheck: float = 5.0,
+        recheck: float = math.inf,
         margin: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -111,5 +127,5 @@ class AttemptGuard:
             )
             return False
         self._confirmed = now
-        self._deadline = deadline_of(process)
+        self._deadline = deadline_of(process) if another_may_follow(process) else math.inf
         return True

@@ -51,7 +51,18 @@ def test_the_deadline_is_start_plus_maxexectime_with_nanoseconds() -> None:
     )
 
 
-def test_far_from_the_deadline_the_server_is_asked_every_recheck_seconds() -> None:
+def test_far_from_the_deadline_the_server_is_asked_once() -> None:
+    server, now = Server(process(maxexectime=3600)), [START]
+    guard = AttemptGuard(server.read, 1, margin=10.0, clock=lambda: now[0])
+    assert guard.current() and server.reads == 1
+    now[0] += 3000
+    assert guard.current() and server.reads == 1
+    now[0] += 595  # within the margin of the deadline: every batch asks
+    assert guard.current() and guard.current() and server.reads == 3
+    assert guard.current(fresh=True) and server.reads == 4  # before the output and sync
+
+
+def test_with_an_optional_recheck_far_from_the_deadline_it_asks_that_often() -> None:
     server, now = Server(process(maxexectime=3600)), [START]
     guard = AttemptGuard(server.read, 1, recheck=5.0, margin=10.0, clock=lambda: now[0])
     assert guard.current() and server.reads == 1
@@ -59,6 +70,27 @@ def test_far_from_the_deadline_the_server_is_asked_every_recheck_seconds() -> No
     assert guard.current() and server.reads == 1
     now[0] += 2
     assert guard.current() and server.reads == 2
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        process(maxexectime=-1),  # no maxexectime: no take-back
+        {**process(retries=2), "spec": {"maxexectime": 6, "maxretries": 2}},  # the last attempt
+        {**process(), "spec": {"maxexectime": 6, "maxretries": 0}},  # the only attempt
+    ],
+)
+def test_when_no_attempt_can_follow_only_the_first_batch_and_the_output_ask(
+    doc: dict[str, Any],
+) -> None:
+    server, now = Server(doc), [START]
+    attempt = doc["retries"] + 1
+    guard = AttemptGuard(server.read, attempt, margin=10.0, clock=lambda: now[0])
+    for _ in range(5):
+        assert guard.current()
+        now[0] += 30  # past the deadline too: the server fails it and refuses its lines
+    assert server.reads == 1
+    assert guard.current(fresh=True) and server.reads == 2
 
 
 def test_near_the_deadline_every_batch_asks_and_a_take_back_ends_the_attempt() -> None:
