@@ -188,6 +188,19 @@ class KubeClient:
         )
         return result
 
+    def merge_patch(
+        self, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A JSON merge patch of one object (a resourceVersion in it makes a conflict a 409)."""
+        result: dict[str, Any] = self.request(
+            "PATCH",
+            f"{self.collection_path(kind, namespace)}/{name}",
+            body=patch,
+            content_type="application/merge-patch+json",
+            verb="patch",
+        )
+        return result
+
     def delete(self, kind: str, namespace: str, name: str, propagation: str = "Foreground") -> bool:
         """Delete one object; False when it was already gone."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}

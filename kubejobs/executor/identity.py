@@ -240,13 +240,7 @@ def _adopt(
         }
     }
     try:
-        kube.request(
-            "PATCH",
-            f"{kube.collection_path('Secret', namespace)}/{name}",
-            body=patch,
-            content_type="application/merge-patch+json",
-            verb="patch",
-        )
+        kube.merge_patch("Secret", namespace, name, patch)
     except KubeError as err:
         if err.status == 409:
             raise NotReady(

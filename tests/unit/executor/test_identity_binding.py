@@ -41,17 +41,13 @@ class Kube:
         self.secrets[name] = {"metadata": obj["metadata"], "data": {"prvkey": key}}
         return obj
 
-    @staticmethod
-    def collection_path(kind: str, namespace: str) -> str:
-        return f"/api/v1/namespaces/{namespace}/secrets"
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def merge_patch(self, kind: str, namespace: str, name: str, patch: Any) -> Any:
+        assert kind == "Secret"
         if self.patch_error:
             raise self.patch_error
-        self.patches.append((method, path, kwargs["body"]))
-        name = path.rsplit("/", 1)[1]
+        self.patches.append(("PATCH", name, patch))
         self.secrets[name]["metadata"].setdefault("annotations", {}).update(
-            kwargs["body"]["metadata"]["annotations"]
+            patch["metadata"]["annotations"]
         )
         return {}
 
