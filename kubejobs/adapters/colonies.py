@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import ssl
 import threading
 from collections import Counter
@@ -312,6 +313,27 @@ class ColoniesClient:
             }
         )
         return list(result or [])  # the server answers null when there are none
+
+
+def server_time(text: Any) -> float | None:
+    """An RFC 3339 time of the server's (nanoseconds allowed) as epoch seconds; None for
+    Go's zero time (not set) and anything else that is not a time."""
+    if not isinstance(text, str) or not text or text.startswith("0001-"):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def assignment_deadline(process: dict[str, Any]) -> float:
+    """When the server's timeout loop may take the process's current assignment back:
+    its starttime + maxexectime (epoch seconds; inf: no maxexectime, or not started)."""
+    limit = (process.get("spec") or {}).get("maxexectime", -1)
+    started = server_time(process.get("starttime"))
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0 or started is None:
+        return math.inf
+    return started + limit
 
 
 def _ssl_error(err: BaseException) -> ssl.SSLError | None:

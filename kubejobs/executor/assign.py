@@ -28,12 +28,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kubejobs.adapters.colonies import ColoniesClient, ColoniesError, ColoniesUnavailable
+from kubejobs.adapters.colonies import (
+    ColoniesClient,
+    ColoniesError,
+    ColoniesUnavailable,
+    assignment_deadline,
+)
 from kubejobs.adapters.kube import KubeClient, KubeError, KubeUnavailable
 from kubejobs.errors import InvalidInput, TemplateError
 from kubejobs.executor.admission import Admission
 from kubejobs.executor.apply import apply, prepare, rejection
-from kubejobs.executor.attempts import exec_deadline, notes
+from kubejobs.executor.attempts import notes
 from kubejobs.executor.backoff import Backoff
 from kubejobs.executor.metrics import Metrics
 from kubejobs.executor.reconcile import Reconciler
@@ -178,7 +183,7 @@ def start_process(ctx: Context, process: dict[str, Any], reserved: bool) -> None
     _note_attempt(ctx, process)
     indexed = any(m.get("kind") == "Service" for m in prepared.manifests)
     ctx.reconciler.post(
-        "applying", pid, name, indexed, started, prepared.attempt, exec_deadline(process)
+        "applying", pid, name, indexed, started, prepared.attempt, assignment_deadline(process)
     )
     backoff = Backoff()
     waited = False

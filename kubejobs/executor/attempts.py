@@ -16,11 +16,9 @@ the log's last note announced the last attempt. Pure functions, unit-tested.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from kubejobs.adapters.colonies import RUNNING
-from kubejobs.executor.outcome import timestamp
 from kubejobs.render.identity import attempt_of_process
 
 
@@ -39,15 +37,6 @@ def is_current(process: dict[str, Any], executor_id: str, attempt: int | None = 
     if process.get("state") != RUNNING or process.get("assignedexecutorid") != executor_id:
         return False
     return attempt is None or attempt_of_process(process) == attempt
-
-
-def exec_deadline(process: dict[str, Any]) -> float:
-    """When the server's timeout loop may take this assignment back (epoch s; inf: never)."""
-    exec_time, _ = limits(process)
-    started = timestamp(process.get("starttime"))
-    if exec_time <= 0 or started is None:
-        return math.inf
-    return started + exec_time
 
 
 def retried(process: dict[str, Any]) -> bool:

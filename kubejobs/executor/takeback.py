@@ -29,8 +29,7 @@ import threading
 import time
 from typing import Any
 
-from kubejobs.adapters.colonies import RUNNING, ColoniesClient, ColoniesError
-from kubejobs.executor.attempts import exec_deadline
+from kubejobs.adapters.colonies import RUNNING, ColoniesClient, ColoniesError, assignment_deadline
 from kubejobs.executor.reconcile import Reconciler
 from kubejobs.executor.report import still_ours
 from kubejobs.render.identity import attempt_of_process
@@ -125,6 +124,6 @@ class TakebackChecker(threading.Thread):
         self._looked_up[pid] = self.clock()
 
         def seen(process: dict[str, Any]) -> None:
-            self._deadline[pid] = exec_deadline(process)
+            self._deadline[pid] = assignment_deadline(process)
 
         return still_ours(self.colonies, pid, self.executor_id, seen, attempt)

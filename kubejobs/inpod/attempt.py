@@ -30,33 +30,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from kubejobs.adapters.colonies import RUNNING, ColoniesError, ColoniesUnavailable
+from kubejobs.adapters.colonies import (
+    RUNNING,
+    ColoniesError,
+    ColoniesUnavailable,
+    assignment_deadline,
+)
 
 GONE_STATUSES = (403, 404)  # the process was removed, or this executor is no longer a member
 STATES = {0: "WAITING", 1: "RUNNING", 2: "SUCCESS", 3: "FAILED"}
-
-
-def _epoch(text: Any) -> float | None:
-    """An RFC 3339 time from the server (nanoseconds allowed) as epoch seconds; None for
-    Go's zero time (not set)."""
-    if not isinstance(text, str) or not text or text.startswith("0001-"):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def deadline_of(process: dict[str, Any]) -> float:
-    """When the server may take the current assignment back (inf: maxexectime not set)."""
-    limit = (process.get("spec") or {}).get("maxexectime", -1)
-    started = _epoch(process.get("starttime"))
-    if not isinstance(limit, int) or limit <= 0 or started is None:
-        return math.inf
-    return started + limit
 
 
 def in_attempt(process: dict[str, Any], attempt: int) -> bool:
@@ -127,5 +111,5 @@ class AttemptGuard:
             )
             return False
         self._confirmed = now
-        self._deadline = deadline_of(process) if another_may_follow(process) else math.inf
+        self._deadline = assignment_deadline(process) if another_may_follow(process) else math.inf
         return True

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from kubejobs.adapters.colonies import FAILED, RUNNING, WAITING
+from kubejobs.adapters.colonies import FAILED, RUNNING, WAITING, assignment_deadline
 from kubejobs.executor.admission import Admission, Request
 from kubejobs.executor.apply import Prepared, apply
-from kubejobs.executor.attempts import exec_deadline, is_current, notes
+from kubejobs.executor.attempts import is_current, notes
 from kubejobs.executor.metrics import Metrics
 from kubejobs.executor.outcome import Outcome, Timeouts
 from kubejobs.executor.reconcile import APPLYING, DELETING, Reconciler
@@ -119,8 +119,8 @@ def test_current_means_running_here_in_this_attempt() -> None:
     assert not is_current(process(retries=1), ME, 1)
     assert not is_current({**process(), "state": WAITING}, ME, 1)
     assert not is_current({**process(), "assignedexecutorid": "other"}, ME, 1)
-    assert exec_deadline(process()) == 1_800_000_006.0
-    assert exec_deadline(process(maxexectime=-1)) == math.inf
+    assert assignment_deadline(process()) == 1_800_000_006.0
+    assert assignment_deadline(process(maxexectime=-1)) == math.inf
 
 
 # --- the reconciler -----------------------------------------------------------------

@@ -8,8 +8,14 @@ from typing import Any
 
 import pytest
 
-from kubejobs.adapters.colonies import RUNNING, WAITING, ColoniesError, ColoniesUnavailable
-from kubejobs.inpod.attempt import AttemptGuard, deadline_of
+from kubejobs.adapters.colonies import (
+    RUNNING,
+    WAITING,
+    ColoniesError,
+    ColoniesUnavailable,
+    assignment_deadline,
+)
+from kubejobs.inpod.attempt import AttemptGuard
 from kubejobs.inpod.config import PodEnv
 from kubejobs.inpod.shipper import Shipper, ShipperOptions
 from tests.unit.inpod.fakes import FakePod, FakeSink
@@ -44,11 +50,11 @@ class Server:
 
 
 def test_the_deadline_is_start_plus_maxexectime_with_nanoseconds() -> None:
-    assert deadline_of(process()) == pytest.approx(START + 6, abs=1e-5)
-    assert deadline_of(process(maxexectime=-1)) == math.inf
-    assert deadline_of({"starttime": "0001-01-01T00:00:00Z", "spec": {"maxexectime": 5}}) == (
-        math.inf
-    )
+    assert assignment_deadline(process()) == pytest.approx(START + 6, abs=1e-5)
+    assert assignment_deadline(process(maxexectime=-1)) == math.inf
+    assert assignment_deadline(
+        {"starttime": "0001-01-01T00:00:00Z", "spec": {"maxexectime": 5}}
+    ) == (math.inf)
 
 
 def test_far_from_the_deadline_the_server_is_asked_once() -> None:
