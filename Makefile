@@ -40,11 +40,16 @@ lint: python-env
 unit: python-env
 	$(BIN)/pytest tests/unit
 
-# Ends with the ten slowest tests and the wall time of the whole target (set-up
-# included), so everyone sees what a change costs.
+# Tests run on TEST_WORKERS pytest-xdist workers, a test file per worker at a time;
+# each worker starts servers of its own (tests/integration/conftest.py). Most of a
+# test's time is waiting (deadlines, grace periods, outages), so 4 workers keep 2
+# cores busy. Ends with the ten slowest tests and the wall time of the whole target
+# (set-up included), so everyone sees what a change costs.
+TEST_WORKERS ?= 4
 test:
 	@start=$$(date +%s); rc=0; \
-	$(MAKE) --no-print-directory setup lint && $(BIN)/pytest --durations=10 || rc=$$?; \
+	$(MAKE) --no-print-directory setup lint && \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10 || rc=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s wall (set-up, lint and pytest), exit $$rc"; \
 	exit $$rc
 

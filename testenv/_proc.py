@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PREFIX = Path(os.environ.get("KUBEJOBS_TESTENV_DIR", ROOT / ".testenv"))
 BIN = PREFIX / "bin"
 
-_used_ports: set[int] = set()
 _PR_SET_PDEATHSIG = 1
 
 
@@ -40,16 +39,43 @@ class TestEnvError(RuntimeError):
     """A server of the test environment could not be started or is missing."""
 
 
+# Ports handed out below the kernel's ephemeral range (32768-60999 by default),
+# one block per pytest-xdist worker (block 0 for any other process): workers
+# started together never pick the same port, and no outgoing connection can take
+# a port between the check here and the server's own bind. A block is walked in
+# order from a place set by the pid, so a port comes back only after 1500 others (its server long gone).
+_PORT_BASE = 19000
+_PORT_BLOCK = 1500
+_MAX_WORKERS = 8
+_port_next: list[int] = []
+
+
+def _port_block() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    if not worker[2:].isdigit():
+        return 0
+    if int(worker[2:]) >= _MAX_WORKERS:
+        raise TestEnvError(
+            f"at most {_MAX_WORKERS} pytest-xdist workers share this machine's ports"
+        )
+    return int(worker[2:]) + 1
+
+
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1 not handed out before in this process."""
-    for _ in range(100):
+    """A free TCP port on 127.0.0.1, not handed out in this process's last 1500."""
+    start = _PORT_BASE + _port_block() * _PORT_BLOCK
+    if not _port_next:  # processes in one block start at different places
+        _port_next.append(start + os.getpid() % _PORT_BLOCK)
+    for _ in range(_PORT_BLOCK):
+        port = _port_next[0]
+        _port_next[0] = start + (port + 1 - start) % _PORT_BLOCK
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _used_ports:
-            _used_ports.add(port)
-            return port
-    raise TestEnvError("no free port")
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise TestEnvError(f"no free port in {start}-{start + _PORT_BLOCK - 1}")
 
 
 def binary(name: str) -> str:

@@ -80,7 +80,9 @@ go_install() {
   local t0; t0=$(now)
   local tmp; tmp=$(mktemp -d "$PREFIX/gobin.XXXXXX")
   echo "[testenv] $name $version: building (log: $LOGS/build-$name.log)"
-  if ! GOBIN="$tmp" "$GO" install -trimpath ${ldflags:+-ldflags "$ldflags"} "$pkg@$version" >"$LOGS/build-$name.log" 2>&1; then
+  # -s -w: no symbol table or DWARF (nobody debugs these here); the link is the
+  # single-threaded tail of each build and DWARF a large part of it.
+  if ! GOBIN="$tmp" "$GO" install -trimpath -ldflags "-s -w $ldflags" "$pkg@$version" >"$LOGS/build-$name.log" 2>&1; then
     cat "$LOGS/build-$name.log" >&2; rm -rf "$tmp"
     echo "[testenv] $name: BUILD FAILED" >&2; return 1
   fi

@@ -57,6 +57,14 @@ PAUSE_IMAGE = "localhost/pause:1"
 BUSYBOX_IMAGE = "localhost/busybox:1"
 CNI_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
 _CGROUP_FS = Path("/sys/fs/cgroup")
+# The pods' share of the CPU against the test servers beside them. The servers run in
+# the root cgroup, where every busy task weighs as much (1024) as the kubelet's whole
+# cgroup root by default: with four pytest workers' API servers busy, thirty pods
+# starting at once got a tenth of the CPU and their log shippers could not start within
+# the grace period. On a real node the pods get most of the CPU (the kubelet reserves
+# only a little for the system); 8 tasks' worth models that without starving the
+# servers (pods burst briefly here).
+_POD_CPU_SHARES = 8 * 1024
 _UNINITIALIZED = "node.cloudprovider.kubernetes.io/uninitialized"
 
 
@@ -224,6 +232,8 @@ state = "{run}/containerd/state"
                 # a v1 cpuset cgroup starts empty: no task could join it
                 for knob in ("cpuset.cpus", "cpuset.mems"):
                     (path / knob).write_text((hierarchy / knob).read_text())
+            if hierarchy.name == "cpu" and (path / "cpu.shares").exists():
+                (path / "cpu.shares").write_text(str(_POD_CPU_SHARES))
 
     def _start_kubelet(self) -> None:
         run = self.workdir / "kubelet"

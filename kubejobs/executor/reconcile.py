@@ -95,6 +95,8 @@ class Flight:
     # on their way (the report waits for them: Colonies refuses log lines once the process
     # is closed).
     admitted: bool = False
+    admitted_after: float = 0.0
+    told_admitted: bool = False
     told_waiting: bool = False
     run: int = 1
     waiting_since: float = 0.0
@@ -579,6 +581,8 @@ class Reconciler:
             outcome = job_outcome(job, pods, self.clock(), self.timeouts, failure)
         if outcome is None:
             return
+        if flight.admitted and not flight.told_admitted:
+            self._tell_admitted(flight, self.workloads.get(flight.job_name), final=True)
         flight.outcome = outcome
         flight.phase = REPORTING
         if outcome.pods_done:
@@ -592,19 +596,17 @@ class Reconciler:
             self.admission.set_queued(flight.job_name, False)
             if not flight.admitted and kueue.QUEUE_LABEL in _labels(job):
                 flight.admitted = True
-                queue = kueue.verdict(workload).cluster_queue
-                waited = self.clock() - (flight.waiting_since or flight.started or self.clock())
-                self._note(
-                    flight,
-                    "kubejobs: admitted by Kueue"
-                    + (f" to ClusterQueue {queue}" if queue else "")
-                    + (f" ({_run(flight)})" if flight.run > 1 else "")
-                    + f" after {max(waited, 0.0):.1f} s",
-                )
+                since = flight.waiting_since or flight.started or self.clock()
+                flight.admitted_after = max(self.clock() - since, 0.0)
+            if flight.admitted and not flight.told_admitted:
+                self._tell_admitted(flight, workload, final=False)
             return None
         self.admission.set_queued(flight.job_name, True)
         if flight.admitted:  # admitted before, suspended now: preempted or evicted
+            if not flight.told_admitted:
+                self._tell_admitted(flight, workload, final=True)
             flight.admitted = False
+            flight.told_admitted = False
             flight.told_waiting = False
             flight.waiting_since = self.clock()
             self._note(
@@ -627,6 +629,22 @@ class Reconciler:
         if found.kind == "waiting" and workload is not None and found.message:
             self._tell_waiting(flight, f"queued in Kueue LocalQueue {local_queue}: {found.message}")
         return None
+
+    def _tell_admitted(self, flight: Flight, workload: dict[str, Any] | None, final: bool) -> None:
+        """Say which ClusterQueue admitted the run. The Job and its Workload come on separate
+        watches, so the unsuspended Job may be seen first: wait for the Workload's event
+        (it evaluates the flight again) unless the run is over (final)."""
+        queue = kueue.verdict(workload).cluster_queue
+        if not queue and not final:
+            return
+        flight.told_admitted = True
+        self._note(
+            flight,
+            "kubejobs: admitted by Kueue"
+            + (f" to ClusterQueue {queue}" if queue else "")
+            + (f" ({_run(flight)})" if flight.run > 1 else "")
+            + f" after {flight.admitted_after:.1f} s",
+        )
 
     def _tell_waiting(self, flight: Flight, why: str) -> None:
         if not flight.told_waiting:

@@ -1,7 +1,14 @@
 """Fixtures that start real servers on loopback for the integration tests.
 
 Servers are session-scoped and started lazily by the first test that asks
-for them; everything is torn down at the end of the session. Setup once per
+for them; everything is torn down at the end of the session. `make test` runs
+the suite on pytest-xdist workers (``-n 4 --dist loadfile``, long files first: tests/conftest.py): each worker is a
+session of its own, with its own servers on ports from its own block
+(testenv/_proc.free_port), its own real node (cgroup root, containerd, kubelet)
+and temporary directory; the tests of one file run on one worker, in order. A
+test that stops or restarts a server therefore affects only its worker's later
+tests, as in a serial run, and nothing is shared between workers but the
+machine and the images built under a lock (images/build.sh). Setup once per
 machine: ``testenv/install.sh``. When a test fails, the output each server
 wrote during that test is attached to the report (sections "server log: X").
 

@@ -85,9 +85,8 @@ def test_twenty_processes_share_a_quota_of_four_cpus_and_all_succeed(
     assert [p["state"] for p in done] == [SUCCESS] * 20, [p["errors"] for p in done]
     assert most >= 2, most
     logs = [run.colonies.log_text(p) for p in pids]
-    assert all(
-        "kubejobs: admitted by Kueue to ClusterQueue " + queues.cluster_queue in t for t in logs
-    )
+    admitted = "kubejobs: admitted by Kueue to ClusterQueue " + queues.cluster_queue
+    assert all(admitted in t for t in logs), [t for t in logs if admitted not in t]
     waited = [
         t for t in logs if f"kubejobs: queued in Kueue LocalQueue {queues.local_queue}: " in t
     ]

@@ -43,7 +43,9 @@ pytestmark = pytest.mark.integration
 __all__ = ["gate"]  # the fixture
 
 WAIT = 180.0
-EXEC = 6  # maxexectime, s
+# maxexectime, s: long enough for an attempt's pod to start and its program to print on a
+# busy machine (the suite runs on several workers); the programs outlive it (sleep 2x).
+EXEC = 10
 CHECK = 2  # takeback_check_seconds
 SLACK = 3.0  # the server's 1 s timeout loop, a lookup and a delete on a loaded machine
 WAITING = 0
@@ -237,14 +239,14 @@ def submit_and_wait(colonies: Any, path: Path) -> tuple[str, int]:
 
 # --- the tests ---------------------------------------------------------------------
 
-IGNORES_TERM = "echo attempt-starts; sleep 12; echo never"
+IGNORES_TERM = f"echo attempt-starts; sleep {2 * EXEC}; echo never"
 
 
 @pytest.mark.parametrize(
     ("script", "late"),
     [
         (IGNORES_TERM, ["never"]),
-        ("trap 'echo got-term; exit 143' TERM; echo attempt-starts; sleep 12 & wait; echo never",
+        (f"trap 'echo got-term; exit 143' TERM; echo attempt-starts; sleep {2 * EXEC} & wait; echo never",
          ["got-term", "never"]),
     ],
     ids=["ignores-sigterm", "handles-sigterm"],
@@ -294,7 +296,7 @@ def test_an_executor_killed_between_take_back_and_reassignment_runs_the_next_att
     # program then finishes too, after its attempt is over, and must leave no trace.
     url = f"http://127.0.0.1:{gate.port}/"
     script = f"echo attempt-starts; until wget -q -O /dev/null {url} 2>/dev/null; do sleep 0.2; done; echo finished"
-    pid = run.submit(job_spec(run.type, "sh", ["-c", script], maxexectime=8, maxretries=1))
+    pid = run.submit(job_spec(run.type, "sh", ["-c", script], maxexectime=12, maxretries=1))
     history.wait(pod_running(1), "attempt 1's pod running")
     until(lambda: "attempt-starts" in colonies.log_text(pid), "attempt 1's program", WAIT)
     run.stop(signal.SIGKILL)
@@ -314,7 +316,7 @@ def test_an_executor_killed_between_take_back_and_reassignment_runs_the_next_att
     parts = by_attempt(lines)
     assert sorted(parts) == [1, 2], lines
     assert [x for x in parts[1] if not x.startswith("kubejobs:")] == ["attempt-starts"], lines
-    assert parts[1][-1] == TAKEN_BACK.format(1, 8), lines
+    assert parts[1][-1] == TAKEN_BACK.format(1, 12), lines
     assert [x for x in parts[2] if not x.startswith("kubejobs:")] == [
         "attempt-starts",
         "finished",

@@ -7,7 +7,10 @@ the node has no registry) and two settings (extra_labels and
 ttl_seconds_after_finished). The Deployment's Recreate strategy stops the old
 executor (SIGTERM: it stops taking work and leaves its Jobs running) before the
 new one starts; the new one, with the same executor name and key, adopts every
-running Job, and each process closes once with its whole log. A process
+running Job, and each process closes once with its whole log. The programs
+wait for a gate the test opens only once the new executor is Ready, so on a
+busy machine none ends while the old executor stops (which would close it
+there, correctly, and leave nothing to adopt). A process
 submitted after the upgrade gets a Job with the new settings.
 """
 
@@ -31,12 +34,17 @@ from tests.integration.realnode.test_chart_realnode import (
     node_values,
     ready,
 )
+from tests.integration.realnode.test_executor_realnode import Gate, gate
 from tests.integration.test_executor_e2e import SUCCESS
 
 pytestmark = pytest.mark.integration
+__all__ = ["gate"]  # the fixture
 install = chart_tests.install  # `helm install` / `helm upgrade` of charts/kubejobs
 WAIT = 300.0
-SCRIPT = "echo start {n}; sleep 20; echo end {n}"
+# {url}: the gate; wget's complaints while it is shut stay out of the log
+SCRIPT = (
+    "echo start {n}; until wget -q -O /dev/null {url} 2>/dev/null; do sleep 0.2; done; echo end {n}"
+)
 
 
 def executor_pods(kube_namespace: Any) -> list[dict[str, Any]]:
@@ -72,7 +80,9 @@ def test_upgrade_with_jobs_in_flight_adopts_them_and_new_jobs_use_the_new_settin
     kube_namespace: Any,
     colonies: Any,
     tmp_path: Path,
+    gate: Gate,
 ) -> None:
+    url = f"http://127.0.0.1:{gate.port}/"
     suffix = os.urandom(4).hex()
     executor_type = f"kj-upgrade-type-{suffix}"
     name, prvkey = colonies.add_executor(f"kj-upgrade-{suffix}", executor_type)
@@ -89,7 +99,7 @@ def test_upgrade_with_jobs_in_flight_adopts_them_and_new_jobs_use_the_new_settin
 
     pids = []
     for n in range(3):
-        doc = job_spec(executor_type, "sh", ["-c", SCRIPT.format(n=n)])
+        doc = job_spec(executor_type, "sh", ["-c", SCRIPT.format(n=n, url=url)])
         pids.append(colonies.submit(doc)["processid"])
     until(lambda: running_pods(kube_namespace) == 3, "three Jobs' pods running", WAIT)
     before = jobs(kube_namespace)
@@ -112,18 +122,25 @@ def test_upgrade_with_jobs_in_flight_adopts_them_and_new_jobs_use_the_new_settin
     assert {n: j["metadata"]["uid"] for n, j in before.items() if n in still} == {
         n: j["metadata"]["uid"] for n, j in still.items() if n in before
     }
+    gate.open()  # the programs end now, under the new executor
 
     for n, pid in enumerate(pids):
         process = colonies.wait_state(pid, (SUCCESS, 3), WAIT)
         assert process["state"] == SUCCESS, process["errors"]
         assert process["retries"] == 0
         assert colonies.log_text(pid).splitlines() == [f"start {n}", f"end {n}"]
-    new_log = kube_namespace.kubectl("logs", new["metadata"]["name"], "-c", "executor").stdout
+
+    def new_log() -> str:
+        return kube_namespace.kubectl("logs", new["metadata"]["name"], "-c", "executor").stdout
+
+    # the executor logs "closed" just after the server has the state: wait for the lines
+    until(lambda: all(f"process {p} closed" in new_log() for p in pids), "closes logged", WAIT)
+    log = new_log()
     for pid in pids:
-        assert new_log.count(f"process {pid} closed") == 1, new_log
+        assert log.count(f"process {pid} closed") == 1, log
     until(lambda: not (set(jobs(kube_namespace)) & set(before)), "the old Jobs deleted", WAIT)
 
-    after = colonies.submit(job_spec(executor_type, "sh", ["-c", SCRIPT.format(n=9)]))
+    after = colonies.submit(job_spec(executor_type, "sh", ["-c", SCRIPT.format(n=9, url=url)]))
     job = until(lambda: next(iter(jobs(kube_namespace).values()), None), "the new Job", WAIT)
     assert job["metadata"]["labels"]["kubejobs-test/generation"] == "2"
     assert job["spec"]["ttlSecondsAfterFinished"] == 600

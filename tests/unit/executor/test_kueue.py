@@ -137,6 +137,30 @@ def test_admission_is_logged_frees_the_queued_slot_and_the_start_timeout_counts_
     assert actions.reports() == []
 
 
+def test_a_job_seen_unsuspended_before_its_workload_waits_for_it_to_name_the_queue() -> None:
+    # The Job and the Workload come on separate watches: on a busy executor the Job's
+    # resume may arrive first. The note waits for the Workload rather than omit the queue.
+    r, actions, _, clock = setup()
+    clock.now += 4.0
+    r.watch_sink("Job", "MODIFIED", queued_job(False))
+    settle(r)
+    assert actions.notes() == []
+    clock.now += 1.0
+    r.watch_sink("Workload", "MODIFIED", workload(cond("Admitted", "True")))
+    settle(r)
+    assert actions.notes() == ["kubejobs: admitted by Kueue to ClusterQueue cq after 4.0 s"]
+
+
+def test_a_run_over_before_its_workload_is_seen_still_says_it_was_admitted() -> None:
+    r, actions, _, clock = setup()
+    clock.now += 2.0
+    r.watch_sink("Job", "MODIFIED", queued_job(False))
+    r.watch_sink("Job", "MODIFIED", queued_job(False, conditions=["Complete"]))
+    settle(r)
+    assert actions.notes() == ["kubejobs: admitted by Kueue after 2.0 s"]
+    assert [o.success for o in actions.reports()] == [True]
+
+
 def test_a_job_just_unsuspended_is_not_failed_before_the_job_controller_starts_it() -> None:
     """Kueue's unsuspend reaches the executor before the Job controller sets startTime; the
     start timeout must not count from the Job's creation, long before (a real-server bug)."""
