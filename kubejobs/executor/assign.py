@@ -7,7 +7,16 @@ apply. A process whose spec cannot run is failed at
 once with every problem; one the API server refuses is failed with the API's
 message. While the API server is unreachable the worker keeps retrying: the
 process stays RUNNING and, if the executor stops meanwhile, the next one
-applies it (see loop.recover_unapplied).
+applies it (recover_unapplied, at start).
+
+Lost assignments: the server assigns in its database before it answers, so an
+assign that fails after that (a panic resolving a workflow that is still being
+submitted answers HTTP 500; a reply lost with its connection) leaves the process
+RUNNING on this executor with nobody running it, forever without maxexectime.
+After any failed assign, once the server answers again, the worker looks for
+such processes (recover_unapplied) and applies them. A process an assign worker
+has just been given is not known to the reconciler yet either: each start first
+claims its (process, attempt), and a recovery never starts a claimed one.
 
 Attempts (attempts.py): each has its own Job, so a process the server took back
 and assigned again starts at once; the reconciler retires the earlier attempt's
@@ -25,10 +34,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubejobs.adapters.colonies import (
+    RUNNING,
     ColoniesClient,
     ColoniesError,
     ColoniesUnavailable,
@@ -44,9 +55,32 @@ from kubejobs.executor.metrics import Metrics
 from kubejobs.executor.reconcile import Reconciler
 from kubejobs.executor.report import add_notes, still_ours
 from kubejobs.executor.settings import ExecutorSettings
+from kubejobs.executor.takeback import LIST_LIMIT
 from kubejobs.render import Renderer
+from kubejobs.render.identity import attempt_of_process
 
 log = logging.getLogger(__name__)
+
+CLAIMS_PRUNE_AT = 1000
+"""Claims kept before those the reconciler knows are dropped (it protects them then)."""
+
+
+class Claims:
+    """The (process, attempt) pairs this executor has begun to start; each is started once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._claimed: set[tuple[str, int]] = set()
+
+    def claim(self, pid: str, attempt: int, known: Callable[[str], bool]) -> bool:
+        """True for the first claim of (pid, attempt); `known`: the reconciler's knowledge."""
+        with self._lock:
+            if len(self._claimed) >= CLAIMS_PRUNE_AT:
+                self._claimed = {c for c in self._claimed if not known(c[0])}
+            if (pid, attempt) in self._claimed:
+                return False
+            self._claimed.add((pid, attempt))
+            return True
 
 
 @dataclass
@@ -63,6 +97,8 @@ class Context:
     metrics: Metrics
     stop_assign: threading.Event
     stop_all: threading.Event
+    executor_id: str = ""
+    claims: Claims = field(default_factory=Claims)
 
 
 class Busy:
@@ -90,6 +126,7 @@ class AssignWorker(threading.Thread):
     def run(self) -> None:
         ctx = self.ctx
         backoff = Backoff()
+        lost_possible = False  # an assign failed: it may have assigned before failing
         while self.busy.wait(self.index, ctx.stop_assign):
             # The first worker also wakes up while the executor is full, to keep it alive.
             keepalive = None if self.index else ctx.settings.keepalive_seconds
@@ -107,10 +144,16 @@ class AssignWorker(threading.Thread):
                 ctx.admission.cancel()
                 ctx.metrics.api_errors.labels(api="colonies").inc()
                 log.warning("assign failed: %s", err)
+                lost_possible = True
                 if backoff.wait(ctx.stop_assign):
                     return
                 continue
             backoff.reset()
+            if process is not None:
+                claim(ctx, process)
+            if lost_possible:  # the server answers again: anything it assigned and lost?
+                lost_possible = False
+                recover_unapplied(ctx)
             if process is None:
                 ctx.admission.cancel()
                 self.busy.event.clear()
@@ -124,6 +167,39 @@ class AssignWorker(threading.Thread):
                 # attempt's Job when this one's is applying; the new one does not wait for it.
                 log.info("process %s is assigned again (a new attempt): %s", pid, _attempt(process))
             start_process(ctx, process, reserved=True)
+
+
+def claim(ctx: Context, process: dict[str, Any]) -> bool:
+    pid = str(process.get("processid", ""))
+    return ctx.claims.claim(pid, attempt_of_process(process), ctx.reconciler.known)
+
+
+def recover_unapplied(ctx: Context) -> None:
+    """Apply processes RUNNING on this executor that it is not running: assigned just
+    before a crash, or by an assign whose reply was lost."""
+    try:
+        # Only this executor type; the server lists the oldest 100 at most.
+        processes = ctx.colonies.get_processes(
+            ctx.settings.colony_name, RUNNING, LIST_LIMIT, ctx.settings.executor_type
+        )
+    except ColoniesError as err:
+        log.warning("cannot look for unapplied processes: %s", err)
+        return
+    if len(processes) >= LIST_LIMIT:
+        log.warning(
+            "the server lists only the oldest %d RUNNING processes of type %s; "
+            "an unapplied process beyond them is found when its maxexectime passes",
+            LIST_LIMIT,
+            ctx.settings.executor_type,
+        )
+    for process in processes:
+        pid = str(process.get("processid", ""))
+        if process.get("assignedexecutorid") != ctx.executor_id or ctx.reconciler.known(pid):
+            continue
+        if not claim(ctx, process):
+            continue  # an assign worker is starting it
+        log.info("process %s is RUNNING on this executor without a Job; applying it", pid)
+        start_process(ctx, process, reserved=False)
 
 
 def _attempt(process: dict[str, Any]) -> str:
@@ -145,6 +221,7 @@ def keep_alive(ctx: Context) -> None:
         return
     if process is not None:  # cannot happen with these limits; never drop one if it does
         log.warning("keep-alive assign brought process %s; running it", process.get("processid"))
+        claim(ctx, process)
         start_process(ctx, process, reserved=False)
 
 

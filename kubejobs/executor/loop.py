@@ -25,7 +25,6 @@ import time
 from dataclasses import replace
 
 from kubejobs.adapters.colonies import (
-    RUNNING,
     ColoniesCertificateError,
     ColoniesClient,
     ColoniesError,
@@ -33,14 +32,14 @@ from kubejobs.adapters.colonies import (
 from kubejobs.adapters.kube import KubeClient, KubeError, default_namespace
 from kubejobs.executor import cleanup, preflight, report
 from kubejobs.executor.admission import Admission
-from kubejobs.executor.assign import AssignWorker, Busy, Context, start_process
+from kubejobs.executor.assign import AssignWorker, Busy, Context, recover_unapplied
 from kubejobs.executor.health import HealthServer
 from kubejobs.executor.identity import Identity, Stopped, establish
 from kubejobs.executor.metrics import Metrics
 from kubejobs.executor.outcome import Outcome, Timeouts
 from kubejobs.executor.reconcile import Actions, Reconciler
 from kubejobs.executor.settings import ExecutorSettings
-from kubejobs.executor.takeback import LIST_LIMIT, TakebackChecker
+from kubejobs.executor.takeback import TakebackChecker
 from kubejobs.executor.watch import Watcher
 from kubejobs.render import Renderer, job_name
 from kubejobs.render.identity import MANAGED_BY, MANAGER
@@ -284,6 +283,7 @@ class Executor:
             self.metrics,
             self.stop_assign,
             self.stop_all,
+            self.identity.executor_id,
         )
         loop = threading.Thread(
             target=reconciler.run, args=(self.stop_all,), name="reconcile", daemon=True
@@ -315,7 +315,7 @@ class Executor:
                 return
         if not self._wait_for_prerequisites(ctx.renderer, self.identity.executor_id):
             return
-        recover_unapplied(ctx, self.identity.executor_id)
+        recover_unapplied(ctx)
         busy = Busy()
         workers = [AssignWorker(ctx, i, busy) for i in range(s.concurrency)]
         for worker in workers:
@@ -336,31 +336,6 @@ class Executor:
             worker.join(max(0.0, deadline - time.time()))
         self.stop_all.set()
         loop.join(10)
-
-
-def recover_unapplied(ctx: Context, executor_id: str) -> None:
-    """Apply processes RUNNING on this executor that have no Job (assigned just before a crash)."""
-    try:
-        # Only this executor type; the server lists the oldest 100 at most.
-        processes = ctx.colonies.get_processes(
-            ctx.settings.colony_name, RUNNING, LIST_LIMIT, ctx.settings.executor_type
-        )
-    except ColoniesError as err:
-        log.warning("cannot look for unapplied processes: %s", err)
-        return
-    if len(processes) >= LIST_LIMIT:
-        log.warning(
-            "the server lists only the oldest %d RUNNING processes of type %s; "
-            "an unapplied process beyond them is found when its maxexectime passes",
-            LIST_LIMIT,
-            ctx.settings.executor_type,
-        )
-    for process in processes:
-        pid = str(process.get("processid", ""))
-        if process.get("assignedexecutorid") != executor_id or ctx.reconciler.known(pid):
-            continue
-        log.info("process %s is RUNNING on this executor without a Job; applying it", pid)
-        start_process(ctx, process, reserved=False)
 
 
 def _with_namespace(settings: ExecutorSettings, namespace: str) -> ExecutorSettings:

@@ -1,0 +1,145 @@
+"""An assign that fails after the server assigned (its database first, its reply after) loses
+nothing: once the server answers again the worker finds the process and starts it, once.
+
+The fake server below does what v1.9.7 did in a parallel test run: it assigned the root of a
+workflow still being submitted, then panicked resolving the graph and answered HTTP 500. The
+same path against the real server: tests/integration/test_lost_assignment.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from kubejobs.adapters.colonies import RUNNING, ColoniesError
+from kubejobs.executor import assign
+from kubejobs.executor.admission import Admission
+from kubejobs.executor.assign import AssignWorker, Busy, Claims, Context
+
+ME = "me-id"
+
+
+class Server:
+    """assign: the first call assigns P and fails; later calls find nothing, and the third stops
+    the worker. get_processes lists what is RUNNING."""
+
+    def __init__(self, stop: threading.Event, lost: dict[str, Any]) -> None:
+        self.stop = stop
+        self.lost = lost
+        self.running: list[dict[str, Any]] = []
+        self.calls = 0
+
+    def assign(self, *args: Any) -> dict[str, Any] | None:
+        self.calls += 1
+        if self.calls == 1:
+            self.running.append(self.lost)
+            raise ColoniesError("Colonies server answered HTTP 500", 500)
+        if self.calls >= 3:
+            self.stop.set()
+        return None
+
+    def get_processes(self, colony: str, state: int, count: int, executor_type: str) -> Any:
+        assert state == RUNNING
+        return list(self.running)
+
+
+class Reconciler:
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    def known(self, pid: str) -> bool:
+        return pid in self.ids
+
+
+class Settings:
+    colony_name = "c"
+    executor_type = "t"
+    assign_timeout = 1
+    keepalive_seconds = None
+
+
+def context(server: Server, stop: threading.Event) -> Context:
+    return Context(
+        Settings(),  # type: ignore[arg-type]
+        "ns",
+        server,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        Admission(10),
+        Reconciler(),  # type: ignore[arg-type]
+        _Metrics(),  # type: ignore[arg-type]
+        stop,
+        threading.Event(),
+        ME,
+    )
+
+
+class _Counter:
+    def labels(self, **_: Any) -> _Counter:
+        return self
+
+    def inc(self) -> None:
+        pass
+
+
+class _Metrics:
+    api_errors = _Counter()
+    assigned = _Counter()
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    found: list[str] = []
+    monkeypatch.setattr(
+        assign, "start_process", lambda ctx, p, reserved: found.append(p["processid"])
+    )
+    monkeypatch.setattr(assign.Backoff, "wait", lambda self, stop: stop.is_set())
+    return found
+
+
+def test_a_process_assigned_by_a_failed_assign_is_started_once_the_server_answers(
+    started: list[str],
+) -> None:
+    stop = threading.Event()
+    lost = {"processid": "p1", "assignedexecutorid": ME, "retries": 0, "state": RUNNING}
+    server = Server(stop, lost)
+    AssignWorker(context(server, stop), 0, Busy()).run()
+    assert started == ["p1"]
+
+
+def test_recovery_leaves_alone_what_another_executor_runs_or_this_one_knows(
+    started: list[str],
+) -> None:
+    stop = threading.Event()
+    server = Server(stop, {"processid": "other", "assignedexecutorid": "x", "state": RUNNING})
+    ctx = context(server, stop)
+    ctx.reconciler.ids.add("known")  # type: ignore[attr-defined]
+    server.running.append({"processid": "known", "assignedexecutorid": ME, "state": RUNNING})
+    AssignWorker(ctx, 0, Busy()).run()
+    assert started == []
+
+
+def test_a_process_a_worker_was_just_given_is_not_started_again_by_a_recovery(
+    started: list[str],
+) -> None:
+    stop = threading.Event()
+    process = {"processid": "p2", "assignedexecutorid": ME, "retries": 0, "state": RUNNING}
+    ctx = context(Server(stop, process), stop)
+    assert assign.claim(ctx, process)  # what a worker does on receiving it
+    ctx.colonies.running.append(process)  # type: ignore[attr-defined]
+    assign.recover_unapplied(ctx)
+    assert started == []
+    # its next attempt is another start
+    assert assign.claim(ctx, {**process, "retries": 1})
+
+
+def test_claims_are_pruned_of_what_the_reconciler_knows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(assign, "CLAIMS_PRUNE_AT", 3)
+    claims = Claims()
+    for pid in ("a", "b", "c"):
+        assert claims.claim(pid, 1, lambda _: False)
+    assert claims.claim("d", 1, lambda pid: pid in {"a", "b"})
+    assert claims.claim("a", 1, lambda _: False)  # dropped: known then, so a new claim
+    assert not claims.claim("c", 1, lambda _: False)
