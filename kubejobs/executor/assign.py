@@ -62,24 +62,34 @@ from kubejobs.render.identity import attempt_of_process
 log = logging.getLogger(__name__)
 
 CLAIMS_PRUNE_AT = 1000
-"""Claims kept before those the reconciler knows are dropped (it protects them then)."""
+"""Claims kept before the ones no longer needed are dropped."""
+CLAIM_SECONDS = 300.0
+"""How long a claim is needed at most: from the assign's reply to the reconciler knowing the
+process takes a render, the attempt notes (bounded by the Colonies timeout) and a post."""
 
 
 class Claims:
     """The (process, attempt) pairs this executor has begun to start; each is started once."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
-        self._claimed: set[tuple[str, int]] = set()
+        self._claimed: dict[tuple[str, int], float] = {}
+        self._clock = clock
 
     def claim(self, pid: str, attempt: int, known: Callable[[str], bool]) -> bool:
-        """True for the first claim of (pid, attempt); `known`: the reconciler's knowledge."""
+        """True for the first claim of (pid, attempt); `known`: the reconciler's knowledge
+        (it protects a process it knows, so that claim is no longer needed)."""
+        now = self._clock()
         with self._lock:
             if len(self._claimed) >= CLAIMS_PRUNE_AT:
-                self._claimed = {c for c in self._claimed if not known(c[0])}
+                self._claimed = {
+                    c: at
+                    for c, at in self._claimed.items()
+                    if now - at < CLAIM_SECONDS and not known(c[0])
+                }
             if (pid, attempt) in self._claimed:
                 return False
-            self._claimed.add((pid, attempt))
+            self._claimed[(pid, attempt)] = now
             return True
 
 

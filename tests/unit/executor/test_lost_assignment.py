@@ -135,11 +135,17 @@ def test_a_process_a_worker_was_just_given_is_not_started_again_by_a_recovery(
     assert assign.claim(ctx, {**process, "retries": 1})
 
 
-def test_claims_are_pruned_of_what_the_reconciler_knows(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_claims_no_longer_needed_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # known to the reconciler (it protects the process), or older than any start takes
     monkeypatch.setattr(assign, "CLAIMS_PRUNE_AT", 3)
-    claims = Claims()
+    now = [0.0]
+    claims = Claims(clock=lambda: now[0])
     for pid in ("a", "b", "c"):
         assert claims.claim(pid, 1, lambda _: False)
+    now[0] = 10.0
     assert claims.claim("d", 1, lambda pid: pid in {"a", "b"})
     assert claims.claim("a", 1, lambda _: False)  # dropped: known then, so a new claim
     assert not claims.claim("c", 1, lambda _: False)
+    now[0] += assign.CLAIM_SECONDS
+    assert claims.claim("e", 1, lambda _: False)  # prunes c, d and a: too old
+    assert claims.claim("c", 1, lambda _: False)
