@@ -204,8 +204,10 @@ def recover_unapplied(ctx: Context) -> None:
         )
     for process in processes:
         pid = str(process.get("processid", ""))
-        if process.get("assignedexecutorid") != ctx.executor_id or ctx.reconciler.known(pid):
+        if process.get("assignedexecutorid") != ctx.executor_id:
             continue
+        if ctx.reconciler.known(pid, attempt_of_process(process)):
+            continue  # running here in this attempt (an earlier one's flight does not count)
         if not claim(ctx, process):
             continue  # an assign worker is starting it
         log.info("process %s is RUNNING on this executor without a Job; applying it", pid)

@@ -159,7 +159,7 @@ class Reconciler:
         self._lock = threading.Lock()
         self._running_ids: list[str] = []
         self._running_attempts: dict[str, int] = {}
-        self._known_ids: frozenset[str] = frozenset()
+        self._known_attempts: dict[str, int] = {}
         self.ready = threading.Event()  # both watches have listed once
 
     # Interface for other threads ------------------------------------------
@@ -180,9 +180,11 @@ class Reconciler:
         with self._lock:
             return dict(self._running_attempts)
 
-    def known(self, process_id: str) -> bool:
+    def known(self, process_id: str, attempt: int | None = None) -> bool:
+        """Whether a flight of the process (of that attempt, when given) is under way here."""
         with self._lock:
-            return process_id in self._known_ids
+            found = self._known_attempts.get(process_id)
+        return found is not None and (attempt is None or found == attempt)
 
     # The loop ----------------------------------------------------------------
 
@@ -701,7 +703,7 @@ class Reconciler:
         with self._lock:
             self._running_ids = list(running)
             self._running_attempts = running
-            self._known_ids = frozenset(self.flights)
+            self._known_attempts = {pid: f.attempt for pid, f in self.flights.items()}
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:

@@ -46,11 +46,13 @@ class Server:
 
 
 class Reconciler:
-    def __init__(self) -> None:
-        self.ids: set[str] = set()
+    """What the reconciler knows: a flight per process, of one attempt."""
 
-    def known(self, pid: str) -> bool:
-        return pid in self.ids
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def known(self, pid: str, attempt: int | None = None) -> bool:
+        return pid in self.ids and attempt in (None, self.ids[pid])
 
 
 class Settings:
@@ -115,10 +117,25 @@ def test_recovery_leaves_alone_what_another_executor_runs_or_this_one_knows(
     stop = threading.Event()
     server = Server(stop, {"processid": "other", "assignedexecutorid": "x", "state": RUNNING})
     ctx = context(server, stop)
-    ctx.reconciler.ids.add("known")  # type: ignore[attr-defined]
-    server.running.append({"processid": "known", "assignedexecutorid": ME, "state": RUNNING})
+    ctx.reconciler.ids["known"] = 1  # type: ignore[attr-defined]
+    server.running.append(
+        {"processid": "known", "assignedexecutorid": ME, "retries": 0, "state": RUNNING}
+    )
     AssignWorker(ctx, 0, Busy()).run()
     assert started == []
+
+
+def test_a_later_attempt_is_started_though_an_earlier_ones_job_is_still_here(
+    started: list[str],
+) -> None:
+    # taken back and assigned here again, that reply lost: the earlier attempt's flight
+    # (its Job not yet gone, or found at a restart) does not stand for the new attempt
+    stop = threading.Event()
+    again = {"processid": "p3", "assignedexecutorid": ME, "retries": 1, "state": RUNNING}
+    ctx = context(Server(stop, again), stop)
+    ctx.reconciler.ids["p3"] = 1  # type: ignore[attr-defined]
+    AssignWorker(ctx, 0, Busy()).run()
+    assert started == ["p3"]
 
 
 def test_a_process_a_worker_was_just_given_is_not_started_again_by_a_recovery(
