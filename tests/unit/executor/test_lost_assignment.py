@@ -62,6 +62,11 @@ class Settings:
     keepalive_seconds = None
 
 
+def process(pid: str, executor: str = ME, retries: int = 0) -> dict[str, Any]:
+    """A process as the server lists it: RUNNING on `executor` in attempt retries + 1."""
+    return {"processid": pid, "assignedexecutorid": executor, "retries": retries, "state": RUNNING}
+
+
 def context(server: Server, stop: threading.Event) -> Context:
     return Context(
         Settings(),  # type: ignore[arg-type]
@@ -105,8 +110,7 @@ def test_a_process_assigned_by_a_failed_assign_is_started_once_the_server_answer
     started: list[str],
 ) -> None:
     stop = threading.Event()
-    lost = {"processid": "p1", "assignedexecutorid": ME, "retries": 0, "state": RUNNING}
-    server = Server(stop, lost)
+    server = Server(stop, process("p1"))
     AssignWorker(context(server, stop), 0, Busy()).run()
     assert started == ["p1"]
 
@@ -115,12 +119,10 @@ def test_recovery_leaves_alone_what_another_executor_runs_or_this_one_knows(
     started: list[str],
 ) -> None:
     stop = threading.Event()
-    server = Server(stop, {"processid": "other", "assignedexecutorid": "x", "state": RUNNING})
+    server = Server(stop, process("other", executor="x"))
     ctx = context(server, stop)
     ctx.reconciler.ids["known"] = 1  # type: ignore[attr-defined]
-    server.running.append(
-        {"processid": "known", "assignedexecutorid": ME, "retries": 0, "state": RUNNING}
-    )
+    server.running.append(process("known"))
     AssignWorker(ctx, 0, Busy()).run()
     assert started == []
 
@@ -131,8 +133,7 @@ def test_a_later_attempt_is_started_though_an_earlier_ones_job_is_still_here(
     # taken back and assigned here again, that reply lost: the earlier attempt's flight
     # (its Job not yet gone, or found at a restart) does not stand for the new attempt
     stop = threading.Event()
-    again = {"processid": "p3", "assignedexecutorid": ME, "retries": 1, "state": RUNNING}
-    ctx = context(Server(stop, again), stop)
+    ctx = context(Server(stop, process("p3", retries=1)), stop)
     ctx.reconciler.ids["p3"] = 1  # type: ignore[attr-defined]
     AssignWorker(ctx, 0, Busy()).run()
     assert started == ["p3"]
@@ -142,14 +143,14 @@ def test_a_process_a_worker_was_just_given_is_not_started_again_by_a_recovery(
     started: list[str],
 ) -> None:
     stop = threading.Event()
-    process = {"processid": "p2", "assignedexecutorid": ME, "retries": 0, "state": RUNNING}
-    ctx = context(Server(stop, process), stop)
-    assert assign.claim(ctx, process)  # what a worker does on receiving it
-    ctx.colonies.running.append(process)  # type: ignore[attr-defined]
+    given = process("p2")
+    ctx = context(Server(stop, given), stop)
+    assert assign.claim(ctx, given)  # what a worker does on receiving it
+    ctx.colonies.running.append(given)  # type: ignore[attr-defined]
     assign.recover_unapplied(ctx)
     assert started == []
     # its next attempt is another start
-    assert assign.claim(ctx, {**process, "retries": 1})
+    assert assign.claim(ctx, process("p2", retries=1))
 
 
 def test_claims_no_longer_needed_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
