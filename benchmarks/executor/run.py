@@ -118,6 +118,12 @@ def run_executor(
     suffix = os.urandom(4).hex()
     etype = f"bench-{suffix}"
     name, prvkey = colonies.add_executor(f"bench-{suffix}", etype)
+    # the executor refuses a key Secret holding another executor's key (its shippers would
+    # sign as that executor): this one's own key, as the chart's key Secret holds it
+    kube.kubectl(
+        "-n", namespace, "create", "secret", "generic", "kubejobs-executor-key",
+        "--from-literal=prvkey=" + prvkey,
+    )  # fmt: skip
     port = free_port()
     env = executor_env(
         colonies, kube, namespace, name, etype, prvkey, port,
@@ -260,10 +266,6 @@ def main() -> None:
         for n in sizes:
             namespace = kube.create_namespace("bench")
             kube.kubectl("-n", namespace, "create", "serviceaccount", "kubejobs-log-shipper")
-            kube.kubectl(
-                "-n", namespace, "create", "secret", "generic", "kubejobs-executor-key",
-                "--from-literal=prvkey=" + "0" * 64,
-            )  # fmt: skip
             result = run_executor(colonies, kube, namespace, n, workdir)
             floor_ns = kube.create_namespace("floor")
             kube.kubectl("-n", floor_ns, "create", "serviceaccount", "kubejobs-log-shipper")

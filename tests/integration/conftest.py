@@ -52,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,10 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
         cluster.stop()
 
 
+#: API path prefix of each kind KubeNamespace.get_json reads
+_API_GROUPS = {"pods": "/api/v1", "services": "/api/v1", "jobs": "/apis/batch/v1"}
+
+
 @dataclass
 class KubeNamespace:
     name: str
@@ -134,6 +139,13 @@ class KubeNamespace:
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         return self.kube.kubectl("-n", self.name, *args, input=input, check=check)
+
+    def get_json(self, kind: str, name: str = "", selector: str = "") -> dict[str, Any]:
+        """`kubectl get KIND [NAME] [-l SELECTOR] -o json` of this namespace (a list has
+        ``items``), without a kubectl process: for polls (KubeCluster.get_json)."""
+        path = f"{_API_GROUPS[kind]}/namespaces/{self.name}/{kind}" + (f"/{name}" if name else "")
+        query = "?" + urllib.parse.urlencode({"labelSelector": selector}) if selector else ""
+        return self.kube.get_json(path + query)
 
 
 @pytest.fixture

@@ -108,7 +108,7 @@ def create_pod(ns: Any, manifest: dict[str, Any]) -> None:
 
 
 def pod_phase(ns: Any, name: str) -> str:
-    pod = json.loads(ns.kubectl("get", "pod", name, "-o", "json").stdout)
+    pod = ns.get_json("pods", name)
     return str(pod.get("status", {}).get("phase", ""))
 
 

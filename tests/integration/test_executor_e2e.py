@@ -117,12 +117,10 @@ class ExecutorRun:
         return process
 
     def jobs(self) -> list[dict[str, Any]]:
-        out = self.namespace.kubectl("get", "jobs", "-o", "json").stdout
-        return list(json.loads(out)["items"])
+        return list(self.namespace.get_json("jobs")["items"])
 
     def services(self) -> list[str]:
-        out = self.namespace.kubectl("get", "services", "-o", "json").stdout
-        return [s["metadata"]["name"] for s in json.loads(out)["items"]]
+        return [s["metadata"]["name"] for s in self.namespace.get_json("services")["items"]]
 
     def wait_no_jobs(self) -> None:
         until(lambda: not self.jobs(), f"no Jobs left in {self.namespace.name}")

@@ -42,10 +42,9 @@ def live_pods(namespace: Any) -> list[str]:
     """Pods not yet Succeeded or Failed: what holds cpu on the nodes. (An unsuspended Job is
     not the measure: Kueue frees a Job's quota when its pod succeeds, a moment before the Job
     controller marks the Job Complete.)"""
-    out = namespace.kubectl("get", "pods", "-o", "json").stdout
     return [
         p["metadata"]["name"]
-        for p in json.loads(out)["items"]
+        for p in namespace.get_json("pods")["items"]
         if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
     ]
 

@@ -100,8 +100,9 @@ def test_a_process_whose_assign_reply_was_lost_runs_once_and_closes(
 
     assert relay.dropped == [pid]  # the executor never saw this assignment
     assert process["state"] == SUCCESS, process["errors"]
+    run.wait_no_jobs()  # the Job is deleted after the close is logged (the close itself
+    # reaches the server a moment before its log line)
     log = run.log()
     assert "assign failed: Colonies server answered HTTP 500" in log, log
     assert f"process {pid} is RUNNING on this executor without a Job; applying it" in log, log
     assert log.count(f"process {pid} closed") == 1, log
-    run.wait_no_jobs()

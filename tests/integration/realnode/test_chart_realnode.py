@@ -34,10 +34,9 @@ WAIT = 240.0
 
 
 def executor_pod(kube_namespace: Any) -> dict[str, Any] | None:
-    out = kube_namespace.kubectl(
-        "get", "pods", "-l", "app.kubernetes.io/component=executor", "-o", "json"
-    ).stdout
-    items = json.loads(out)["items"]
+    items = kube_namespace.get_json("pods", selector="app.kubernetes.io/component=executor")[
+        "items"
+    ]
     return items[0] if items else None
 
 

@@ -75,8 +75,7 @@ def sh(run: ExecutorRun, script: str, **extra: Any) -> dict[str, Any]:
 
 
 def pods(run: ExecutorRun) -> list[dict[str, Any]]:
-    out = run.namespace.kubectl("get", "pods", "-o", "json").stdout
-    return list(json.loads(out)["items"])
+    return list(run.namespace.get_json("pods")["items"])
 
 
 def running_on_real_node(run: ExecutorRun, count: int = 1) -> bool:

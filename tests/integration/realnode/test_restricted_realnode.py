@@ -128,8 +128,8 @@ def test_restricted_pod_on_the_real_node_stages_runs_ships_and_syncs_as_run_as_u
     assert warning.endswith('"restricted:latest": host namespaces (hostNetwork=true)'), warning
 
     def finished() -> list[str]:
-        status = kube_namespace.kubectl("get", "job", job["metadata"]["name"], "-o", "json")
-        conditions = json.loads(status.stdout).get("status", {}).get("conditions", [])
+        status = kube_namespace.get_json("jobs", job["metadata"]["name"])
+        conditions = status.get("status", {}).get("conditions", [])
         return [c["type"] for c in conditions if c["status"] == "True"]
 
     until(lambda: {"Complete", "Failed"} & set(finished()), "the restricted Job to finish", WAIT)

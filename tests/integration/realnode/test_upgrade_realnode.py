@@ -48,10 +48,9 @@ SCRIPT = (
 
 
 def executor_pods(kube_namespace: Any) -> list[dict[str, Any]]:
-    out = kube_namespace.kubectl(
-        "get", "pods", "-l", "app.kubernetes.io/component=executor", "-o", "json"
-    ).stdout
-    return list(json.loads(out)["items"])
+    return list(
+        kube_namespace.get_json("pods", selector="app.kubernetes.io/component=executor")["items"]
+    )
 
 
 def ready_pod_with_image(kube_namespace: Any, image: str) -> dict[str, Any] | None:
