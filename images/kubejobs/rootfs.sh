@@ -84,8 +84,10 @@ BUILD=$(mktemp -d)
 trap 'rm -rf "$BUILD"' EXIT
 cp -a "$SRC"/{pyproject.toml,README.md,kubejobs,schema,templates,sidecars} "$BUILD/"
 find "$BUILD" -name __pycache__ -prune -exec rm -rf {} +
+# --target installs every dependency afresh, whatever $PYTHON has installed; what
+# that Python's own packages conflict with is not the image's concern, so unwarned.
 PIP_DISABLE_PIP_VERSION_CHECK=1 "$PYTHON" -m pip install --quiet --no-compile \
-  --target "$SITE" "$BUILD[executor]"
+  --no-warn-conflicts --root-user-action=ignore --target "$SITE" "$BUILD[executor]"
 rm -rf "$SITE/bin"
 # botocore carries the API models of every AWS service (about 100 MB); the
 # image talks to S3 only.
