@@ -1006,15 +1006,19 @@ class KubeCluster:
         return name
 
     def delete_namespace(self, name: str) -> None:
-        """Delete the namespace (not waiting for it to go) and the kwok logs made for it."""
+        """Delete the namespace (not waiting for it to go) and the kwok logs made for it;
+        best effort, as a test's clean-up (a test may have stopped the API server)."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
-        with contextlib.suppress(ApiException):
+        with contextlib.suppress(ApiException, HTTPError):
             client.CoreV1Api(self._api()).delete_namespace(name)
-        client.CustomObjectsApi(self._api()).delete_collection_cluster_custom_object(
-            "kwok.x-k8s.io", "v1alpha1", "clusterlogs", label_selector=f"kwok.test/namespace={name}"
-        )
+        with contextlib.suppress(ApiException, HTTPError):
+            client.CustomObjectsApi(self._api()).delete_collection_cluster_custom_object(
+                "kwok.x-k8s.io", "v1alpha1", "clusterlogs",
+                label_selector=f"kwok.test/namespace={name}",
+            )  # fmt: skip
 
     def set_logs(
         self,
