@@ -67,6 +67,10 @@ def verdict(workload: dict[str, Any] | None) -> Verdict:
     return Verdict("waiting", message, cluster_queue)
 
 
+def is_evicted(workload: dict[str, Any] | None) -> bool:
+    return bool(condition(workload or {}, "Evicted"))
+
+
 def eviction(workload: dict[str, Any] | None) -> str:
     """Why Kueue took the Job's quota back (preemption, a stopped queue...)."""
     evicted = condition(workload or {}, "Evicted")

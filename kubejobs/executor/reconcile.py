@@ -98,6 +98,7 @@ class Flight:
     admitted_after: float = 0.0
     told_admitted: bool = False
     told_waiting: bool = False
+    stopped: str = ""  # the run Kueue stopped, while its note waits for the Workload's reason
     run: int = 1
     waiting_since: float = 0.0
     noting: int = 0
@@ -583,8 +584,11 @@ class Reconciler:
             outcome = job_outcome(job, pods, self.clock(), self.timeouts, failure)
         if outcome is None:
             return
+        workload = self.workloads.get(flight.job_name)
+        if flight.stopped:
+            self._tell_stopped(flight, workload, final=True)
         if flight.admitted and not flight.told_admitted:
-            self._tell_admitted(flight, self.workloads.get(flight.job_name), final=True)
+            self._tell_admitted(flight, workload, final=True)
         flight.outcome = outcome
         flight.phase = REPORTING
         if outcome.pods_done:
@@ -600,6 +604,8 @@ class Reconciler:
                 flight.admitted = True
                 since = flight.waiting_since or flight.started or self.clock()
                 flight.admitted_after = max(self.clock() - since, 0.0)
+            if flight.stopped:
+                self._tell_stopped(flight, workload, final=True)
             if flight.admitted and not flight.told_admitted:
                 self._tell_admitted(flight, workload, final=False)
             return None
@@ -611,16 +617,15 @@ class Reconciler:
             flight.told_admitted = False
             flight.told_waiting = False
             flight.waiting_since = self.clock()
-            self._note(
-                flight,
-                f"kubejobs: Kueue stopped {_run(flight)} ({kueue.eviction(workload)}); "
-                "the process runs again from the start when Kueue admits it again",
-            )
+            flight.stopped = _run(flight)
             flight.run += 1
         elif not flight.waiting_since:
             flight.waiting_since = flight.started or self.clock()
         found = kueue.verdict(workload)
         local_queue = _labels(job).get(kueue.QUEUE_LABEL, "")
+        if flight.stopped and not self._tell_stopped(flight, workload, final=False):
+            if found.kind != "refused":
+                return None  # the Workload's event gives the reason (and evaluates again)
         if found.kind == "refused":
             return Outcome(
                 False,
@@ -647,6 +652,20 @@ class Reconciler:
             + (f" ({_run(flight)})" if flight.run > 1 else "")
             + f" after {flight.admitted_after:.1f} s",
         )
+
+    def _tell_stopped(self, flight: Flight, workload: dict[str, Any] | None, final: bool) -> bool:
+        """Say that Kueue stopped a run, and why. As with the admission, the suspended Job may
+        be seen before the Workload's Evicted condition: the note waits for it unless the
+        flight moved on (final). Returns whether the note was written."""
+        if not kueue.is_evicted(workload) and not final:
+            return False
+        self._note(
+            flight,
+            f"kubejobs: Kueue stopped {flight.stopped} ({kueue.eviction(workload)}); "
+            "the process runs again from the start when Kueue admits it again",
+        )
+        flight.stopped = ""
+        return True
 
     def _tell_waiting(self, flight: Flight, why: str) -> None:
         if not flight.told_waiting:

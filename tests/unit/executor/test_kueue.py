@@ -94,12 +94,13 @@ def _never() -> Any:
 
 
 def settle(r: Reconciler) -> None:
+    # drain, then wait for the side effects it started: done when they posted nothing more
     for _ in range(20):
+        r.drain()
         r._pool.shutdown(wait=True)
         r._notes.shutdown(wait=True)
         r._pool = ThreadPoolExecutor(max_workers=1)
         r._notes = ThreadPoolExecutor(max_workers=1)
-        r.drain()
         if r.inbox.empty():
             return
 
@@ -218,6 +219,46 @@ def test_preemption_marks_the_attempt_and_the_process_runs_on_to_success() -> No
     # the report came after every note
     kinds = [c[0] for c in actions.calls]
     assert kinds.index("report") > max(i for i, k in enumerate(kinds) if k == "note")
+
+
+def test_a_preemption_seen_on_the_job_first_waits_for_the_workloads_reason() -> None:
+    """The suspended Job and the Workload's Evicted condition come on separate watches; a
+    busy executor saw the Job first and wrote "Kueue suspended the Job" (a real-node flake)."""
+    r, actions, _admission, _clock = setup()
+    r.watch_sink("Job", "MODIFIED", queued_job(False))
+    r.watch_sink("Workload", "MODIFIED", workload(cond("Admitted", "True")))
+    settle(r)
+    r.watch_sink("Job", "MODIFIED", queued_job(True))
+    settle(r)
+    assert len(actions.notes()) == 1  # admitted; the stop's note waits for its reason
+    evicted = cond("Evicted", "True", "Preempted", "Preempted to accommodate a workload")
+    r.watch_sink(
+        "Workload",
+        "MODIFIED",
+        workload(evicted, cond("QuotaReserved", "False", "Pending", PENDING)),
+    )
+    settle(r)
+    assert actions.notes()[1:] == [
+        "kubejobs: Kueue stopped run 1 (Preempted: Preempted to accommodate a workload); "
+        "the process runs again from the start when Kueue admits it again",
+        f"kubejobs: queued in Kueue LocalQueue team-a: {PENDING}",
+    ]
+
+
+def test_a_stop_whose_reason_never_comes_is_told_when_the_run_starts_again() -> None:
+    r, actions, _admission, _clock = setup()
+    r.watch_sink("Job", "MODIFIED", queued_job(False))
+    r.watch_sink("Job", "MODIFIED", queued_job(True))
+    r.watch_sink("Job", "MODIFIED", queued_job(False))
+    r.watch_sink("Job", "MODIFIED", queued_job(False, conditions=["Complete"]))
+    settle(r)
+    notes = actions.notes()
+    assert notes[1] == (
+        "kubejobs: Kueue stopped run 1 (Kueue suspended the Job); "
+        "the process runs again from the start when Kueue admits it again"
+    )
+    assert notes[2].startswith("kubejobs: admitted by Kueue (run 2)")
+    assert [o.success for o in actions.reports()] == [True]
 
 
 def test_a_workload_that_can_never_fit_fails_with_kueues_words() -> None:
