@@ -62,7 +62,8 @@ def _port_block() -> int:
 
 
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1, not handed out in this process's last 1500."""
+    """A free TCP port (on every address: servers listen on testenv.podnet.HOST_IP too),
+    not handed out in this process's last 1500."""
     start = _PORT_BASE + _port_block() * _PORT_BLOCK
     if not _port_next:  # processes in one block start at different places
         _port_next.append(start + os.getpid() % _PORT_BLOCK)
@@ -71,7 +72,7 @@ def free_port() -> int:
         _port_next[0] = start + (port + 1 - start) % _PORT_BLOCK
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
-                s.bind(("127.0.0.1", port))
+                s.bind(("0.0.0.0", port))
             except OSError:
                 continue
         return port

@@ -12,8 +12,8 @@ restarting a production server.
 exposes their keys. All helpers take and return raw dicts (the server's JSON).
 
 ``ColoniesServer(tls=True)`` serves HTTPS with a certificate from a test CA of its
-own (testenv/kube.py's PKI code: SANs localhost and 127.0.0.1, which is also how
-the real node's host-network pods reach it); ``ca_file`` is that CA, which the
+own (testenv/kube.py's PKI code: SANs localhost, 127.0.0.1 and testenv.podnet.HOST_IP,
+where the real node's pods reach it); ``ca_file`` is that CA, which the
 helpers here and ``cli()`` (through SSL_CERT_FILE: the Go CLI has no CA option)
 trust. ``make_ca(dir)`` makes another, unrelated CA for wrong-CA tests.
 
@@ -60,7 +60,7 @@ def colonies_binary() -> str:
 
 
 def serve_tls(port: str, backend: str, cert: str, key: str) -> None:
-    """Terminate TLS on 127.0.0.1:``port`` and pass the bytes on to ``backend`` (HTTP and the
+    """Terminate TLS on ``port`` (every address: pods come through HOST_IP) and pass the bytes on to ``backend`` (HTTP and the
     server's websockets alike); runs until killed."""
     import asyncio
 
@@ -86,7 +86,7 @@ def serve_tls(port: str, backend: str, cert: str, key: str) -> None:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", int(port), ssl=context)
+        server = await asyncio.start_server(handle, "0.0.0.0", int(port), ssl=context)
         async with server:
             await server.serve_forever()
 
@@ -95,7 +95,7 @@ def serve_tls(port: str, backend: str, cert: str, key: str) -> None:
 
 def make_ca(directory: Path) -> Path:
     """A test CA (``ca.crt``) with a server certificate (``apiserver.crt``/``.key``: SANs
-    localhost and 127.0.0.1) in ``directory``; the CA's path."""
+    localhost, 127.0.0.1 and HOST_IP) in ``directory``; the CA's path."""
     _write_pki(directory)
     return directory / "ca.crt"
 

@@ -136,7 +136,7 @@ build_kube() {
     local pkg=k8s.io/component-base/version
     local ldflags="-s -w -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-    echo "[testenv] kube $KUBE_VERSION (apiserver, controller-manager, scheduler): building (log: $LOGS/build-kube.log)"
+    echo "[testenv] kube $KUBE_VERSION (apiserver, controller-manager, scheduler, kubelet, proxy): building (log: $LOGS/build-kube.log)"
     if ! (cd "$dir" && "$GO" build -trimpath -ldflags "$ldflags" -o "$BIN/kube.new" .) >"$LOGS/build-kube.log" 2>&1; then
       cat "$LOGS/build-kube.log" >&2
       echo "[testenv] kube: BUILD FAILED" >&2; return 1
@@ -148,7 +148,7 @@ build_kube() {
     echo "[testenv] kube $KUBE_VERSION: up to date"
   fi
   local c
-  for c in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
     ln -sfn kube "$BIN/$c"
   done
 }

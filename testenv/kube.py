@@ -56,6 +56,7 @@ from testenv._proc import (
     port_open,
     wait_until,
 )
+from testenv.podnet import HOST_IP
 
 KUBE_VERSION = "v1.34.4"
 ANNOTATION_PREFIX = "kwok.test/"
@@ -571,6 +572,8 @@ def _write_pki(pki: Path) -> None:
                         x509.DNSName("kubernetes.default.svc.cluster.local"),
                         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                         x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
+                        # the host as the real node's pods and components see it
+                        x509.IPAddress(ipaddress.ip_address(HOST_IP)),
                     ]
                 ),
                 critical=False,
@@ -732,7 +735,9 @@ class KubeCluster:
             binary("kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
             "--advertise-address=127.0.0.1",
-            "--bind-address=127.0.0.1",
+            # every address: host clients use 127.0.0.1, the real node's kubelet and pods
+            # testenv.podnet.HOST_IP (one bind address is all the API server takes)
+            "--bind-address=0.0.0.0",
             f"--secure-port={self.apiserver_port}",
             f"--tls-cert-file={p / 'apiserver.crt'}",
             f"--tls-private-key-file={p / 'apiserver.key'}",

@@ -1,23 +1,23 @@
 """A real node beside the kwok nodes: containerd + runc + a kubelet, for pods whose containers must run.
 
-``RealNode(kube).start()`` starts containerd (v2, built by
-testenv/install-node.sh; its own root, state, socket and CNI config under the
-work dir; the version 2 config below is migrated by containerd itself) and a kubelet built into the multi-call kube
-binary, registers the node ``real-node-0`` with the cluster's admin
-credentials, gives it the address 127.0.0.1 (the kubelet refuses a loopback
-``--node-ip``), and imports the images ``images/build.sh`` built
-(``.testenv/images/*.tar``): ``localhost/pause:1`` (the sandbox),
+``RealNode(kube).start()`` sets up the node's pod network (testenv/podnet.py: a
+network namespace of its own with a CNI bridge, no route off the machine), starts
+containerd (v2, built by testenv/install-node.sh; its own root, state, socket and
+CNI config under the work dir; the version 2 config below is migrated by
+containerd itself), a kubelet built into the multi-call kube binary, kube-proxy
+(iptables mode) and CoreDNS in that namespace, registers the node ``real-node-0``
+(InternalIP ``PodNetwork.node_ip``), and imports the images ``images/build.sh``
+built (``.testenv/images/*.tar``): ``localhost/pause:1`` (the sandbox),
 ``localhost/busybox:1`` and ``localhost/kubejobs:<version>``. Images cannot be
 pulled (no registry): pods name these with the default pull policy.
 
 Only pods that ask land on the node: it carries the taint ``TAINT`` and the
-label ``LABEL`` (``POD_PLACEMENT`` has the toleration and node selector).
-Its pods must use ``hostNetwork`` (the CNI config has only loopback, so a pod
-with its own network namespace cannot start): they reach the API server, the
-Colonies server and S3 on 127.0.0.1. The ``kubernetes`` Service IP is not
-routed (no kube-proxy), so in-cluster clients in those pods need
-``KUBERNETES_SERVICE_HOST``/``_PORT`` set to ``api_env`` (kubejobs'
-``inpod_env`` setting does that for the injected containers).
+label ``LABEL`` (``POD_PLACEMENT`` has the toleration and node selector). Pods
+get an address of their own, Services work (the ``kubernetes`` Service included:
+its endpoint is the API server on ``HOST_IP``) and names resolve
+(``kube-dns`` at 10.96.0.10). The servers the tests start outside the cluster
+(Colonies, S3) are reached from pods on ``HOST_IP``, as pods reach a server on a
+routable address outside a production cluster: see docs/realnode.md.
 
 The kubelet's cgroups live under a cgroup root of their own
 (``/kubejobs-<id>``), so two test sessions on one machine do not clean up each
@@ -37,7 +37,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from testenv._proc import BIN, PREFIX, ROOT, Service, TestEnvError, binary, free_port, wait_until
+from testenv._proc import (
+    BIN,
+    PREFIX,
+    ROOT,
+    Service,
+    TestEnvError,
+    binary,
+    free_port,
+    http_ok,
+    wait_until,
+)
+from testenv.podnet import DNS_SERVICE_IP, HOST_IP, PodNetwork
 
 if TYPE_CHECKING:
     from testenv.kube import KubeCluster
@@ -49,7 +60,6 @@ LABEL = {"kubejobs.io/real-node": "true"}
 POD_PLACEMENT: dict[str, Any] = {
     "nodeSelector": dict(LABEL),
     "tolerations": [{**TAINT, "operator": "Equal"}],
-    "hostNetwork": True,
 }
 SHIPPER_ACCOUNT = "kubejobs-log-shipper"  # the service_account setting's default
 IMAGES_DIR = PREFIX / "images"
@@ -65,7 +75,8 @@ _CGROUP_FS = Path("/sys/fs/cgroup")
 # only a little for the system); 8 tasks' worth models that without starving the
 # servers (pods burst briefly here).
 _POD_CPU_SHARES = 8 * 1024
-_UNINITIALIZED = "node.cloudprovider.kubernetes.io/uninitialized"
+_PROXY_HEALTH_PORT = 10256  # kube-proxy's default; in the node's own network namespace
+_DNS_READY_PORT = 8181  # CoreDNS's ready plugin default
 
 
 def kubejobs_image() -> str:
@@ -88,15 +99,21 @@ class RealNode:
         self.cgroup_root = f"/kubejobs-{os.getpid()}-{os.urandom(2).hex()}"
         self.services: dict[str, Service] = {}
         self.image_import_seconds = 0.0
+        self.net = PodNetwork()
 
-    # -- environment for pods -----------------------------------------
+    # -- addresses -----------------------------------------------------
     @property
-    def api_env(self) -> dict[str, str]:
-        """How in-cluster clients on this node reach the API server (127.0.0.1, its port)."""
-        return {
-            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
-            "KUBERNETES_SERVICE_PORT": str(self.kube.apiserver_port),
-        }
+    def host_ip(self) -> str:
+        """Where pods reach the servers running on this machine outside the cluster."""
+        return HOST_IP
+
+    def pod_url(self, url: str) -> str:
+        """``url`` of a server on this machine (127.0.0.1 or localhost), as a pod reaches it."""
+        for local in ("127.0.0.1", "localhost"):
+            url = url.replace(f"//{local}:", f"//{HOST_IP}:")
+            if url.startswith(f"{local}:"):
+                url = HOST_IP + url[len(local) :]
+        return url
 
     # -- start / stop --------------------------------------------------
     def start(self) -> RealNode:
@@ -113,39 +130,53 @@ class RealNode:
             raise TestEnvError(f"images/build.sh failed:\n{build.stdout}\n{build.stderr}")
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
+            self.net.up()
+            self._write_kubeconfig()
             self._start_containerd()
             self._import_images()
             self._make_cgroup_root()
             self._start_kubelet()
             self._wait_registered()
+            self._start_proxy()
+            self._start_dns()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        kubelet = self.services.get("kubelet")
-        if kubelet is not None:
-            kubelet.stop(timeout=10)
+        for name in ("coredns", "kube-proxy", "kubelet"):
+            svc = self.services.get(name)
+            if svc is not None:
+                svc.stop(timeout=10)
         self._kill_containers()
         containerd = self.services.get("containerd")
         if containerd is not None:
             containerd.stop(timeout=10)
         self._unmount_all()
         self._remove_cgroup_root()
+        self.net.down()
         with contextlib.suppress(Exception):
             self.kube.kubectl("delete", "node", self.name, "--ignore-not-found", check=False)
+
+    def _write_kubeconfig(self) -> None:
+        """The admin kubeconfig with the API server at ``HOST_IP`` (127.0.0.1 inside the
+        node's namespace is its own loopback), for the kubelet, kube-proxy and CoreDNS."""
+        config = json.loads(self.kube.kubeconfig.read_text())
+        for cluster in config["clusters"]:
+            cluster["cluster"]["server"] = f"https://{HOST_IP}:{self.kube.apiserver_port}"
+        self.kubeconfig = self.workdir / "node.kubeconfig"
+        self.kubeconfig.write_text(json.dumps(config, indent=2))
+
+    def _in_node(self, argv: list[str]) -> list[str]:
+        return [*self.net.prefix, *argv]
 
     # -- containerd ----------------------------------------------------
     def _start_containerd(self) -> None:
         run = self.workdir
         cni = run / "cni"
         cni.mkdir(parents=True, exist_ok=True)
-        (cni / "10-loopback.conflist").write_text(
-            json.dumps(
-                {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
-            )
-        )
+        (cni / "10-kubejobs.conflist").write_text(json.dumps(self.net.cni_config(cni / "ipam")))
         config = f"""\
 version = 2
 root = "{run}/containerd/root"
@@ -157,6 +188,9 @@ state = "{run}/containerd/state"
   # the sandbox lacks CAP_SYS_RESOURCE: runc fails to write oom_score_adj otherwise
   restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
+  # the pods' network namespaces pinned under the state dir (stop() unmounts them), not
+  # in the machine-wide /var/run/netns
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -169,7 +203,15 @@ state = "{run}/containerd/state"
         (run / "containerd.toml").write_text(config)
         svc = Service(
             "containerd",
-            [binary("containerd"), "--config", str(run / "containerd.toml"), "--log-level", "warn"],
+            self._in_node(
+                [
+                    binary("containerd"),
+                    "--config",
+                    str(run / "containerd.toml"),
+                    "--log-level",
+                    "warn",
+                ]
+            ),
             self.log_dir,
             # where it finds its shim, containerd-shim-runc-v2
             env={"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
@@ -241,10 +283,10 @@ state = "{run}/containerd/state"
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
-            "address": "127.0.0.1",
+            "address": self.net.node_ip,
             "port": self.kubelet_port,
             "readOnlyPort": 0,
-            "healthzBindAddress": "127.0.0.1",
+            "healthzBindAddress": self.net.node_ip,
             "healthzPort": self.healthz_port,
             "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
             "authorization": {"mode": "AlwaysAllow"},
@@ -260,7 +302,9 @@ state = "{run}/containerd/state"
             # images cannot be pulled again: never collect them
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
-            "resolvConf": "",
+            "resolvConf": "",  # pods resolve through the cluster DNS only
+            "clusterDNS": [DNS_SERVICE_IP],
+            "clusterDomain": "cluster.local",
             "registerWithTaints": [TAINT],
             "nodeStatusUpdateFrequency": "5s",
             "serializeImagePulls": False,
@@ -270,20 +314,19 @@ state = "{run}/containerd/state"
         labels = ",".join(f"{k}={v}" for k, v in LABEL.items())
         svc = Service(
             "kubelet",
-            [
-                binary("kubelet"),
-                f"--config={run / 'config.yaml'}",
-                f"--kubeconfig={self.kube.kubeconfig}",
-                f"--hostname-override={self.name}",
-                f"--root-dir={run}",
-                f"--cert-dir={run / 'pki'}",
-                f"--node-labels={labels}",
-                # "external": the kubelet keeps the addresses set on the node (ours)
-                # instead of putting the machine's own IP there, which it does
-                # not listen on
-                "--cloud-provider=external",
-                "--v=1",
-            ],
+            self._in_node(
+                [
+                    binary("kubelet"),
+                    f"--config={run / 'config.yaml'}",
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--hostname-override={self.name}",
+                    f"--node-ip={self.net.node_ip}",
+                    f"--root-dir={run}",
+                    f"--cert-dir={run / 'pki'}",
+                    f"--node-labels={labels}",
+                    "--v=1",
+                ]
+            ),
             self.log_dir,
         )
         self.services["kubelet"] = svc
@@ -296,44 +339,144 @@ state = "{run}/containerd/state"
             return self.kube._api_get(f"/api/v1/nodes/{self.name}") is not None
 
         wait_until(registered, 120, f"node {self.name} registered", interval=0.2, service=svc)
-        # The kubelet refuses a loopback --node-ip and would report the
-        # machine's address, where it does not listen; the API server needs
-        # 127.0.0.1 to reach it for logs and exec. With --cloud-provider=external
-        # the node waits for a cloud controller to set its addresses and lift
-        # its uninitialized taint: this is that controller.
-        patch = {
-            "status": {
-                "addresses": [
-                    {"type": "InternalIP", "address": "127.0.0.1"},
-                    {"type": "Hostname", "address": self.name},
-                ]
-            }
-        }
 
         def ready() -> bool:
             node = self.kube.get_json(f"/api/v1/nodes/{self.name}")
-            status = node.get("status", {})
-            if {"type": "InternalIP", "address": "127.0.0.1"} not in status.get("addresses", []):
-                self.kube.kubectl(
-                    "patch",
-                    "node",
-                    self.name,
-                    "--subresource=status",
-                    "--type=merge",
-                    "-p",
-                    json.dumps(patch),
-                )
-                return False
             taints = [t["key"] for t in node.get("spec", {}).get("taints") or []]
-            if _UNINITIALIZED in taints:
-                self.kube.kubectl("taint", "node", self.name, f"{_UNINITIALIZED}-")
-                return False
-            conds = {c["type"]: c["status"] for c in status.get("conditions", [])}
+            conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
             return conds.get("Ready") == "True" and not any(
                 k.startswith("node.kubernetes.io/") for k in taints
             )
 
         wait_until(ready, 120, f"node {self.name} Ready", interval=0.25, service=svc)
+
+    # -- Services and DNS ----------------------------------------------
+    def _start_proxy(self) -> None:
+        """kube-proxy in iptables mode: ClusterIPs work in the node's namespace. Started
+        once the node is registered (it reads the node's address from the Node)."""
+        run = self.workdir / "kube-proxy"
+        run.mkdir(parents=True, exist_ok=True)
+        ip = self.net.node_ip
+        config = {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "mode": "iptables",
+            "clientConnection": {"kubeconfig": str(self.kubeconfig)},
+            "hostnameOverride": self.name,
+            "clusterCIDR": self.net.pod_cidr,
+            "detectLocalMode": "ClusterCIDR",
+            # NodePorts on the node's address only: no route_localnet for 127.0.0.1
+            "nodePortAddresses": ["primary"],
+            "iptables": {"localhostNodePorts": False, "masqueradeAll": False},
+            "oomScoreAdj": 0,  # -999 needs CAP_SYS_RESOURCE
+            "healthzBindAddress": f"{ip}:{_PROXY_HEALTH_PORT}",
+            "metricsBindAddress": f"{ip}:10249",
+            # leave the machine-wide conntrack table size and timeouts alone
+            "conntrack": {
+                "maxPerCore": 0,
+                "min": 0,
+                "tcpEstablishedTimeout": "0s",
+                "tcpCloseWaitTimeout": "0s",
+            },
+        }
+        (run / "config.yaml").write_text(json.dumps(config, indent=2))
+        svc = Service(
+            "kube-proxy",
+            self._in_node([binary("kube-proxy"), f"--config={run / 'config.yaml'}", "--v=1"]),
+            self.log_dir,
+        )
+        self.services["kube-proxy"] = svc
+        svc.start()
+        # the kubernetes Service's endpoint: the API server as the node reaches it (the API
+        # server runs with --endpoint-reconciler-type=none and advertises loopback)
+        self._apply_endpoints("default", "kubernetes", HOST_IP, {"https": self.kube.apiserver_port})
+        url = f"http://{ip}:{_PROXY_HEALTH_PORT}/healthz"
+        wait_until(lambda: http_ok(url), 60, "kube-proxy healthz", interval=0.2, service=svc)
+
+    def _start_dns(self) -> None:
+        """CoreDNS serving cluster.local (Services, headless Services' pods) on the node's
+        address, as the ``kube-dns`` Service at ``DNS_SERVICE_IP``. Its build has no forward
+        plugin and the Corefile no root zone: any other name is refused at once."""
+        run = self.workdir / "coredns"
+        run.mkdir(parents=True, exist_ok=True)
+        ip = self.net.node_ip
+        corefile = f"""\
+cluster.local:53 in-addr.arpa:53 {{
+    errors
+    health {ip}:8080
+    ready {ip}:{_DNS_READY_PORT}
+    kubernetes cluster.local in-addr.arpa {{
+        kubeconfig {self.kubeconfig} testenv
+        pods disabled
+        ttl 5
+    }}
+    loadbalance
+}}
+"""
+        (run / "Corefile").write_text(corefile)
+        svc = Service(
+            "coredns",
+            self._in_node([binary("coredns"), "-conf", str(run / "Corefile")]),
+            self.log_dir,
+        )
+        self.services["coredns"] = svc
+        svc.start()
+        dns = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "kube-dns",
+                "namespace": "kube-system",
+                "labels": {"k8s-app": "kube-dns"},
+            },
+            "spec": {
+                "clusterIP": DNS_SERVICE_IP,
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP"},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                ],
+            },
+        }
+        self.kube.kubectl("apply", "-f", "-", input=json.dumps(dns))
+        self._apply_endpoints("kube-system", "kube-dns", ip, {"dns": 53, "dns-tcp": 53})
+        url = f"http://{ip}:{_DNS_READY_PORT}/ready"
+        wait_until(lambda: http_ok(url), 60, "CoreDNS ready", interval=0.2, service=svc)
+
+    def _apply_endpoints(
+        self, namespace: str, service: str, address: str, ports: dict[str, int]
+    ) -> None:
+        """An EndpointSlice of a Service without a selector: the way to a server outside
+        the cluster (the UDP port is the one named ``dns``, every other TCP)."""
+        body = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": f"{service}-{self.name}",
+                "namespace": namespace,
+                "labels": {"kubernetes.io/service-name": service},
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+            "ports": [
+                {"name": name, "port": port, "protocol": "UDP" if name == "dns" else "TCP"}
+                for name, port in ports.items()
+            ],
+        }
+        self.kube.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+    def expose(self, name: str, port: int, namespace: str) -> str:
+        """A Service ``name`` in ``namespace`` for a server on this machine at ``port``
+        (a selectorless Service and its EndpointSlice to ``HOST_IP``, as an operator puts a
+        server outside the cluster behind a name); its DNS name."""
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"ports": [{"name": "tcp", "port": port, "protocol": "TCP"}]},
+        }
+        self.kube.kubectl("apply", "-f", "-", input=json.dumps(service))
+        self._apply_endpoints(namespace, name, HOST_IP, {"tcp": port})
+        return f"{name}.{namespace}.svc.cluster.local"
 
     # -- clean-up ------------------------------------------------------
     def _cgroup_pids(self) -> set[int]:
@@ -399,8 +542,9 @@ state = "{run}/containerd/state"
         """kubejobs settings (KUBEJOBS_<NAME> values) that put an executor's Jobs on this node."""
         return {
             "inpod_image": kubejobs_image(),
-            "host_network": "true",
-            "inpod_env": json.dumps(self.api_env),
+            # the executor runs on this machine and its pods on the node: one address both
+            # reach the Colonies server at (it listens on every address)
+            "colonies_host": HOST_IP,
             "node_selector": json.dumps(LABEL),
             "tolerations": json.dumps(POD_PLACEMENT["tolerations"]),
             "termination_grace_seconds": "30",
@@ -444,6 +588,7 @@ state = "{run}/containerd/state"
             },
         ]
         if s3_env is not None:
+            s3_env = {**s3_env, "AWS_S3_ENDPOINT": self.pod_url(s3_env["AWS_S3_ENDPOINT"])}
             objects.append(
                 {
                     "apiVersion": "v1",

@@ -52,7 +52,8 @@ class S3Server:
         )
         self.service = Service(
             "moto-s3",
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            # every address: the real node's pods reach it on testenv.podnet.HOST_IP
+            [sys.executable, "-m", "moto.server", "-H", "0.0.0.0", "-p", str(self.port)],
             self.workdir / "logs",
             env={
                 "AWS_ACCESS_KEY_ID": self.config.accesskey,

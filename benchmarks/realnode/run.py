@@ -211,11 +211,9 @@ def renderer(node: RealNode, colonies: ColoniesServer, t: Target) -> Renderer:
             namespace=t.namespace,
             executor_name=t.name,
             colony_name=colonies.colony_name,
-            colonies_host=colonies.host,
+            colonies_host=node.host_ip,  # where pods reach the server on this machine
             colonies_port=colonies.port,
             inpod_image=kubejobs_image(),
-            host_network=True,
-            inpod_env=node.api_env,
             node_selector=LABEL,
             tolerations=tuple(POD_PLACEMENT["tolerations"]),
             termination_grace_seconds=30,
@@ -265,7 +263,6 @@ def executor(
     env.update(
         {
             "KUBEJOBS_KUBE_VERSION": kube_version,
-            "KUBEJOBS_COLONIES_HOST": colonies.host,
             "KUBEJOBS_COLONIES_PORT": str(colonies.port),
             "KUBEJOBS_COLONY_NAME": colonies.colony_name,
             "KUBEJOBS_EXECUTOR_NAME": t.name,

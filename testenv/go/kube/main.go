@@ -1,7 +1,7 @@
 // Command kube is a multi-call binary for the kubejobs test environment.
 //
 // It dispatches on the program name (argv[0], usually a symlink) to
-// kube-apiserver, kube-controller-manager, kube-scheduler or kubelet, so the large
+// kube-apiserver, kube-controller-manager, kube-scheduler, kubelet or kube-proxy, so the large
 // Kubernetes dependency graph is compiled and linked once. The first argument
 // may name the component instead (`kube kube-apiserver --help`).
 package main
@@ -22,6 +22,7 @@ import (
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
@@ -31,6 +32,8 @@ var components = map[string]func() *cobra.Command{
 	"kube-scheduler":          func() *cobra.Command { return scheduler.NewSchedulerCommand() },
 	// the real node (testenv/node.py): pods that run real containers through containerd
 	"kubelet": func() *cobra.Command { return kubelet.NewKubeletCommand(context.Background()) },
+	// Services on the real node's pod network (iptables mode, in the node's network namespace)
+	"kube-proxy": proxy.NewProxyCommand,
 }
 
 func main() {
@@ -43,7 +46,7 @@ func main() {
 	}
 	newCommand, ok := components[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "usage: link this binary as kube-apiserver, kube-controller-manager, kube-scheduler or kubelet (got %q)\n", name)
+		fmt.Fprintf(os.Stderr, "usage: link this binary as kube-apiserver, kube-controller-manager, kube-scheduler, kubelet or kube-proxy (got %q)\n", name)
 		os.Exit(2)
 	}
 	os.Exit(cli.Run(newCommand()))

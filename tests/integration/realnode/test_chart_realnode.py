@@ -2,10 +2,12 @@
 with the `colonies` CLI.
 
 The chart is installed with the image images/build.sh built, on the real node
-(its toleration and selector, hostNetwork so the pod reaches the API server
-and the Colonies server on loopback). The executor uses in-cluster config with
-the chart's ServiceAccount, RBAC and key Secret; the Jobs it makes run on the
-real node too, with the chart's log-shipper account.
+(its toleration and selector; the pod network, no hostNetwork: the executor reaches
+the API server through the ``kubernetes`` Service and the Colonies server through a
+Service named ``colonies`` whose endpoint is the server outside the cluster, as an
+operator would set it up). The executor uses in-cluster config with the chart's
+ServiceAccount, RBAC and key Secret; the Jobs it makes run on the real node too,
+with the chart's log-shipper account.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import pytest
 
 from kubejobs import __version__
 from kubejobs.adapters.colonies import key_id
-from testenv._proc import free_port
 from testenv.node import LABEL, NODE_NAME, TAINT, RealNode
 from tests.integration import test_chart_install as chart_tests
 from tests.integration.polling import until
@@ -50,6 +51,7 @@ def ready(pod: dict[str, Any] | None) -> bool:
 def node_values(
     real_node: RealNode,
     colonies: Any,
+    namespace: str,
     executor_name: str,
     executor_type: str,
     config: dict[str, Any] | None = None,
@@ -60,22 +62,15 @@ def node_values(
     toleration = {**TAINT, "operator": "Equal"}
     return {
         "image": {"repository": "localhost/kubejobs", "tag": __version__},
-        "hostNetwork": True,
         "nodeSelector": LABEL,
         "tolerations": [toleration],
-        # no kube-proxy here: the kubernetes Service IP is not routed on the node
-        "extraEnv": [{"name": k, "value": v} for k, v in real_node.api_env.items()],
         **top,
         "config": {
-            "colonies_host": colonies.host,
+            "colonies_host": real_node.expose("colonies", colonies.port, namespace),
             "colonies_port": colonies.port,
             "executor_name": executor_name,
             "executor_type": executor_type,
-            "health_port": free_port(),
-            "health_host": "127.0.0.1",
             "assign_timeout": 2,
-            "host_network": True,
-            "inpod_env": real_node.api_env,
             "node_selector": LABEL,
             "tolerations": [toleration],
             "termination_grace_seconds": 30,
@@ -114,13 +109,13 @@ def test_chart_executor_runs_on_the_real_node_and_a_cli_submit_succeeds(
     executor_type = f"kj-chart-type-{suffix}"
     name, prvkey = colonies.add_executor(f"kj-chart-{suffix}", executor_type)
     values = node_values(
-        real_node, colonies, name, executor_type,
+        real_node, colonies, kube_namespace.name, name, executor_type,
         executorKey={"source": "value", "prvkey": prvkey},
     )  # fmt: skip
     install_values(install, values, colonies, tmp_path)
 
     pod = until(lambda: ready_executor_pod(kube_namespace), "the executor pod Ready", WAIT)
-    assert pod["spec"]["nodeName"] == NODE_NAME and pod["spec"]["hostNetwork"] is True
+    assert pod["spec"]["nodeName"] == NODE_NAME and not pod["spec"].get("hostNetwork")
     executor = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "executor")
     assert executor["restartCount"] == 0 and "running" in executor["state"]
 
@@ -147,13 +142,11 @@ def test_chart_statefulset_replica_names_itself_from_its_pod_on_the_real_node(
     """statefulSet.enabled on a real kubelet: `$(POD_NAME)` expands to kj-kubejobs-0, the
     replica generates its key into Secret kj-kubejobs-executor-key-0, registers itself as
     <executor_name>-0 and runs a spec (its Job's log shipper mounts that Secret).
-
-    One replica: with hostNetwork, two on one node would want the same health port.
     """
     suffix = os.urandom(4).hex()
     executor_type = f"kj-sts-type-{suffix}"
     values = node_values(
-        real_node, colonies, f"kj-sts-{suffix}", executor_type,
+        real_node, colonies, kube_namespace.name, f"kj-sts-{suffix}", executor_type,
         replicaCount=1,
         statefulSet={"enabled": True},
         executorKey={"source": "generate"},
@@ -198,7 +191,7 @@ def test_two_releases_in_one_namespace_each_run_their_own_type_on_the_real_node(
     pools = {pool: (f"e-{pool}-{suffix}", f"kj-{pool}-{suffix}") for pool in ("cpu", "gpu")}
     for pool, (name, executor_type) in pools.items():
         values = node_values(
-            real_node, colonies, name, executor_type,
+            real_node, colonies, kube_namespace.name, name, executor_type,
             executorKey={"source": "generate"},
             colonyKey={"source": "value", "prvkey": colonies.colony_prvkey},
         )  # fmt: skip

@@ -4,8 +4,8 @@ The program runs in busybox (localhost/busybox:1); the log shipper and the
 data stager run from the kubejobs image built by images/build.sh. Waits are
 bounded by generous limits; nothing asserts on durations. Where a test must
 act while a pod is still running, the program waits for a gate the test opens
-(an HTTP server on loopback the pod reaches through hostNetwork), never for
-time.
+(an HTTP server on this machine the pod reaches on testenv.podnet.HOST_IP), never
+for time.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pytest
 
 from testenv._proc import free_port
 from testenv.node import NODE_NAME
+from testenv.podnet import HOST_IP
 from tests.integration.polling import until
 from tests.integration.realnode.conftest import job_spec
 from tests.integration.test_executor_e2e import FAILED, SUCCESS, ExecutorRun
@@ -35,14 +36,19 @@ WAIT = 240.0
 
 
 class Gate:
-    """A loopback HTTP server that answers only once opened; pods poll it with wget."""
+    """An HTTP server on this machine that answers only once opened; pods poll it with wget
+    on HOST_IP (the host's address on the pod network)."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.server: http.server.HTTPServer | None = None
 
+    @property
+    def url(self) -> str:
+        return f"http://{HOST_IP}:{self.port}/"
+
     def wait_cmd(self) -> str:
-        url = f"http://127.0.0.1:{self.port}/"
+        url = self.url
         return f"until wget -q -O /dev/null {url}; do sleep 0.2; done"
 
     def open(self) -> None:
@@ -54,7 +60,7 @@ class Gate:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = http.server.HTTPServer(("127.0.0.1", self.port), Ok)
+        self.server = http.server.HTTPServer((HOST_IP, self.port), Ok)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -122,6 +128,21 @@ def test_success_output_from_the_termination_message(
     assert process["out"] == ["answer=42"]
     assert colonies.log_text(pid).splitlines() == ["hello from a real pod"]
     assert scheduled_to_real_node(run) == 1
+    run.wait_no_jobs()
+
+
+def test_host_network_runs_in_the_nodes_network_namespace(
+    real_executor: Callable[..., ExecutorRun], real_node: Any, colonies: Any
+) -> None:
+    """The host_network setting (for clusters whose pods need the node's network): the
+    program sees the node's address, not one of the pod range, and the injected
+    containers still reach the API server and Colonies (the process log arrives)."""
+    run = real_executor(host_network="true")
+    pid = run.submit(sh(run, "ip -4 -o addr show dev eth0"))
+    process = run.wait_done(pid, WAIT)
+    assert process["state"] == SUCCESS, process["errors"]
+    log = colonies.log_text(pid)
+    assert f" {real_node.net.node_ip}/30 " in log, log
     run.wait_no_jobs()
 
 

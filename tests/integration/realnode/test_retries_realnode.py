@@ -294,7 +294,7 @@ def test_an_executor_killed_between_take_back_and_reassignment_runs_the_next_att
     run = real_executor(takeback_check_seconds=CHECK)
     # Every attempt waits for the gate, which opens only once attempt 2 runs: attempt 1's
     # program then finishes too, after its attempt is over, and must leave no trace.
-    url = f"http://127.0.0.1:{gate.port}/"
+    url = gate.url
     script = f"echo attempt-starts; until wget -q -O /dev/null {url} 2>/dev/null; do sleep 0.2; done; echo finished"
     pid = run.submit(job_spec(run.type, "sh", ["-c", script], maxexectime=12, maxretries=1))
     history.wait(pod_running(1), "attempt 1's pod running")

@@ -3,7 +3,7 @@
 The Colonies server serves TLS with a test CA's certificate (testenv/colonies.py); the
 executor verifies it with colonies_ca_file, the injected containers with the CA the
 executor mounts from a ConfigMap or Secret of the namespace (pods reach the server on
-127.0.0.1 through hostNetwork, a name the certificate holds). This module's ``colonies``
+testenv.podnet.HOST_IP, an address the certificate holds). This module's ``colonies``
 fixture replaces the session's plain-HTTP server for the executor fixtures.
 """
 

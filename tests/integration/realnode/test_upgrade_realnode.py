@@ -81,14 +81,14 @@ def test_upgrade_with_jobs_in_flight_adopts_them_and_new_jobs_use_the_new_settin
     tmp_path: Path,
     gate: Gate,
 ) -> None:
-    url = f"http://127.0.0.1:{gate.port}/"
+    url = gate.url
     suffix = os.urandom(4).hex()
     executor_type = f"kj-upgrade-type-{suffix}"
     name, prvkey = colonies.add_executor(f"kj-upgrade-{suffix}", executor_type)
     new_tag = f"upgrade-{suffix}"
     real_node.ctr("images", "tag", kubejobs_image(), f"localhost/kubejobs:{new_tag}")
     values = node_values(
-        real_node, colonies, name, executor_type,
+        real_node, colonies, kube_namespace.name, name, executor_type,
         {"extra_labels": {"kubejobs-test/generation": "1"}},
         executorKey={"source": "value", "prvkey": prvkey},
     )  # fmt: skip
