@@ -6,9 +6,10 @@
     python -m testenv down                           stop everything
 
 State lives in .testenv/run/ (env file, pids, server logs and data). ``node``
-is the real node (containerd + kubelet, ``real-node-0``; needs root and
-``testenv/install.sh``): pods that tolerate ``kubejobs.io/real-node`` and use
-``host_network`` run real containers there. ``kueue`` is a real Kueue
+is the real node (containerd + kubelet + kube-proxy + CoreDNS, ``real-node-0``, on
+its own pod network; needs root and ``testenv/install.sh``): pods that tolerate
+``kubejobs.io/real-node`` run real containers there and reach the servers started
+here on ``testenv.podnet.HOST_IP``. ``kueue`` is a real Kueue
 (testenv/kueue.py) on the kube cluster; it is started only when asked for
 (``--only kube,kueue``), not by default.
 """
@@ -59,6 +60,8 @@ def _serve(only: list[str]) -> int:
                 node = RealNode(kube, RUN / "node").start()
                 started.append(node)
                 info["node_logs"] = {n: str(s.log_path) for n, s in node.services.items()}
+                # where pods reach the servers started here (Colonies, S3, the API server)
+                env["KUBEJOBS_TESTENV_HOST_IP"] = node.host_ip
             if "kueue" in only:
                 kueue = KueueServer(kube, RUN / "kueue").start()
                 started.append(kueue)

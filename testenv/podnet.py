@@ -16,7 +16,8 @@ Addresses (slot S, one per running node, held with a lock file):
 - 10.211.S.1/30 (host end of the veth) and 10.211.S.2/30 (``node_ip``, the node's
   InternalIP: the kubelet, kube-proxy's health port and CoreDNS listen on it).
 - 10.212.S.0/24: the pods (bridge ``cni0``, gateway 10.212.S.1, host-local IPAM).
-- 10.96.0.0/16: Services (kube-proxy's DNAT; an unreachable route for the rest).
+- 10.96.0.0/16: Services (kube-proxy's DNAT; what it has not programmed goes to the
+  host, which has an unreachable route for the range).
 
 **No packet from a pod leaves this machine.** The node's namespace has no default
 route (an outside address is "network unreachable" at once), its FORWARD chain
@@ -54,10 +55,13 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def ensure_host_address() -> None:
-    """``HOST_IP`` on the host's loopback (shared by every node; never removed). The kernel
-    here has no dummy interfaces; an address on lo is local to every interface, so pods'
-    packets arriving on a veth are delivered to it."""
+    """``HOST_IP`` on the host's loopback, and an unreachable route for the Service range
+    (shared by every node; never removed). The kernel here has no dummy interfaces; an
+    address on lo is local to every interface, so pods' packets arriving on a veth are
+    delivered to it. Without the route, a ClusterIP would follow the host's default route
+    off the machine."""
     _ip("addr", "replace", f"{HOST_IP}/32", "dev", "lo")
+    _ip("route", "replace", "unreachable", SERVICE_CIDR)
 
 
 class PodNetwork:
@@ -166,9 +170,12 @@ class PodNetwork:
         _ip("-n", ns, "link", "set", "eth0", "up")
         # the only way out of the namespace: the host's address for pods. No default route.
         _ip("-n", ns, "route", "add", f"{HOST_IP}/32", "via", self.link_ip, "dev", "eth0")
-        # a ClusterIP kube-proxy has not programmed goes nowhere, and says so at once
-        # (kube-proxy's DNAT comes before routing, so programmed ones are not affected)
-        _ip("-n", ns, "route", "add", "unreachable", SERVICE_CIDR)
+        # The Service range needs a route in the namespace: a local program's connect() (a
+        # hostNetwork pod, CoreDNS) looks it up before kube-proxy's OUTPUT DNAT rewrites the
+        # address. An unprogrammed ClusterIP then goes to the host, which does not forward
+        # it (and has an unreachable route for the range); from a pod, kube-proxy's reject
+        # or KUBEJOBS-ISOLATE refuse it first.
+        _ip("-n", ns, "route", "add", SERVICE_CIDR, "via", self.link_ip, "dev", "eth0")
 
     def _isolate(self) -> None:
         self.run("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1")

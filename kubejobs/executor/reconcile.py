@@ -623,9 +623,10 @@ class Reconciler:
             flight.waiting_since = flight.started or self.clock()
         found = kueue.verdict(workload)
         local_queue = _labels(job).get(kueue.QUEUE_LABEL, "")
-        if flight.stopped and not self._tell_stopped(flight, workload, final=False):
-            if found.kind != "refused":
-                return None  # the Workload's event gives the reason (and evaluates again)
+        # a refusal ends the run: _evaluate tells the stop then, whatever the Workload says
+        stopped = flight.stopped and found.kind != "refused"
+        if stopped and not self._tell_stopped(flight, workload, final=False):
+            return None  # the Workload's event gives the reason (and evaluates again)
         if found.kind == "refused":
             return Outcome(
                 False,

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from testenv.colonies import ColoniesServer
+from testenv.podnet import HOST_IP
 from tests.integration import test_tls as tls_tests
 from tests.integration.realnode.conftest import job_spec
 from tests.integration.test_executor_e2e import FAILED, SUCCESS, ExecutorRun
@@ -105,7 +106,7 @@ def test_a_shipper_with_a_wrong_ca_names_the_certificate_in_the_process_log(
     log = colonies.log_text(pid)
     assert "the log shipper of pod" in log and "ended with exit code 1" in log
     assert "TLS certificate failed verification" in log
-    assert f"server {colonies.host}:{colonies.port}" in log
+    assert f"server {HOST_IP}:{colonies.port}" in log  # where the pod reaches it
     assert f"the CA file {POD_CA_FILE}" in log
     assert "this line cannot be shipped" not in log
     run.wait_no_jobs()
