@@ -52,6 +52,8 @@ class Demo:
         self.workdir = workdir
         self.spec = spec
         self.doc: dict[str, Any] = json.loads(spec.read_text())
+        if not isinstance(self.doc, dict):
+            raise TestEnvError(f"{spec}: the demo submits one function spec (a JSON object)")
         self.say = say
         self._down = contextlib.ExitStack()
         self.kube: KubeCluster | None = None
@@ -258,6 +260,7 @@ def run(spec: Path, once: bool, workdir: Path = WORKDIR) -> int:
     # SIGINT too: a shell starts background jobs with it ignored, and Python then keeps that
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
+    demo = Demo(workdir, spec, say)
     running = _running(workdir)
     if running:
         say(f"a demo is running already (pid {running}): Ctrl-C in its terminal first")
@@ -266,7 +269,6 @@ def run(spec: Path, once: bool, workdir: Path = WORKDIR) -> int:
     workdir.mkdir(parents=True)
     (workdir / "pid").write_text(str(os.getpid()))
     t0 = time.monotonic()
-    demo = Demo(workdir, spec, say)
     code = 1
     try:
         say("kubejobs demo: bringing up the local environment (about a minute)")
