@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make setup   install kubejobs with its dev tools in .venv, and build the test servers"
-	@echo "make demo    render an example spec into a Job manifest"
+	@echo "make demo    bring up a local cluster with a real node, Colonies and the executor; run"
+	@echo "             examples/hello-world.json through them; Ctrl-C takes it all down (root)"
 	@echo "make test    set up, then lint, type-check and run every test (unit and integration)"
 	@echo "make bench   run the render benchmark"
 	@echo "make image   build the kubejobs image without Docker (OCI archive in .testenv/images/kubejobs.tar)"
@@ -30,8 +31,11 @@ $(STAMP): pyproject.toml
 test-servers:
 	PYTHON=$(PYTHON) testenv/install.sh
 
-demo: python-env
-	$(BIN)/kubejobs render examples/hello-world.json
+# The whole path on this machine (testenv/demo.py): control plane, the real node, the real
+# Colonies server and the executor; submits examples/hello-world.json with the real colonies
+# CLI and follows its log. It stays up until Ctrl-C, which takes everything down.
+demo: setup
+	$(BIN)/python -m testenv.demo
 
 lint: python-env
 	$(BIN)/ruff check kubejobs tests testenv benchmarks

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from testenv._proc import free_port
+from testenv.executor import executor_env
 from tests.integration.executor_support import executor_ready
 from tests.integration.polling import until
 
@@ -144,23 +145,12 @@ def executor(
     ) -> ExecutorRun:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEJOBS_")}
         env.update(
-            {
-                "KUBEJOBS_COLONIES_HOST": colonies.host,
-                "KUBEJOBS_COLONIES_PORT": str(colonies.port),
-                "KUBEJOBS_COLONY_NAME": colonies.colony_name,
-                "KUBEJOBS_EXECUTOR_NAME": name,
-                "KUBEJOBS_EXECUTOR_TYPE": f"kj-type-{suffix}",
-                "KUBEJOBS_EXECUTOR_PRVKEY": prvkey,
-                "KUBEJOBS_NAMESPACE": kube_namespace.name,
-                "KUBEJOBS_KUBECONFIG": str(kube.kubeconfig),
-                "KUBEJOBS_ASSIGN_TIMEOUT": "2",
-                "KUBEJOBS_TAKEBACK_CHECK_SECONDS": "1",
-                "KUBEJOBS_HEALTH_HOST": "127.0.0.1",
-                "KUBEJOBS_LOG_LEVEL": "DEBUG",
-                "KUBEJOBS_EXTRA_ANNOTATIONS": json.dumps(annotations or {}),
-            }
-        )
-        env.update({f"KUBEJOBS_{k.upper()}": str(v) for k, v in settings.items()})
+            executor_env(
+                colonies, kube, kube_namespace.name, name, f"kj-type-{suffix}", prvkey,
+                **{"assign_timeout": 2, "takeback_check_seconds": 1, "log_level": "DEBUG",
+                   "extra_annotations": json.dumps(annotations or {}), **settings},
+            )
+        )  # fmt: skip
         if self_register:
             env.pop("KUBEJOBS_EXECUTOR_PRVKEY")
             env["KUBEJOBS_COLONY_PRVKEY"] = colonies.colony_prvkey
