@@ -62,6 +62,13 @@ def rss_peak_kib(pid: int) -> int:
     return 0
 
 
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 def metric_sum(text: str, name: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
@@ -112,76 +119,118 @@ def run_executor(
     settings: dict[str, str] | None = None,
     cpu: str = "10m",
     during: Any = None,
-) -> dict[str, float]:
+    replicas: int = 1,
+) -> dict[str, Any]:
     """`settings`: more KUBEJOBS_* settings; `during()` is called about every 0.5 s while
-    the processes run (a sampler)."""
+    the processes run (a sampler). `replicas` executors of one type share the N processes,
+    each with its own name, key and key Secret (as the chart's StatefulSet replicas)."""
     suffix = os.urandom(4).hex()
     etype = f"bench-{suffix}"
-    name, prvkey = colonies.add_executor(f"bench-{suffix}", etype)
-    # the executor refuses a key Secret holding another executor's key (its shippers would
-    # sign as that executor): this one's own key, as the chart's key Secret holds it
-    kube.kubectl(
-        "-n", namespace, "create", "secret", "generic", "kubejobs-executor-key",
-        "--from-literal=prvkey=" + prvkey,
-    )  # fmt: skip
-    port = free_port()
-    env = executor_env(
-        colonies, kube, namespace, name, etype, prvkey, port,
-        {"max_jobs": str(n), "concurrency": "8", "assign_timeout": "2",
-         "takeback_check_seconds": "10", **(settings or {})},
-    )  # fmt: skip
-    with (workdir / f"executor-{n}.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kubejobs.executor"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+    procs: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
+    for r in range(replicas):
+        name, prvkey = colonies.add_executor(f"bench-{suffix}-{r}", etype)
+        # the executor refuses a key Secret holding another executor's key (its shippers
+        # would sign as that executor): its own key, as the chart's key Secret holds it
+        secret = f"kubejobs-executor-key-{r}"
+        kube.kubectl(
+            "-n", namespace, "create", "secret", "generic", secret,
+            "--from-literal=prvkey=" + prvkey,
+        )  # fmt: skip
+        port = free_port()
+        env = executor_env(
+            colonies, kube, namespace, name, etype, prvkey, port,
+            {"max_jobs": str(n), "concurrency": "8", "assign_timeout": "2",
+             "takeback_check_seconds": "10", "executor_key_secret": secret,
+             **(settings or {})},
+        )  # fmt: skip
+        with (workdir / f"executor-{n}-{r}.log").open("ab") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "kubejobs.executor"],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=ROOT,
+                )
+            )
+        ports.append(port)
+
+    def scrape() -> list[str]:
+        texts = []
+        for port in ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+                texts.append(reply.read().decode())
+        return texts
+
     try:
-        wait_ready(port)
+        for port in ports:
+            wait_ready(port)
         start = time.time()
         with ThreadPoolExecutor(16) as pool:
             pids = list(
                 pool.map(lambda i: colonies.submit(spec(etype, i, cpu))["processid"], range(n))
             )
         submitted = time.time()
-        # Poll the executor's own counter, not the server: per-process lookups would
-        # compete with the executor for the (single-threaded) test server.
+        # Poll the executors' own counters, not the server: per-process lookups would
+        # compete with the executors for the (single-threaded) test server.
+        rss_samples: list[list[int]] = []
         while True:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-                metrics = reply.read().decode()
-            if metric_sum(metrics, "kubejobs_processes_total") >= n:
+            metrics = scrape()
+            rss_samples.append([rss_kib(p.pid) for p in procs])
+            if sum(metric_sum(m, "kubejobs_processes_total") for m in metrics) >= n:
                 break
             if during is not None:
                 during()
             time.sleep(0.5)
-        peak = rss_peak_kib(proc.pid)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        peaks = [rss_peak_kib(p.pid) for p in procs]
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(60)
         done = {pid: colonies.get_process(pid) for pid in pids}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(60)
     latencies = sorted(ts(p["endtime"]) - ts(p["submissiontime"]) for p in done.values())
     last_close = max(ts(p["endtime"]) for p in done.values())
     failed = sum(1 for p in done.values() if p["state"] == FAILED)
+    text = "\n".join(metrics)
+    by_type: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("kubejobs_colonies_requests{"):
+            msgtype = line.split('msgtype="', 1)[1].split('"', 1)[0]
+            by_type[msgtype] = by_type.get(msgtype, 0.0) + float(line.rsplit(" ", 1)[1])
+    # RSS over the run: the mean of the first and last quarter of the samples, per replica
+    quarter = max(1, len(rss_samples) // 4)
     return {
         "n": n,
+        "replicas": replicas,
         "failed": failed,
         "submit_seconds": submitted - start,
         "wall_seconds": last_close - start,
         "closed_per_second": n / (last_close - start),
         "median_submit_to_close": statistics.median(latencies),
         "p99_submit_to_close": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-        "kube_requests_per_process": metric_sum(metrics, "kubejobs_kube_requests") / n,
+        "kube_requests_per_process": metric_sum(text, "kubejobs_kube_requests") / n,
         "kube_writes_per_process": sum(
-            metric_sum(metrics, f'kubejobs_kube_requests{{verb="{verb}"}}')
+            metric_sum(text, f'kubejobs_kube_requests{{verb="{verb}"}}')
             for verb in ("apply", "create", "patch", "delete")
         )
         / n,
-        "colonies_requests_per_process": metric_sum(metrics, "kubejobs_colonies_requests") / n,
-        "peak_rss_mib": peak / 1024,
+        "colonies_requests_per_process": metric_sum(text, "kubejobs_colonies_requests") / n,
+        "colonies_requests_by_type": {k: round(v) for k, v in sorted(by_type.items())},
+        "peak_rss_mib": max(peaks) / 1024,
+        "peak_rss_mib_per_replica": [round(p / 1024, 1) for p in peaks],
+        "rss_mib_first_last_quarter": [
+            [
+                round(statistics.mean(s[r] for s in rss_samples[:quarter]) / 1024, 1),
+                round(statistics.mean(s[r] for s in rss_samples[-quarter:]) / 1024, 1),
+            ]
+            for r in range(replicas)
+        ],
     }
 
 
@@ -253,11 +302,16 @@ def _finished(job: dict[str, Any]) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, action="append", help="processes per round (repeatable)")
+    parser.add_argument("--replicas", type=int, default=1, help="executors sharing the work")
     args = parser.parse_args()
     sizes = args.n or [200, 1000]
     workdir = Path(tempfile.mkdtemp(prefix="kubejobs-bench-"))
+    # room for every Job of the largest round at once (kwok pods cost nothing)
+    pods = str(max(1100, max(sizes) // 2 + 100))
     nodes = tuple(
-        FakeNode(f"bench-node-{i}", {"cpu": "256", "memory": "1Ti", "pods": "1100"})
+        FakeNode(
+            f"bench-node-{i}", {"cpu": str(max(256, int(pods) // 4)), "memory": "4Ti", "pods": pods}
+        )
         for i in range(2)
     )
     kube = KubeCluster(workdir / "kube", nodes=nodes).start()
@@ -266,7 +320,7 @@ def main() -> None:
         for n in sizes:
             namespace = kube.create_namespace("bench")
             kube.kubectl("-n", namespace, "create", "serviceaccount", "kubejobs-log-shipper")
-            result = run_executor(colonies, kube, namespace, n, workdir)
+            result = run_executor(colonies, kube, namespace, n, workdir, replicas=args.replicas)
             floor_ns = kube.create_namespace("floor")
             kube.kubectl("-n", floor_ns, "create", "serviceaccount", "kubejobs-log-shipper")
             floor = run_floor(kube, floor_ns, n)
