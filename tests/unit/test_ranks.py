@@ -22,6 +22,7 @@ from kubejobs.settings import load_settings
 from kubejobs.spec import SpecDocument, validate_document, validate_spec
 from kubejobs.spec.names import RANK_ENV
 from tests.unit.helpers import env_of, job_of, mains, pod_of, render, spec_with
+from tests.unit.test_podsecurity import complies
 
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 HOSTFILE_ANNOTATION = "kubejobs.io/hostfile"
@@ -156,6 +157,7 @@ def test_the_hostfile_is_a_read_only_downward_api_file_in_every_main_container()
         assert env_of(main)["KUBEJOBS_HOSTFILE"] == "/var/run/kubejobs/hostfile/hostfile"
     shipper = pod["initContainers"][0]
     assert all(m["name"] != "kubejobs-hostfile" for m in shipper["volumeMounts"])
+    complies(manifests)  # the restricted Pod Security level, non-root, read-only mounts
 
 
 def test_injecting_a_multi_node_job_twice_changes_nothing() -> None:
