@@ -8,6 +8,7 @@ tests read each rank's environment as the program sees it.
 from __future__ import annotations
 
 import copy
+import subprocess
 from typing import Any
 
 import pytest
@@ -214,6 +215,25 @@ def test_every_rank_is_told_a_unique_global_rank_and_the_same_world(
 
 def _hosts(env: dict[str, str], nodes: int) -> list[str]:
     return env["KUBEJOBS_HOSTS"].split(",") if nodes > 1 else ["localhost"]
+
+
+def test_the_documented_init_cmd_gives_every_rank_its_global_rank() -> None:
+    """README: with several nodes of several ranks, init-cmd computes RANK in the rank's shell.
+    Each container's command runs here in /bin/sh with its environment as the kubelet gives it
+    (`$$` being Kubernetes' escape of `$`)."""
+    init = "export RANK=$((NODE_RANK * LOCAL_WORLD_SIZE + LOCAL_RANK))"
+    manifests = render(
+        nodes_spec(3, 2, kwargs={"cmd": ["/bin/sh", "-c", 'echo "$RANK"'], "init-cmd": init})
+    )
+    annotations = job_of(manifests)["spec"]["template"]["metadata"]["annotations"]
+    seen = []
+    for index in range(3):
+        for main in mains(manifests):
+            env = resolve(main, {**annotations, INDEX_ANNOTATION: str(index)})
+            argv = [w.replace("$$", "$") for w in main["command"] + main["args"]]
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+            seen.append(int(done.stdout))
+    assert sorted(seen) == list(range(6))
 
 
 # --- names a spec may not set -------------------------------------------------------
