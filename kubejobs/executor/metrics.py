@@ -11,8 +11,8 @@ class Metrics:
         self.processes = Counter(
             "kubejobs_processes",
             "Processes finished, by outcome (succeeded, failed, deadline, "
-            "cannot_start, cannot_create, unschedulable, no_pods, deleted, rejected, taken_back, "
-            "kueue_refused)",
+            "cannot_start, cannot_create, unschedulable, no_pods, not_started, deleted, rejected, "
+            "taken_back, kueue_refused)",
             ["outcome"],
             registry=self.registry,
         )

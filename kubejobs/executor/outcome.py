@@ -4,7 +4,9 @@ Pure functions over the API objects as dicts, so every mapping is unit-tested
 without a cluster. A reason names what a person must look at: the pod, the
 container, the exit code and Kubernetes' reason (Error, OOMKilled), the walltime
 for DeadlineExceeded, or the waiting reason and message for pods that cannot
-start (image pulls, config errors, unschedulable for too long).
+start (image pulls, config errors, unschedulable for too long, not started within
+start_timeout). A pod of a multi-node Job is named with its node rank: the ranks
+that did come up wait for it, so the one that did not is the one to look at.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class Outcome:
     success: bool
     kind: str
     """Metric label: succeeded, failed, deadline, cannot_start, cannot_create, unschedulable,
-    no_pods."""
+    no_pods, not_started."""
     output: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     pods_done: bool = True
@@ -250,7 +252,7 @@ def _shippers_done(pods: list[dict[str, Any]]) -> bool:
 
 def _pod_errors(pod: dict[str, Any]) -> list[str]:
     status = pod.get("status") or {}
-    name = (pod.get("metadata") or {}).get("name", "")
+    name = pod_ref(pod)
     if status.get("phase") != "Failed":
         return []
     errors: list[str] = []
@@ -266,8 +268,16 @@ def _pod_errors(pod: dict[str, Any]) -> list[str]:
     errors = errors or shipper
     if not errors:
         why = status.get("reason") or "Failed"
-        errors.append(f"pod {name} failed: {why}: {status.get('message') or 'no message'}")
+        errors.append(f"{name} failed: {why}: {status.get('message') or 'no message'}")
     return errors
+
+
+def pod_ref(pod: dict[str, Any]) -> str:
+    """`pod <name>`, with its node rank when it is one of several (an Indexed Job's pod)."""
+    meta = pod.get("metadata") or {}
+    index = (meta.get("annotations") or {}).get(COMPLETION_INDEX)
+    rank = f" (node rank {index})" if index is not None else ""
+    return f"pod {meta.get('name', '')}{rank}"
 
 
 def _container_error(pod: str, container: str, term: dict[str, Any]) -> str:
@@ -276,9 +286,9 @@ def _container_error(pod: str, container: str, term: dict[str, Any]) -> str:
     role = _INJECTED_ROLES.get(container)
     who = f"container {container}" + (f" (injected {role})" if role else "")
     if reason in START_ERRORS:
-        text = f"pod {pod} {who} could not start ({reason})"
+        text = f"{pod} {who} could not start ({reason})"
     else:
-        text = f"pod {pod} {who} exited with code {code} ({reason})"
+        text = f"{pod} {who} exited with code {code} ({reason})"
     if reason == "OOMKilled":
         text += ": it used more memory than its limit (raise conditions.mem)"
     message = (term.get("message") or "").strip()
@@ -294,7 +304,7 @@ def _start_problem(
         status = pod.get("status") or {}
         if status.get("phase") not in (None, "Pending", "Running"):
             continue
-        name = (pod.get("metadata") or {}).get("name", "")
+        name = pod_ref(pod)
         restarts = (pod.get("spec") or {}).get("restartPolicy", "Never") != "Never"
         for key in ("initContainerStatuses", "containerStatuses"):
             for cs in status.get(key) or []:
@@ -318,7 +328,7 @@ def _start_problem(
                         "cannot_start",
                         pods_done=False,
                         errors=[
-                            f"pod {name} container {cs.get('name')} cannot start: "
+                            f"{name} container {cs.get('name')} cannot start: "
                             f"{waiting['reason']}: {_clip(detail)}"
                         ],
                     )
@@ -335,10 +345,13 @@ def _start_problem(
                         "unschedulable",
                         pods_done=False,
                         errors=[
-                            f"pod {name} could not be scheduled for {timeouts.unschedulable}s: "
+                            f"{name} could not be scheduled for {timeouts.unschedulable}s: "
                             f"{cond.get('message') or 'Unschedulable'}"
                         ],
                     )
+        stuck = _not_started(pod, now, timeouts.start)
+        if stuck is not None:
+            return Outcome(False, "not_started", pods_done=False, errors=[stuck])
     if not pods and timeouts.start:
         # From the later of creation and start: a Job that Kueue admitted (unsuspended) after
         # a wait, or again after a preemption, has its startTime reset then.
@@ -358,6 +371,56 @@ def _start_problem(
                 errors=[f"Job {name} created no pod within {timeouts.start}s"],
             )
     return None
+
+
+def _not_started(pod: dict[str, Any], now: float, start: int) -> str | None:
+    """Why a pod has not started its program `start` seconds after it could have, or None.
+
+    A pod stuck Pending on a node (a volume that cannot be mounted, a sandbox or network
+    that cannot be set up, an image pull that does not end) reports no error reason, only
+    ContainerCreating or PodInitializing; the other ranks of its Job wait for it. The time
+    counts from when the pod was scheduled (unschedulable pods have their own timeout) or
+    from the end of its last init container (the data stager may take long; while it runs
+    the pod is making progress).
+    """
+    status = pod.get("status") or {}
+    meta = pod.get("metadata") or {}
+    if not start or status.get("phase") not in (None, "Pending") or meta.get("deletionTimestamp"):
+        return None
+    scheduled = None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled":
+            if cond.get("status") != "True" and cond.get("reason") == "Unschedulable":
+                return None
+            if cond.get("status") == "True":
+                scheduled = timestamp(cond.get("lastTransitionTime"))
+    since = scheduled or timestamp(meta.get("creationTimestamp")) or now
+    waiting: list[str] = []
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in status.get(key) or []:
+            state = cs.get("state") or {}
+            if "running" in state and cs.get("name") != LOG_SHIPPER:
+                return None  # an init container (the data stager) is at work
+            ended = timestamp((state.get("terminated") or {}).get("finishedAt"))
+            since = max(since, ended or 0.0)
+            if "waiting" in state:
+                why = state["waiting"].get("reason") or "waiting"
+                detail = state["waiting"].get("message")
+                waiting.append(f"{cs.get('name')}: {why}" + (f" ({detail})" if detail else ""))
+    if now - since < start:
+        return None
+    if not waiting:
+        waiting = [
+            f"{c.get('type')} {c.get('reason') or c.get('status')}"
+            + (f" ({c['message']})" if c.get("message") else "")
+            for c in status.get("conditions") or []
+            if c.get("status") != "True"
+        ] or ["no container status yet"]
+    return _clip(
+        f"{pod_ref(pod)} did not start within start_timeout {start}s: {'; '.join(waiting)}. "
+        f"`kubectl describe pod {meta.get('name', '')}` shows why in its events (a volume "
+        "that cannot be mounted, an image that takes longer to pull than start_timeout)"
+    )
 
 
 def _clip(text: str) -> str:

@@ -47,7 +47,9 @@ class ExecutorSettings(RenderSettings):
     unschedulable_timeout: int = 300
     """Seconds a pod may stay unschedulable before its process fails."""
     start_timeout: int = 300
-    """Seconds a Job may exist without any pod before its process fails."""
+    """Seconds a Job may exist without any pod, or a scheduled pod may wait on its node without
+    starting (a volume that cannot be mounted, a slow image pull), before its process fails.
+    The data stager's running time does not count. 0: no limit."""
     keep_failed_seconds: int = 0
     """Keep a failed process's Job this long for inspection before deleting it."""
     takeback_check_seconds: int = 5

@@ -20,11 +20,11 @@ from kubejobs.render.identity import (
     process_label,
     substitute,
 )
+from kubejobs.render.ranks import host_names, rank_env
 from kubejobs.render.settings import RenderSettings
 from kubejobs.settings import thaw
 from kubejobs.spec.model import FunctionSpec
 
-COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 INIT_SHELL = "kubejobs-init"
 
 
@@ -39,7 +39,7 @@ def build_context(
     colony = colony_of(spec, settings)
     indexed = spec.nodes > 1
     service = name if indexed else ""
-    hosts = [f"{name}-{i}.{service}" for i in range(spec.nodes)] if indexed else []
+    hosts = host_names(name, spec.nodes)
     labels = {
         **thaw(settings.extra_labels),
         MANAGED_BY: MANAGER,
@@ -121,21 +121,8 @@ def _main_container(
     env += [
         {"name": "COLONIES_PROCESS_ID", "value": process_id},
         {"name": "COLONIES_COLONY_NAME", "value": escape_kube_expansion(colony)},
-        {"name": "KUBEJOBS_NNODES", "value": str(spec.nodes)},
-        {"name": "KUBEJOBS_LOCAL_RANK", "value": str(rank)},
-        {"name": "KUBEJOBS_LOCAL_WORLD_SIZE", "value": str(spec.processes_per_node)},
-        {"name": "KUBEJOBS_WORLD_SIZE", "value": str(spec.nodes * spec.processes_per_node)},
+        *rank_env(spec.nodes, spec.processes_per_node, rank, hosts, settings.master_port),
     ]
-    if hosts:
-        env.append(
-            {
-                "name": "KUBEJOBS_NODE_RANK",
-                "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}},
-            }
-        )
-        env.append({"name": "KUBEJOBS_HOSTS", "value": ",".join(hosts)})
-    else:
-        env.append({"name": "KUBEJOBS_NODE_RANK", "value": "0"})
     return {
         "name": "main" if spec.processes_per_node == 1 else f"main-{rank}",
         "local_rank": rank,

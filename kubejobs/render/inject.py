@@ -14,9 +14,10 @@ from typing import Any
 
 from kubejobs import process_io
 from kubejobs.errors import TemplateError
-from kubejobs.render.context import COMPLETION_INDEX
+from kubejobs.render import ranks
 from kubejobs.render.identity import ATTEMPT_ENV, INJECTED_ANNOTATION, substitute
 from kubejobs.render.kube_version import has_native_sidecars
+from kubejobs.render.ranks import COMPLETION_INDEX
 from kubejobs.render.settings import RenderSettings
 from kubejobs.resources import fresh_yaml
 from kubejobs.spec.model import FunctionSpec
@@ -71,6 +72,15 @@ def inject(job: dict[str, Any], injection: Injection, source: str) -> None:
         ]
         container["volumeMounts"] = [*container.get("volumeMounts", []), *process_io.main_mounts()]
     annotations[process_io.INPUT_ANNOTATION] = injection.input_json
+    spec = injection.spec
+    hostfile = ranks.distributed(spec.nodes, spec.processes_per_node)
+    annotations.pop(ranks.HOSTFILE_ANNOTATION, None)
+    if hostfile:
+        hosts = ranks.host_names(injection.job_name, spec.nodes)
+        annotations[ranks.HOSTFILE_ANNOTATION] = ranks.hostfile(hosts, spec.processes_per_node)
+        for container in pod["containers"]:
+            container["env"].append({"name": ranks.HOSTFILE_ENV, "value": ranks.HOSTFILE})
+            container["volumeMounts"].append(ranks.hostfile_mount())
     mount = _data_mount(injection)
     if mount is not None:
         for container in pod["containers"]:
@@ -99,6 +109,8 @@ def inject(job: dict[str, Any], injection: Injection, source: str) -> None:
         injected.append(STAGER)
     pod["initContainers"] = init
     pod["volumes"] = [*pod.get("volumes", []), *_volumes(injection), *process_io.volumes()]
+    if hostfile:
+        pod["volumes"].append(ranks.hostfile_volume())
     # The token is mounted into the shipper alone; main containers get none.
     pod["automountServiceAccountToken"] = False
     annotations[INJECTED_ANNOTATION] = ",".join(injected)
@@ -141,7 +153,10 @@ def _remove_injected(pod: dict[str, Any]) -> None:
             container["volumeMounts"] = [m for m in container["volumeMounts"] if keep(m)]
         if "env" in container:
             container["env"] = [
-                e for e in container["env"] if e.get("name") not in process_io.MAIN_ENV_NAMES
+                e
+                for e in container["env"]
+                if e.get("name") not in process_io.MAIN_ENV_NAMES
+                and e.get("name") != ranks.HOSTFILE_ENV
             ]
 
 

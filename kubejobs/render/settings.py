@@ -101,6 +101,9 @@ class RenderSettings:
     RuntimeDefault seccomp)."""
     run_as_user: int = 65532
     """User (and group) id of the main containers with restricted_pods."""
+    master_port: int = 29500
+    """MASTER_PORT of specs with more than one rank: the port rank 0 listens on for the
+    others (torch.distributed's rendezvous). With host_network it is a port of the node."""
 
     def __post_init__(self) -> None:
         try:
@@ -130,6 +133,8 @@ class RenderSettings:
                 "refuse every pod. Turn one of them off (nodes without pod networking need "
                 "host_network and a namespace that does not enforce restricted)"
             )
+        if not 1 <= self.master_port <= 65535:
+            raise SettingsError(f"master_port: {self.master_port} is not a port (1 to 65535)")
         if self.run_as_user < 1:
             raise SettingsError("run_as_user must be a non-root user id (1 or more)")
         for name in self.inpod_env:

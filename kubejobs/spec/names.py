@@ -32,6 +32,24 @@ RESERVED_ENV = frozenset(
         "KUBEJOBS_LOCAL_RANK",
         "KUBEJOBS_LOCAL_WORLD_SIZE",
         "KUBEJOBS_WORLD_SIZE",
+        "KUBEJOBS_HOSTFILE",
+        "KUBEJOBS_INPUT",
+        "KUBEJOBS_INPUT_FILE",
+        "KUBEJOBS_OUTPUT_FILE",
+    }
+)
+# ... and these (torchrun's and torch.distributed's names) when a spec has more than one
+# rank (nodes x processespernode > 1). A single-process spec may still set them itself.
+RANK_ENV = frozenset(
+    {
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "WORLD_SIZE",
+        "RANK",
+        "LOCAL_RANK",
+        "LOCAL_WORLD_SIZE",
+        "NODE_RANK",
+        "GROUP_RANK",
     }
 )
 

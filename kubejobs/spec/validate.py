@@ -13,7 +13,7 @@ from kubejobs.errors import InvalidInput, Problem
 from kubejobs.spec.colonies_units import cpu_problem, memory_problem
 from kubejobs.spec.load import SpecDocument
 from kubejobs.spec.model import FunctionSpec, split_words
-from kubejobs.spec.names import ENV_NAME, LABEL_VALUE, RESERVED_ENV, image_problem
+from kubejobs.spec.names import ENV_NAME, LABEL_VALUE, RANK_ENV, RESERVED_ENV, image_problem
 from kubejobs.spec.schema_errors import SPEC_SCHEMA, WORKFLOW_SCHEMA, json_path, schema_problems
 from kubejobs.spec.text import text_problems
 from kubejobs.spec.workflow import graph_problems
@@ -128,6 +128,15 @@ def _semantic_problems(data: Any, source: str, prefix: list[str | int]) -> list[
             )
         elif name in RESERVED_ENV:
             add(["env", name], f"{name!r} is set by kubejobs; choose another name")
+        elif name in RANK_ENV and nodes * per_node > 1:
+            hint = (
+                " (the port is the executor's master_port setting)" if name == "MASTER_PORT" else ""
+            )
+            add(
+                ["env", name],
+                f"{name!r} is set by kubejobs for a spec with more than one rank "
+                f"(nodes x processespernode = {nodes} x {per_node}); choose another name{hint}",
+            )
 
     if spec.get("funcname") == "execute":
         _check_execute(_obj(spec.get("kwargs")), add)

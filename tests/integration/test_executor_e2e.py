@@ -393,6 +393,20 @@ def test_multi_node_runs_an_indexed_job_with_a_service(
     until(lambda: "kj-" + pid[:40] not in run.services(), "the Service to be deleted")
 
 
+def test_a_rank_stuck_on_its_node_fails_the_process_naming_it(
+    executor: Callable[..., ExecutorRun],
+) -> None:
+    """Scheduled, but its containers never start (as with a volume that cannot be mounted)."""
+    run = executor({"kwok.test/waiting-reason": "ContainerCreating"}, start_timeout=2)
+    pid = run.submit(spec(run.type, conditions={"nodes": 2}))
+    process = run.wait_done(pid)
+    assert process["state"] == FAILED
+    error = process["errors"][0]
+    assert f"pod kj-{pid[:40]}-0-" in error and "(node rank 0)" in error, error
+    assert "did not start within start_timeout 2s: main: ContainerCreating" in error, error
+    run.wait_no_jobs()
+
+
 # --- faults -------------------------------------------------------------------
 
 

@@ -207,6 +207,24 @@ def test_unschedulable_fails_only_after_the_timeout() -> None:
     assert "Insufficient cpu" in result.errors[0]
 
 
+def test_a_scheduled_pod_that_does_not_start_fails_after_start_timeout() -> None:
+    stuck = pod(
+        "kj-abc-1-q",
+        "Pending",
+        [waiting("main", "ContainerCreating")],
+        index=1,
+        conditions=[cond("PodScheduled", when="2027-01-15T07:55:00Z")],
+    )
+    assert job_outcome(job(), [stuck], NOW, Timeouts(start=301)) is None
+    assert job_outcome(job(), [stuck], NOW, Timeouts(start=0)) is None  # 0: no limit
+    result = job_outcome(job(), [stuck], NOW, Timeouts(start=300))
+    assert result is not None and result.kind == "not_started" and not result.pods_done
+    assert result.errors[0].startswith(
+        "pod kj-abc-1-q (node rank 1) did not start within start_timeout 300s: "
+        "main: ContainerCreating. `kubectl describe pod kj-abc-1-q` shows why"
+    )
+
+
 def test_job_without_pods_fails_after_start_timeout() -> None:
     old = job(created="2027-01-15T07:50:00Z")
     assert job_outcome(old, [], NOW, Timeouts(start=900)) is None
