@@ -1,10 +1,11 @@
 """A multi-node process for real: its ranks find each other by the names kubejobs gives them.
 
 conditions.nodes 2 x processespernode 2 on the real node's pod network: rank 0
-listens on the master port, every other rank connects to the master address
-(the first name of KUBEJOBS_HOSTS, resolved by the cluster DNS through the Job's
-headless Service), they exchange messages, and each rank's lines reach the
-process log with its prefix. Two pods on one node still have separate network
+listens on MASTER_PORT, every other rank connects to MASTER_ADDR (the first name
+of KUBEJOBS_HOSTS, resolved by the cluster DNS through the Job's headless
+Service), they exchange messages, and each rank's lines reach the process log
+with its prefix; the torch variables and the MPI hostfile are what the README
+says. Two pods on one node still have separate network
 namespaces, addresses and names, so this is the path ranks on two nodes take.
 """
 
@@ -28,12 +29,16 @@ env = os.environ
 local, per_node = int(env["KUBEJOBS_LOCAL_RANK"]), int(env["KUBEJOBS_LOCAL_WORLD_SIZE"])
 rank = int(env["KUBEJOBS_NODE_RANK"]) * per_node + local
 world = int(env["KUBEJOBS_WORLD_SIZE"])
-master = env.get("MASTER_ADDR") or env["KUBEJOBS_HOSTS"].split(",")[0]
-port = int(env.get("MASTER_PORT") or 29500)
+assert int(env["WORLD_SIZE"]) == world and int(env["LOCAL_RANK"]) == local
+assert env["NODE_RANK"] == env["KUBEJOBS_NODE_RANK"]
+master, port = env["MASTER_ADDR"], int(env["MASTER_PORT"])  # what torch's env:// reads
+assert master == env["KUBEJOBS_HOSTS"].split(",")[0]
 me = f"rank {rank} on {socket.gethostname()}"
 if rank == 0:
     server = socket.create_server(("", port))
     print(f"{me}: listening on {master}:{port}", flush=True)
+    hostfile = open(env["KUBEJOBS_HOSTFILE"]).read().split("\n")
+    print(f"{me}: hostfile {[h for h in hostfile if h]}", flush=True)
     met = []
     while len(met) < world - 1:
         conn, _ = server.accept()
@@ -89,6 +94,9 @@ def test_ranks_rendezvous_at_the_master_address_and_each_ranks_lines_are_prefixe
         assert line.startswith(f"rank {rank} on ") and line.endswith(
             f": welcome rank {rank} from {master}"
         ), line
-    (met,) = master_lines[1:]
+    hosts = master_lines[1].split(": hostfile ")[1]
+    job = master.split(".")[1]
+    assert hosts == str([f"{job}-0.{job} slots=2", f"{job}-1.{job} slots=2"]), master_lines
+    (met,) = master_lines[2:]
     assert all(f"'rank {r} on " in met for r in (1, 2, 3)), met
     run.wait_no_jobs()
