@@ -99,6 +99,7 @@ def inject(job: dict[str, Any], injection: Injection, source: str) -> None:
         injected.append(STAGER)
     pod["initContainers"] = init
     pod["volumes"] = [*pod.get("volumes", []), *_volumes(injection), *process_io.volumes()]
+    _volume_group(pod, injection)
     # The token is mounted into the shipper alone; main containers get none.
     pod["automountServiceAccountToken"] = False
     annotations[INJECTED_ANNOTATION] = ",".join(injected)
@@ -149,11 +150,24 @@ def _data_mount(injection: Injection) -> dict[str, Any] | None:
     fs = injection.spec.fs
     if fs is None:
         return None
-    mount: dict[str, Any] = {"name": DATA_VOLUME, "mountPath": fs.mount}
-    if injection.settings.pvc:
-        # One claim serves many Jobs: each Job gets its own folder in it.
-        mount["subPath"] = injection.job_name
-    return mount
+    # With a PVC the claim's root is the mount of every Job: the volume is shared across
+    # processes (a dir with {processid} in it gives a process a folder of its own).
+    return {"name": DATA_VOLUME, "mountPath": fs.mount}
+
+
+def _volume_group(pod: dict[str, Any], injection: Injection) -> None:
+    """A PVC's folders belong to whoever made the volume (root, mode 0755 on a fresh disk),
+    where the stager (uid 65532) could write nothing. fsGroup makes the kubelet give the
+    volume to the pod's group, group-writable, and adds that group to every container.
+    OnRootMismatch: a volume shared by many Jobs is walked only when its root is not yet
+    the group's. A template's own fsGroup is kept."""
+    if not injection.settings.pvc or injection.spec.fs is None:
+        return
+    context = pod.get("securityContext")
+    if not isinstance(context, dict):
+        context = pod["securityContext"] = {}
+    context.setdefault("fsGroup", injection.settings.run_as_user)
+    context.setdefault("fsGroupChangePolicy", "OnRootMismatch")
 
 
 def _volumes(injection: Injection) -> list[dict[str, Any]]:
