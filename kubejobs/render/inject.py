@@ -30,6 +30,7 @@ CA_VOLUME = "kubejobs-colonies-ca"
 CA_DIR = "/etc/kubejobs/colonies-ca"
 CA_KEY = "ca.crt"
 CA_FILE_ENV = "KUBEJOBS_COLONIES_CA_FILE"  # inpod/config.py reads it
+SHARED_PODS_ENV = "KUBEJOBS_SHARED_VOLUME_PODS"  # inpod/config.py, inpod/closing.py
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,9 @@ def _env(injection: Injection, main_names: list[str]) -> list[dict[str, Any]]:
     fs = injection.spec.fs
     if fs is not None:
         env.append({"name": "KUBEJOBS_FS", "value": _fs_json(injection).replace("$", "$$")})
+        if settings.pvc:
+            # the ranks' pods see the same folders: the last one to end runs the onclose
+            env.append({"name": SHARED_PODS_ENV, "value": str(injection.spec.nodes)})
     return env
 
 

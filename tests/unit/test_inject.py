@@ -275,3 +275,13 @@ def test_injecting_twice_keeps_one_colonies_ca_mount() -> None:
     )
     inject(again, injection, "job.yaml.j2")
     assert again == job
+
+
+def test_pvc_tells_the_injected_containers_how_many_ranks_share_the_volume() -> None:
+    shared = pod_of(render(spec_with(fs=FS, conditions={"nodes": 3}), pvc="shared-data"))
+    for container in shared["initContainers"]:
+        assert env_of(container)["KUBEJOBS_SHARED_VOLUME_PODS"] == "3", container["name"]
+    assert "KUBEJOBS_SHARED_VOLUME_PODS" not in env_of(shared["containers"][0])
+    own = pod_of(render(spec_with(fs=FS, conditions={"nodes": 3})))
+    for container in own["initContainers"]:
+        assert "KUBEJOBS_SHARED_VOLUME_PODS" not in env_of(container)
