@@ -55,7 +55,10 @@ from kubejobs.settings import load_settings
 @click.option("--capacity-cpu", help="Total CPU the Jobs may request, e.g. 64.")
 @click.option("--capacity-mem", help="Total memory the Jobs may request, e.g. 256Gi.")
 @click.option("--gpu-resource", help="GPU resource name [default: nvidia.com/gpu].")
-@click.option("--pvc", help="PersistentVolumeClaim for the shared data volume.")
+@click.option(
+    "--pvc",
+    help="PersistentVolumeClaim shared by every Job as the data volume (docs/shared-volume.md).",
+)
 @click.option(
     "--templates",
     "templates_dir",

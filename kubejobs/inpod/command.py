@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -19,6 +20,7 @@ from kubejobs.adapters.podlogs import PodLogs
 from kubejobs.errors import KubejobsError
 from kubejobs.inpod import sigterm
 from kubejobs.inpod.attempt import AttemptGuard
+from kubejobs.inpod.closing import forget, last_to_close
 from kubejobs.inpod.config import STAGER_CONTAINER, PodEnv, local_dir
 from kubejobs.inpod.output import collect as collect_output
 from kubejobs.inpod.output import say_output_set
@@ -26,6 +28,7 @@ from kubejobs.inpod.retry import Retrier
 from kubejobs.inpod.shipper import Shipper, ShipperOptions
 from kubejobs.inpod.stager import stage_in
 from kubejobs.inpod.sync import Transfer, clear_dir
+from kubejobs.spec.model import FileSystem
 
 log = logging.getLogger("kubejobs.inpod")
 
@@ -236,10 +239,36 @@ def deliver_output(env: PodEnv, client: ColoniesClient, retry_seconds: float) ->
 
 
 def close_fs(env: PodEnv, client: ColoniesClient, retry_seconds: float) -> None:
-    """fs.dirs back to their labels (onclose keeplocal), then keepfiles/keepsnapshot clean-up."""
+    """fs.dirs back to their labels (onclose keeplocal), then keepfiles/keepsnapshot clean-up.
+
+    On a volume several ranks share, only the last rank to end does it, for all (closing.py).
+    """
     fs = env.fs
     if fs is None:
         return
+    mount = Path(fs.mount)
+    shared = env.shared_volume_pods > 1
+    if shared and not last_to_close(
+        mount, env.process_id, env.attempt, env.node_rank, env.shared_volume_pods
+    ):
+        log.info(
+            "onclose: rank %s has ended; the last of the %d ranks sharing the volume syncs",
+            env.node_rank,
+            env.shared_volume_pods,
+        )
+        return
+    _close_fs(env, fs, client, retry_seconds, remove_snapshots=shared or env.node_rank == "0")
+    if shared:
+        forget(mount, env.process_id, env.attempt)
+
+
+def _close_fs(
+    env: PodEnv,
+    fs: FileSystem,
+    client: ColoniesClient,
+    retry_seconds: float,
+    remove_snapshots: bool,
+) -> None:
     cfs = CfsClient(client, env.colony)
     retry = Retrier(budget=retry_seconds)
     if fs.dirs:
@@ -262,7 +291,7 @@ def close_fs(env: PodEnv, client: ColoniesClient, retry_seconds: float) -> None:
     for snapshot in fs.snapshots:
         if not snapshot.keepfiles:
             clear_dir(local_dir(fs, snapshot.dir))
-        if not snapshot.keepsnapshot and snapshot.snapshotid and env.node_rank == "0":
+        if not snapshot.keepsnapshot and snapshot.snapshotid and remove_snapshots:
             try:
                 retry(
                     lambda s=snapshot: cfs.remove_snapshot(s.snapshotid),  # type: ignore[misc]

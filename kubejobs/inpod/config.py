@@ -15,6 +15,7 @@ from kubejobs.spec.model import FileSystem, FsDir, FsSnapshot
 STAGER_CONTAINER = "kubejobs-data-stager"  # render/inject.py STAGER; inpod may not import render
 CA_FILE_ENV = "KUBEJOBS_COLONIES_CA_FILE"  # render/inject.py sets it when a CA is mounted
 ATTEMPT_ENV = "KUBEJOBS_ATTEMPT"  # render/identity.py; absent: attempt 1
+SHARED_PODS_ENV = "KUBEJOBS_SHARED_VOLUME_PODS"  # render/inject.py; absent: 1
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -39,6 +40,9 @@ class PodEnv:
     """The operator's CA bundle for the Colonies server's certificate; empty: the public CAs."""
     attempt: int = 1
     """Which assignment of the process this pod runs (the server's retries + 1)."""
+    shared_volume_pods: int = 1
+    """How many pods of this attempt see the same data volume (its node ranks, with a pvc);
+    above 1, only the last of them to end runs the onclose (closing.py)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], need_pod: bool = True) -> PodEnv:
@@ -67,6 +71,9 @@ class PodEnv:
         attempt = environ.get(ATTEMPT_ENV, "1") or "1"
         if not attempt.isdigit() or int(attempt) < 1:
             problems.append(f"{ATTEMPT_ENV} {attempt!r} is not a positive number")
+        shared = environ.get(SHARED_PODS_ENV, "1") or "1"
+        if not shared.isdigit() or int(shared) < 1:
+            problems.append(f"{SHARED_PODS_ENV} {shared!r} is not a positive number")
         if problems:
             raise SettingsError("; ".join(problems))
         return cls(
@@ -89,6 +96,7 @@ class PodEnv:
             fs=fs,
             colonies_ca_file=environ.get(CA_FILE_ENV, ""),
             attempt=int(attempt),
+            shared_volume_pods=int(shared),
         )
 
 

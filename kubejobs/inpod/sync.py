@@ -6,7 +6,8 @@ differs is a conflict, settled by `keeplocal` (keep or upload the local copy)
 or by the remote copy winning. Deletions never propagate. Downloads go to a
 temporary name, are checked against the recorded checksum and size, and are
 then renamed into place, readable and writable by every uid (main containers
-seldom run as the stager's uid).
+seldom run as the stager's uid). Several stagers may fill one folder of a shared
+volume at once: each downloads to a temporary name of its own.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import stat
 from collections.abc import Callable
@@ -153,7 +155,9 @@ class Transfer:
                 self.progress(f"kept local {dest} (differs from {shown}; keeplocal)")
                 return
         make_dirs(folder)
-        part = folder / f".{file.name}{PART_SUFFIX}"
+        # A name of its own: on a shared volume another pod's stager (another rank, another
+        # process) may download the same file into the same folder at the same moment.
+        part = folder / f".{file.name}.{secrets.token_hex(4)}{PART_SUFFIX}"
 
         def fetch() -> str:
             with open(part, "wb") as f:

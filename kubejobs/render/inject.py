@@ -31,6 +31,7 @@ CA_VOLUME = "kubejobs-colonies-ca"
 CA_DIR = "/etc/kubejobs/colonies-ca"
 CA_KEY = "ca.crt"
 CA_FILE_ENV = "KUBEJOBS_COLONIES_CA_FILE"  # inpod/config.py reads it
+SHARED_PODS_ENV = "KUBEJOBS_SHARED_VOLUME_PODS"  # inpod/config.py, inpod/closing.py
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def inject(job: dict[str, Any], injection: Injection, source: str) -> None:
     pod["volumes"] = [*pod.get("volumes", []), *_volumes(injection), *process_io.volumes()]
     if hostfile:
         pod["volumes"].append(ranks.hostfile_volume())
+    _volume_group(pod, injection)
     # The token is mounted into the shipper alone; main containers get none.
     pod["automountServiceAccountToken"] = False
     annotations[INJECTED_ANNOTATION] = ",".join(injected)
@@ -164,11 +166,24 @@ def _data_mount(injection: Injection) -> dict[str, Any] | None:
     fs = injection.spec.fs
     if fs is None:
         return None
-    mount: dict[str, Any] = {"name": DATA_VOLUME, "mountPath": fs.mount}
-    if injection.settings.pvc:
-        # One claim serves many Jobs: each Job gets its own folder in it.
-        mount["subPath"] = injection.job_name
-    return mount
+    # With a PVC the claim's root is the mount of every Job: the volume is shared across
+    # processes (a dir with {processid} in it gives a process a folder of its own).
+    return {"name": DATA_VOLUME, "mountPath": fs.mount}
+
+
+def _volume_group(pod: dict[str, Any], injection: Injection) -> None:
+    """A PVC's folders belong to whoever made the volume (root, mode 0755 on a fresh disk),
+    where the stager (uid 65532) could write nothing. fsGroup makes the kubelet give the
+    volume to the pod's group, group-writable, and adds that group to every container.
+    OnRootMismatch: a volume shared by many Jobs is walked only when its root is not yet
+    the group's. A template's own fsGroup is kept."""
+    if not injection.settings.pvc or injection.spec.fs is None:
+        return
+    context = pod.get("securityContext")
+    if not isinstance(context, dict):
+        context = pod["securityContext"] = {}
+    context.setdefault("fsGroup", injection.settings.run_as_user)
+    context.setdefault("fsGroupChangePolicy", "OnRootMismatch")
 
 
 def _volumes(injection: Injection) -> list[dict[str, Any]]:
@@ -271,6 +286,9 @@ def _env(injection: Injection, main_names: list[str]) -> list[dict[str, Any]]:
     fs = injection.spec.fs
     if fs is not None:
         env.append({"name": "KUBEJOBS_FS", "value": _fs_json(injection).replace("$", "$$")})
+        if settings.pvc:
+            # the ranks' pods see the same folders: the last one to end runs the onclose
+            env.append({"name": SHARED_PODS_ENV, "value": str(injection.spec.nodes)})
     return env
 
 

@@ -70,7 +70,7 @@ def restrict(job: dict[str, Any], settings: RenderSettings, source: str) -> None
     pod_context.setdefault("runAsNonRoot", True)
     pod_context.setdefault("runAsUser", uid)
     pod_context.setdefault("runAsGroup", uid)
-    # The shared data volume (emptyDir or the PVC's folder) is group-owned by fsGroup and
+    # The data volume (emptyDir or the shared PVC) is group-owned by fsGroup and
     # every container gets it as a supplementary group, so the main containers may read and
     # write what the stager put there, whichever uid each runs as. OnRootMismatch: a PVC
     # shared by many Jobs is not walked recursively at every pod start.

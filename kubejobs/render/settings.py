@@ -53,7 +53,8 @@ class RenderSettings:
     gpu_node_label: str = "nvidia.com/gpu.product"
     """Node label matched against conditions.gpu.name."""
     pvc: str = ""
-    """PersistentVolumeClaim for the shared data volume (subPath per Job); empty: an emptyDir."""
+    """PersistentVolumeClaim for the data volume, its root mounted at fs.mount in every Job
+    (shared across processes, docs/shared-volume.md); empty: an emptyDir per pod."""
     service_account: str = "kubejobs-log-shipper"
     """Pod service account; its token is mounted only into the log shipper."""
     image_pull_secrets: tuple[str, ...] = ()
@@ -100,7 +101,8 @@ class RenderSettings:
     Pod Security level (non-root as run_as_user, no privilege escalation, no capabilities,
     RuntimeDefault seccomp)."""
     run_as_user: int = 65532
-    """User (and group) id of the main containers with restricted_pods."""
+    """User (and group) id of the main containers with restricted_pods; also the fsGroup
+    of pods with a pvc."""
     master_port: int = 29500
     """MASTER_PORT of specs with more than one rank: the port rank 0 listens on for the
     others (torch.distributed's rendezvous). With host_network it is a port of the node."""

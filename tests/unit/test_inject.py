@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kubejobs.errors import TemplateError
-from kubejobs.render import RenderSettings
+from kubejobs.render import Renderer, RenderSettings
 from kubejobs.render.inject import Injection, inject
 from kubejobs.spec import validate_spec
 from tests.unit.helpers import PID, env_of, job_of, mains, pod_of, render, spec_with
@@ -49,14 +49,34 @@ def test_shared_volume_is_mounted_at_fs_mount_in_main_and_injected_containers() 
         assert {"name": "kubejobs-data", "mountPath": "/cfs"} in container["volumeMounts"]
 
 
-def test_pvc_setting_gives_each_job_its_own_subpath() -> None:
-    manifests = render(spec_with(fs=FS), pvc="shared-data")
-    pod = pod_of(manifests)
-    assert {"name": "kubejobs-data", "persistentVolumeClaim": {"claimName": "shared-data"}} in pod[
-        "volumes"
-    ]
-    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "kubejobs-data")
-    assert mount["subPath"] == job_of(manifests)["metadata"]["name"]
+def test_pvc_root_is_the_mount_of_every_job_so_processes_share_it() -> None:
+    first = render(spec_with(fs=FS), pvc="shared-data")
+    other_pid = Renderer(RenderSettings(pvc="shared-data")).render(
+        validate_spec(spec_with(fs=FS)), "b" * 64
+    )
+    for manifests in (first, other_pid):
+        pod = pod_of(manifests)
+        assert {
+            "name": "kubejobs-data",
+            "persistentVolumeClaim": {"claimName": "shared-data"},
+        } in pod["volumes"]
+        for container in pod["containers"] + pod["initContainers"]:
+            data = [m for m in container["volumeMounts"] if m["name"] == "kubejobs-data"]
+            assert data == [{"name": "kubejobs-data", "mountPath": "/cfs"}], container["name"]
+
+
+def test_pvc_pods_get_an_fs_group_so_the_non_root_stager_can_write_the_volume() -> None:
+    pod = pod_of(render(spec_with(fs=FS), pvc="shared-data"))
+    assert pod["securityContext"] == {"fsGroup": 65532, "fsGroupChangePolicy": "OnRootMismatch"}
+    restricted = pod_of(
+        render(spec_with(fs=FS), pvc="shared-data", restricted_pods=True, run_as_user=1000)
+    )
+    assert restricted["securityContext"]["fsGroup"] == 1000
+    # an emptyDir is made writable for all; a spec without fs mounts no volume
+    assert "fsGroup" not in pod_of(render(spec_with(fs=FS))).get("securityContext", {})
+    assert "fsGroup" not in pod_of(render(spec_with(), pvc="shared-data")).get(
+        "securityContext", {}
+    )
 
 
 def test_secrets_reach_only_injected_containers_and_only_by_reference() -> None:
@@ -255,3 +275,13 @@ def test_injecting_twice_keeps_one_colonies_ca_mount() -> None:
     )
     inject(again, injection, "job.yaml.j2")
     assert again == job
+
+
+def test_pvc_tells_the_injected_containers_how_many_ranks_share_the_volume() -> None:
+    shared = pod_of(render(spec_with(fs=FS, conditions={"nodes": 3}), pvc="shared-data"))
+    for container in shared["initContainers"]:
+        assert env_of(container)["KUBEJOBS_SHARED_VOLUME_PODS"] == "3", container["name"]
+    assert "KUBEJOBS_SHARED_VOLUME_PODS" not in env_of(shared["containers"][0])
+    own = pod_of(render(spec_with(fs=FS, conditions={"nodes": 3})))
+    for container in own["initContainers"]:
+        assert "KUBEJOBS_SHARED_VOLUME_PODS" not in env_of(container)
