@@ -303,7 +303,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, action="append", help="processes per round (repeatable)")
     parser.add_argument("--replicas", type=int, default=1, help="executors sharing the work")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an executor setting (repeatable), e.g. concurrency=16",
+    )
     args = parser.parse_args()
+    settings = dict(item.split("=", 1) for item in args.setting)
     sizes = args.n or [200, 1000]
     workdir = Path(tempfile.mkdtemp(prefix="kubejobs-bench-"))
     # room for every Job of the largest round at once (kwok pods cost nothing)
@@ -320,7 +328,9 @@ def main() -> None:
         for n in sizes:
             namespace = kube.create_namespace("bench")
             kube.kubectl("-n", namespace, "create", "serviceaccount", "kubejobs-log-shipper")
-            result = run_executor(colonies, kube, namespace, n, workdir, replicas=args.replicas)
+            result = run_executor(
+                colonies, kube, namespace, n, workdir, settings, replicas=args.replicas
+            )
             floor_ns = kube.create_namespace("floor")
             kube.kubectl("-n", floor_ns, "create", "serviceaccount", "kubejobs-log-shipper")
             floor = run_floor(kube, floor_ns, n)
