@@ -92,6 +92,14 @@ class RealNode:
         self.kube = kube
         self.name = name
         self.workdir = Path(workdir)
+        # the kubelet's sockets live under it (kubelet/pod-resources/<10 digits>); a unix
+        # socket address holds 107 bytes, and the kubelet says only "bind: invalid argument"
+        longest = len(str(self.workdir.resolve())) + len("/kubelet/pod-resources/0123456789")
+        if longest > 107:
+            raise TestEnvError(
+                f"the real node's work dir {self.workdir} is too long for the kubelet's unix "
+                f"sockets ({longest} > 107 bytes): use a shorter one"
+            )
         self.log_dir = self.workdir / "logs"
         self.socket = self.workdir / "containerd.sock"
         self.kubelet_port = free_port()

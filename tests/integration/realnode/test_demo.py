@@ -74,8 +74,9 @@ def left_running(before: set[int]) -> dict[int, str]:
     return described
 
 
-def test_demo_runs_hello_world_and_leaves_nothing(tmp_path: Path) -> None:
-    workdir = tmp_path / "demo"
+def test_demo_runs_hello_world_and_leaves_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # a short path: the kubelet's sockets under it must fit a unix socket address (108 bytes)
+    workdir = tmp_path_factory.mktemp("demo")
     before = set(children())
     with subreaper():
         demo = subprocess.Popen(
