@@ -239,7 +239,10 @@ def strip_injected(job: dict[str, Any]) -> dict[str, Any]:
     pod.pop("initContainers", None)
     pod["volumes"] = [v for v in pod.get("volumes", []) if not v["name"].startswith("kubejobs-")]
     for container in pod["containers"]:
-        mounts = [m for m in container.get("volumeMounts", []) if m["name"] != "kubejobs-data"]
+        # the injected volumes go (the data volume, the input and output files, a hostfile)
+        mounts = [
+            m for m in container.get("volumeMounts", []) if not m["name"].startswith("kubejobs-")
+        ]
         container["volumeMounts"] = mounts
     return job
 
