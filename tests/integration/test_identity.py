@@ -277,7 +277,15 @@ def test_server_refusal_keeps_it_not_ready_with_the_message_until_fixed(
         done = run.wait_done(pid)
         assert done["state"] == SUCCESS and done["assignedexecutorid"] == key_id(key)
         assert run.proc is not None and run.proc.poll() is None
-        assert "registered and approved already" in run.log()
+        # Found registered: at the start of an attempt ("approved already"), or, when the fix
+        # lands between that attempt's first look (still another key's: 403) and its add
+        # ("already exists"), by the add's second look, after which it approves and
+        # registers the function again (harmless; seen under load).
+        log = run.log()
+        assert "registered and approved already" in log or (
+            f"approved executor {name} in colony" in log
+        ), log
+        assert "added executor" not in log, log  # never added again under that name
     finally:
         starts.close()
 
