@@ -312,17 +312,17 @@ def _scale_down(
     ids = executor_ids(colonies, PODS)
     pids = [colonies.submit(spec(executor_type))["processid"] for _ in range(8)]
     until(lambda: len(_jobs_of(kube_namespace, PODS[1])) >= 2, "replica 1 running Jobs")
-    # The pod the StatefulSet deletes gets SIGTERM; stopped before the (slow) helm upgrade
-    # rather than after it: under load the upgrade outlasted the Jobs' 30 s, replica 1
-    # closed them itself and there was nothing left to requeue.
+    # The pod the StatefulSet deletes gets SIGTERM; stopped, and what it leaves read, before
+    # the (slow) helm upgrade rather than after it: under load the upgrade outlasted the
+    # Jobs' 30 s (replica 1 closed them itself, or they were over by the time they were read).
     runner.runners[PODS[1]].stop()
+    assert _jobs_of(kube_namespace, PODS[1]), "the gone replica's Jobs keep running"
+    on_one = {p for p in pids if colonies.get_process(p)["assignedexecutorid"] == _id(ids, 1)}
     install(
         *_colonies_values(colonies, executor_type, "kj-kubejobs"),
         "--reuse-values", "--set", "replicaCount=1", command="upgrade",
     )  # fmt: skip
     assert get(kube, kube_namespace.name, "statefulset", "kj-kubejobs")["spec"]["replicas"] == 1
-    assert _jobs_of(kube_namespace, PODS[1]), "the gone replica's Jobs keep running"
-    on_one = {p for p in pids if colonies.get_process(p)["assignedexecutorid"] == _id(ids, 1)}
     done = [colonies.wait_state(pid, (SUCCESS, 3), WAIT) for pid in pids]
     assert {ids[p["assignedexecutorid"]] for p in done} == {PODS[0]}, "replica 0 ran them all"
     gone = colonies.rpc(
