@@ -27,6 +27,8 @@ from typing import Any
 from benchmarks.soak.history import FaultRecord, History, ProcessRecord
 
 NOTE = "kubejobs: "
+ADMITTED = "kubejobs: admitted by Kueue"
+STOPPED = re.compile(r"^kubejobs: Kueue stopped (run \d+(?: of attempt \d+)?) ")
 LINE = re.compile(r"^(\[\d+/[\w-]+\] )?([0-9a-f]{8}) (\S+) (.*)$")
 RERUN_NOTES = (re.compile(r"^kubejobs: Kueue stopped run \d+"), re.compile(r" was taken back "))
 # RSS: samples of one executor process in its first WARMUP s are its start (imports, the
@@ -119,15 +121,21 @@ def check_log(history: History, p: ProcessRecord) -> list[Violation]:
     want = p.expect
     streams: dict[str, dict[str, list[str]]] = {tag: {} for tag in want["streams"]}
     extra = dict.fromkeys(want["extra"], 0)
-    reruns = 0
+    reruns = admitted = 0
+    stopped: list[str] = []
     problems = []
     for line in p.log:
         if line.startswith(NOTE):
             reruns += any(n.search(line) for n in RERUN_NOTES)
+            admitted += line.startswith(ADMITTED)
+            if m := STOPPED.match(line):
+                stopped.append(m.group(1))
             continue
         m = LINE.match(line)
         if m is None or m.group(3) != p.marker:
             pattern = next((r for r in extra if re.fullmatch(r, line)), None)
+            if pattern is None and any(re.fullmatch(r, line) for r in want["tolerated"]):
+                continue
             if pattern is None:
                 problems.append(f"a line that is not its program's: {line[:200]!r}")
             else:
@@ -150,6 +158,11 @@ def check_log(history: History, p: ProcessRecord) -> list[Violation]:
                 problems.append(f"{name}last run {run}: {len(got)} of {len(texts)} lines")
         if not runs and want["complete"] and texts and p.state == want["state"]:
             problems.append(f"{name}none of its {len(texts)} lines")
+    # the notes tell each run once (one admission a run; each stop of a run once)
+    if admitted > 1 + reruns:
+        problems.append(f"{admitted} notes of Kueue's admission for {1 + reruns} runs at most")
+    if len(set(stopped)) < len(stopped):
+        problems.append(f"a stop noted twice: {stopped}")
     if p.state == want["state"]:
         problems += [
             f"{n} lines matching {r!r}, expected 1 a run ({1 + reruns} at most)"
@@ -236,11 +249,13 @@ def violations(history: History) -> list[Violation]:
     return found + check_nothing_left(history) + check_rss_flat(history)
 
 
-def coverage(history: History, min_faults: int = 1) -> list[str]:
+def coverage(
+    history: History, min_faults: int = 1, kinds: tuple[str, ...] = FAULT_KINDS
+) -> list[str]:
     """What the run failed to exercise (empty: a fault of each kind, a preemption)."""
     missing = [
         f"no {kind} fault"
-        for kind in FAULT_KINDS
+        for kind in kinds
         if sum(f.kind == kind and not f.detail.startswith("skipped") for f in history.faults)
         < min_faults
     ]

@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     from benchmarks.soak.harness import Soak
 
 
+#: kinds whose programs print for a while: a shipper killed then has lines to resume
+LONG_KINDS = ("numbered", "preempt-low", "maxexectime")
+YOUNG = 4.0  # s: a shipper this young has a program that prints for 6 s more at least
+
+
 @dataclass(frozen=True)
 class Planned:
     at: float
@@ -44,14 +49,19 @@ class Planned:
 
 
 def plan(
-    rng: random.Random, duration: float, count: int, shortest: float, longest: float
+    rng: random.Random,
+    duration: float,
+    count: int,
+    shortest: float,
+    longest: float,
+    only: tuple[str, ...] = FAULT_KINDS,
 ) -> list[Planned]:
-    """``count`` faults (at least one of each kind) at random moments of ``duration``: one per
-    equal slot, each over before its slot ends."""
-    kinds = list(FAULT_KINDS)
+    """``count`` faults of the kinds ``only`` (at least one of each) at random moments of
+    ``duration``: one per equal slot, each over before its slot ends."""
+    kinds = list(only)
     rng.shuffle(kinds)
     while len(kinds) < count:
-        kinds.append(rng.choice(FAULT_KINDS))
+        kinds.append(rng.choice(only))
     slot = duration / len(kinds)
     planned = []
     for i, kind in enumerate(kinds):
@@ -120,24 +130,42 @@ class Injector:
         return "kueue", ""
 
     def shipper(self, seconds: float) -> tuple[str, str]:
-        """SIGKILL one log shipper of the soak's running pods (waits up to 60 s for one)."""
+        """SIGKILL the log shipper of a program that prints for a while yet (its shipper
+        started at most YOUNG s ago), waiting up to 60 s for one.
+
+        The kubelet restarts a native sidecar only while a main container runs: a shipper
+        killed in the last second or so of its program stays dead, and the lines it had
+        not shipped are lost (the executor notes that the log may be incomplete; see
+        docs/inpod.md, "Not done yet"). That window is left out here: this fault is the
+        crash the design recovers from, the restarted shipper resuming from its journal.
+        """
         deadline = time.monotonic() + 60
-        while not (found := shippers(self.soak.namespace)):
+        while True:
+            long = self.soak.pids_of(LONG_KINDS)
+            found = {
+                pod: os_pid
+                for pod, (os_pid, pid, age) in shippers(self.soak.namespace).items()
+                if pid in long and age <= YOUNG
+            }
+            if found:
+                break
             if time.monotonic() > deadline:
-                return "", "skipped: no log shipper running"
+                return "", "skipped: no log shipper of a long program started"
             time.sleep(0.5)
-        pod, os_pid = self.rng.choice(sorted(found.items()))
+        pod = self.rng.choice(sorted(found))
         try:
-            os.kill(os_pid, signal.SIGKILL)
+            os.kill(found[pod], signal.SIGKILL)
         except ProcessLookupError:
             return pod, "skipped: it had ended"
         again = time.monotonic() + 60
-        while time.monotonic() < again:  # the kubelet restarts it (or the pod has ended)
+        while time.monotonic() < again:  # the kubelet restarts it, or the pod ends
             now = shippers(self.soak.namespace)
-            if now.get(pod, os_pid) != os_pid:
+            if pod in now and now[pod][0] != found[pod]:
                 return pod, "restarted by the kubelet"
+            if pod not in now and self.soak.pod_ended(pod):
+                return pod, "its pod ended"
             time.sleep(0.2)
-        return pod, "not restarted within 60 s (its pod may have ended)"
+        return pod, "not restarted within 60 s"
 
     def tls(self, seconds: float) -> tuple[str, str]:
         colonies = self.soak.servers.colonies
@@ -149,27 +177,25 @@ class Injector:
         return "colonies-tls", ""
 
 
-def shippers(namespace: str) -> dict[str, int]:
-    """Pod name -> process id of the running log shippers of ``namespace``'s pods."""
+def shippers(namespace: str) -> dict[str, tuple[int, str, float]]:
+    """Pod name -> (process id, Colonies process id, seconds since it started) of the
+    running log shippers of ``namespace``'s pods."""
     found = {}
     want = f"KUBEJOBS_POD_NAMESPACE={namespace}".encode()
+    ticks = os.sysconf("SC_CLK_TCK")
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             if b"ship-logs" not in (proc / "cmdline").read_bytes():
                 continue
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
+            raw = (proc / "environ").read_bytes().split(b"\0")
+            started = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+        except (OSError, ValueError, IndexError):
             continue
-        if want in environ:
-            pod = next(
-                (
-                    e.split(b"=", 1)[1].decode()
-                    for e in environ
-                    if e.startswith(b"KUBEJOBS_POD_NAME=")
-                ),
-                "",
-            )
-            found[pod] = int(proc.name)
+        if want in raw:
+            env = dict(e.decode(errors="replace").partition("=")[::2] for e in raw if b"=" in e)
+            pod = env.get("KUBEJOBS_POD_NAME", "")
+            found[pod] = (int(proc.name), env.get("COLONIES_PROCESS_ID", ""), uptime - started)
     return found

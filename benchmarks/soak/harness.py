@@ -39,6 +39,7 @@ from typing import Any
 from benchmarks.realnode.run import ts
 from benchmarks.soak import faults as faults_mod
 from benchmarks.soak import mix
+from benchmarks.soak.checks import FAULT_KINDS
 from benchmarks.soak.history import History, ProcessRecord
 from testenv._proc import free_port, http_ok, wait_until
 from testenv.colonies import ColoniesServer
@@ -75,6 +76,7 @@ class Settings:
     faults: int = 0
     """How many faults (at least one of each kind); 0: none."""
     fault_seconds: tuple[float, float] = (3.0, 30.0)
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
     drain_seconds: float = 600.0
     """Bound on the wait for every process to close after the last submission."""
     cleanup_seconds: float = 180.0
@@ -234,7 +236,13 @@ class Soak:
         settings, h = self.settings, self.history
         items = mix.plan(self.rng, settings.duration, settings.per_minute)
         planned = (
-            faults_mod.plan(self.rng, settings.duration, settings.faults, *settings.fault_seconds)
+            faults_mod.plan(
+                self.rng,
+                settings.duration,
+                settings.faults,
+                *settings.fault_seconds,
+                settings.fault_kinds,
+            )
             if settings.faults
             else []
         )
@@ -292,6 +300,19 @@ class Soak:
                 f"{item.steps[0].marker} never printed {item.after_line!r}; submitting anyway"
             )
         self._submit_step(item.steps[1], via)
+
+    def pids_of(self, kinds: tuple[str, ...]) -> set[str]:
+        with self.lock:
+            return {p.pid for p in self.history.processes if p.kind in kinds}
+
+    def pod_ended(self, pod: str) -> bool:
+        """Whether the pod is gone or has ended (an unreachable API server says no)."""
+        path = f"/api/v1/namespaces/{self.namespace}/pods?fieldSelector=metadata.name%3D{pod}"
+        try:
+            items = self.servers.kube.get_json(path)["items"]
+        except Exception:
+            return False
+        return not items or (items[0].get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
     def _record_of(self, marker: str) -> ProcessRecord | None:
         with self.lock:

@@ -38,6 +38,8 @@ GROW = 'x=0123456789abcdef; while :; do x="$x$x"; done'
 LOW_PRIORITY, HIGH_PRIORITY = -10, 10  # spec priorities; the harness maps them to Kueue classes
 BIG_CPU = "1000m"  # a preemption pair's request: two never fit the ClusterQueue's 2 cpu together
 MAXEXEC, MAXRETRIES = 10, 1
+# the stager's log record when a server does not answer (kubejobs/inpod/retry.py)
+STAGER_RETRY = r"\S+ \S+ WARNING kubejobs\.inpod\.retry: .*; retrying in [0-9.]+ s"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class Expect:
     """"LABEL/NAME" -> the content synced back at close."""
     extra: list[str] = field(default_factory=list)
     """Regular expressions for lines neither the program nor a note printed (the stager's)."""
+    tolerated: list[str] = field(default_factory=list)
+    """Regular expressions for lines that may come any number of times (the stager saying
+    that it waits for a server: it is meant to tell the process log)."""
     unordered_in: bool = False
     """The output's "in" lists the parents' outputs in any order (a fan-in)."""
     closed_by_server: bool = False
@@ -140,7 +145,7 @@ class Mix:
 
     def numbered(self, m: str, rng: random.Random) -> Item:
         n = rng.randint(20, 60)
-        doc = self._spec(program(m, f"for i in $(seq 1 {n}); do say $i; sleep 0.25; done"))
+        doc = self._spec(program(m, f"for i in $(seq 1 {n}); do say $i; sleep 0.5; done"))
         return _one("numbered", m, doc, Expect(SUCCESS, streams={"": numbers(n)}))
 
     def no_newline(self, m: str, rng: random.Random) -> Item:
@@ -215,6 +220,7 @@ class Mix:
                 r"\(\d+ bytes, sha256 ok\)",
                 r"stage-in: done: 1 downloaded \(\d+ bytes\), 0 unchanged, 0 kept local",
             ],
+            tolerated=[STAGER_RETRY],
         )
         return _one("staged", m, doc, expect)
 

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.soak import report
-from benchmarks.soak.checks import coverage, violations
+from benchmarks.soak.checks import FAULT_KINDS, coverage, violations
 from benchmarks.soak.harness import Servers, Settings, Soak
 from benchmarks.soak.history import History
 
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         help="how many (default: one a minute, at least 7; 0: none)",
     )
     parser.add_argument("--fault-seconds", default="3,30", help="shortest,longest outage")
+    parser.add_argument("--kinds", default=",".join(FAULT_KINDS), help="fault kinds (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="where to write (a new temp dir)")
     parser.add_argument("--check", type=Path, default=None, help="check a saved history.json")
     args = parser.parse_args(argv)
@@ -45,11 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         shortest, longest = (float(v) for v in args.fault_seconds.split(","))
         faults = args.faults if args.faults >= 0 else max(7, int(args.duration // 60))
-        settings = Settings(args.seed, args.duration, args.per_minute, faults, (shortest, longest))
+        settings = Settings(
+            args.seed, args.duration, args.per_minute, faults, (shortest, longest),
+            fault_kinds=tuple(args.kinds.split(",")),
+        )  # fmt: skip
         history = run(settings, out)
         history.save(out / "history.json")
     found = violations(history)
-    missing = coverage(history) if history.faults else []
+    kinds = tuple(sorted({f.kind for f in history.faults}))
+    missing = coverage(history, kinds=kinds) if history.faults else []
     (out / "report.txt").write_text(report.text(history, found))
     (out / "soak.svg").write_text(report.svg(history))
     print(report.text(history, found), end="")

@@ -70,3 +70,11 @@ def test_rss_that_keeps_growing_is_a_violation_and_a_flat_one_is_not() -> None:
         "leak": [(float(t), 2, 60_000 + t * 400) for t in range(0, 300, 5)],
     }
     assert [v.subject for v in check_rss_flat(h)] == ["replica leak (pid 2)"]
+
+
+def test_an_admission_or_a_stop_told_twice_is_a_violation() -> None:
+    admitted = "kubejobs: admitted by Kueue to ClusterQueue cq after 0.1 s"
+    twice = record([admitted, *run("aaaaaaaa", "1", "2"), admitted, *run("aaaaaaaa", "3")])
+    assert "2 notes of Kueue's admission for 1 runs" in check_log(history(), twice)[0].message
+    stops = record([STOPPED, STOPPED, *run("aaaaaaaa", "1", "2", "3")])
+    assert "a stop noted twice" in check_log(history(), stops)[0].message
