@@ -420,6 +420,10 @@ class Reconciler:
         attempt = attempt_of(job["metadata"].get("labels"))
         # deadline unknown (0): its result is reported only once the server confirms the attempt
         flight = Flight(pid, name, RUNNING, _indexed(job), started=self.clock(), attempt=attempt)
+        if kueue.QUEUE_LABEL in _labels(job) and not kueue.is_suspended(job):
+            # admitted before this executor (re)started: the admission was told then, and
+            # its wait is unknown here
+            flight.admitted = flight.told_admitted = True
         self.flights[pid] = flight
         if not (condition(job, "Complete") or condition(job, "Failed")):
             self.admission.adopt(name, Request.of_job(job))

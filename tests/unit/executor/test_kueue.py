@@ -309,3 +309,22 @@ def test_verdicts() -> None:
     )
     assert kueue.owner_job(workload()) == NAME
     assert kueue.owner_job({"metadata": {"ownerReferences": [{"kind": "Pod", "name": "x"}]}}) == ""
+
+
+def test_a_restarted_executor_does_not_say_again_that_kueue_admitted_a_job_it_finds() -> None:
+    """An executor restarted while a queued Job runs finds it unsuspended. Its earlier life
+    said when Kueue admitted the Job; saying it again ("after 0.1 s") told of a run that
+    never happened (found by the soak: a replica SIGKILLed mid-run)."""
+    actions, clock = Recorded(), Clock()
+    r = Reconciler(
+        "e", Admission(10), actions, Metrics(), Timeouts(start=60), 0, workers=1, clock=clock
+    )
+    r.watch_sink("Pod", "SYNC", [])
+    r.watch_sink("Workload", "SYNC", [workload(cond("Admitted", "True"))])
+    r.watch_sink("Job", "SYNC", [queued_job(False)])
+    settle(r)
+    clock.now += 5
+    r.watch_sink("Job", "MODIFIED", queued_job(False, conditions=["Complete"]))
+    settle(r)
+    assert actions.notes() == []
+    assert [o.success for o in actions.reports()] == [True]
