@@ -58,6 +58,16 @@ def text(history: History, violations: list[Violation]) -> str:
                 f"  {replica} pid {os_pid}: {mib[0]:.0f}, {statistics.median(mib):.0f}, "
                 f"{max(mib):.0f}, {mib[-1]:.0f} ({len(mib)} samples)"
             )
+    window = 300.0 if h.ended - t0 > 900 else 60.0
+    lines += ["", f"executor RSS (MiB) per replica over time: median of each {window:.0f} s"]
+    for replica, samples in sorted(h.rss.items()):
+        buckets: dict[int, list[int]] = {}
+        for t, _, kib in samples:
+            buckets.setdefault(int((t - t0) // window), []).append(kib)
+        lines.append(
+            f"  {replica}: "
+            + " ".join(f"{statistics.median(v) / 1024:.0f}" for _, v in sorted(buckets.items()))
+        )
     lines += ["", f"{len(violations)} violations" + (":" if violations else "")]
     lines += [f"  {v}" for v in violations]
     return "\n".join(lines) + "\n"
