@@ -23,6 +23,7 @@ then reads back each process's state, output, errors, log and synced files.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -387,8 +388,6 @@ class Soak:
         return graph
 
     def _put(self, label: str, name: str, body: str) -> None:
-        import hashlib
-
         data = body.encode()
         obj = hashlib.sha256(os.urandom(16)).hexdigest()
         s3 = self.servers.s3

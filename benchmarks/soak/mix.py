@@ -26,7 +26,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from testenv.node import BUSYBOX_IMAGE
+from benchmarks.realnode.run import spec as realnode_spec
 
 WAITING, RUNNING, SUCCESS, FAILED = 0, 1, 2, 3
 POOL_LABEL = "kubejobs.io/soak-pool"
@@ -101,19 +101,13 @@ def program(marker: str, body: str) -> str:
 def spec(
     executor_type: str, colony: str, script: str | None = None, **extra: Any
 ) -> dict[str, Any]:
-    conditions: dict[str, Any] = {"executortype": executor_type, "colonyname": colony}
-    conditions.update(extra.pop("conditions", {}))
-    kwargs: dict[str, Any] = {"docker-image": BUSYBOX_IMAGE, "cmd": "sh", "args": ["-c", script]}
+    """A busybox `sh -c script` spec for the real node (benchmarks/realnode's), or, with
+    ``cmd``, that command alone; ``conditions`` add to the spec's, the rest goes on top."""
     if "cmd" in extra:
-        kwargs.update(cmd=extra.pop("cmd"), args=[])
-    doc: dict[str, Any] = {
-        "funcname": "execute",
-        "kwargs": kwargs,
-        "conditions": conditions,
-        "maxexectime": -1,
-        "maxretries": -1,
-        "maxwaittime": -1,
-    }
+        doc = realnode_spec(executor_type, [], cmd=extra.pop("cmd"))
+    else:
+        doc = realnode_spec(executor_type, ["-c", str(script)])
+    doc["conditions"].update(colonyname=colony, **extra.pop("conditions", {}))
     doc.update(extra)
     return doc
 
