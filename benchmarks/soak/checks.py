@@ -70,27 +70,26 @@ def _violation(history: History, p: ProcessRecord, invariant: str, message: str)
 
 
 def check_final_state(history: History, p: ProcessRecord) -> list[Violation]:
-    """Its kind's state, output and errors; no retry beyond the spec's."""
+    """Its kind's state, output and errors; no retry beyond the spec's. A workflow step's
+    output holds its input (its parents' outputs): a wrong one is its data flow."""
     want = p.expect
     found = []
     if p.state != want["state"]:
-        found.append(f"state {p.state}, expected {want['state']} (errors {p.errors!r})")
+        found.append(
+            ("final state", f"state {p.state}, expected {want['state']} (errors {p.errors!r})")
+        )
     elif not _same_output(p.out, want["out"], want["unordered_in"]):
-        found.append(f"output {p.out!r}, expected {want['out']!r}")
+        invariant = "data flow" if p.workflow else "final state"
+        found.append((invariant, f"output {p.out!r}, expected {want['out']!r}"))
     patterns = want["errors"]
     if p.state == want["state"] and (
         len(p.errors) != len(patterns)
         or not all(re.fullmatch(r, e, re.DOTALL) for r, e in zip(patterns, p.errors, strict=False))
     ):
-        found.append(f"errors {p.errors!r}, expected to match {patterns!r}")
-    out = [_violation(history, p, "final state", f) for f in found]
+        found.append(("final state", f"errors {p.errors!r}, expected to match {patterns!r}"))
     if p.retries != want["retries"]:
-        out.append(
-            _violation(
-                history, p, "retries", f"{p.retries} retries, the spec makes {want['retries']}"
-            )
-        )
-    return out
+        found.append(("retries", f"{p.retries} retries, the spec makes {want['retries']}"))
+    return [_violation(history, p, invariant, message) for invariant, message in found]
 
 
 def _same_output(got: list[Any], want: list[Any], unordered_in: bool) -> bool:

@@ -419,10 +419,9 @@ class Soak:
 
     def _drain(self) -> None:
         deadline = time.monotonic() + self.settings.drain_seconds
-        ours = {p.pid for p in self.history.processes}
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
-                if not ours & self._open():
+                if not self._open():  # a duplicate of a submission sent again included
                     return
             time.sleep(2.0)
         self.note(f"not every process closed within {self.settings.drain_seconds:.0f} s")
@@ -451,7 +450,7 @@ class Soak:
         while (left := self._leftovers()) and time.monotonic() < deadline:
             time.sleep(2.0)
         h.leftovers = left
-        h.open_processes = sorted(self._open() & {p.pid for p in h.processes})
+        h.open_processes = sorted(self._open())
         logs = "\n".join(r.log() for r in self.replicas)
         reported = [m.group(1) for m in REPORTED.finditer(logs)]
         unanswered = [m.group(1) for m in UNANSWERED.finditer(logs)]
