@@ -9,6 +9,7 @@ start (image pulls, config errors, unschedulable for too long).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -112,7 +113,7 @@ def job_outcome(
         if now - since >= SETTLE_SECONDS or _shippers_done(pods):
             return replace(_failure(job, target, pods), pods_done=False)
         return None
-    if create_failure is not None:
+    if create_failure is not None and refused(create_failure):
         name = (job.get("metadata") or {}).get("name", "")
         return Outcome(
             False,
@@ -121,6 +122,21 @@ def job_outcome(
             errors=[f"Job {name} cannot create its pods (FailedCreate): {_clip(create_failure)}"],
         )
     return _start_problem(job, pods, now, timeouts)
+
+
+# The Job controller's FailedCreate message is "Error creating: " and its create call's
+# error. A transport error (client-go's `Post "URL": ...`: the API server restarting or
+# unreachable) or a 5xx answer refuses nothing: the controller tries again, the pods may come.
+NOT_REFUSED = re.compile(
+    r'^(Error creating: )?(\w+ "https?://[^"]*": |Internal error occurred|the server is '
+    r"currently unable|the server was unable to return|Timeout: |etcdserver: )"
+)
+
+
+def refused(create_failure: str) -> bool:
+    """Whether a FailedCreate message is the API server refusing the pods (quota, admission,
+    Pod Security, a missing service account, an invalid pod), which no retry changes."""
+    return NOT_REFUSED.match(create_failure) is None
 
 
 def _pod_order(pod: dict[str, Any]) -> tuple[int, str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from kubejobs.executor.outcome import Timeouts, job_outcome
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -223,6 +225,26 @@ def test_failed_create_fails_at_once_with_kubernetes_message() -> None:
     assert outcome is not None and not outcome.success
     assert outcome.kind == "cannot_create" and not outcome.pods_done
     assert outcome.errors == [f"Job kj-abc cannot create its pods (FailedCreate): {message}"]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        'Error creating: Post "https://127.0.0.1:6443/api/v1/namespaces/t/pods": dial tcp '
+        "127.0.0.1:6443: connect: connection refused",
+        'Error creating: Post "https://10.0.0.1/api/v1/namespaces/t/pods": net/http: TLS '
+        "handshake timeout",
+        "Error creating: the server is currently unable to handle the request (post pods)",
+        "Error creating: Internal error occurred: resource quota evaluation timed out",
+        "Error creating: Timeout: request did not complete within requested timeout",
+        "Error creating: etcdserver: request timed out",
+    ],
+)
+def test_a_failed_create_the_job_controller_retries_is_no_failure(message: str) -> None:
+    """The API server away (restarting) or overloaded is no refusal: the Job controller
+    creates the pods once it answers again (found by the chaos soak: a process failed with
+    "connection refused" during a kube-apiserver restart)."""
+    assert job_outcome(job(deadline=86400), [], NOW, Timeouts(), message) is None
 
 
 def test_finished_job_wins_over_an_old_failed_create() -> None:
