@@ -200,6 +200,10 @@ class Soak:
             "queue_name": self.queues.local_queue,
             "workload_priority_classes": json.dumps({self.classes[0]: -50000, self.classes[1]: 0}),
             "extra_annotations": json.dumps({"kwok.test/run": "3s"}),
+            # the product's default, not the test env's 30 s: a pod's log shipper rides out an
+            # API-server outage only until 3 s before its grace period ends (docs/inpod.md),
+            # and the longest outage here, with the API server's own restart, takes up to 60 s
+            "termination_grace_seconds": 60,
             "takeback_check_seconds": 2,
             "log_level": "INFO",
         }
