@@ -37,6 +37,8 @@ CANNOT_START = frozenset(
 # Terminated reasons of a container the runtime could not start (command not found, bad
 # entrypoint): containerd says StartError, dockershim said ContainerCannotRun.
 START_ERRORS = frozenset({"StartError", "ContainerCannotRun"})
+# Restarts after which a native sidecar that the runtime could not start is given up on.
+SIDECAR_START_TRIES = 2
 # How long a failure that is known while pods still run (walltime, a container that could
 # not start) waits for the log shipper to deliver what the program printed: Colonies
 # refuses log lines once the process is failed.
@@ -311,11 +313,22 @@ def _start_problem(
         if status.get("phase") not in (None, "Pending", "Running"):
             continue
         name = (pod.get("metadata") or {}).get("name", "")
-        restarts = (pod.get("spec") or {}).get("restartPolicy", "Never") != "Never"
+        spec = pod.get("spec") or {}
+        restarts = spec.get("restartPolicy", "Never") != "Never"
+        # native sidecars (the log shipper) are restarted whatever the pod's restartPolicy:
+        # a start that failed once (the kubelet stopped mid-start) is tried again
+        sidecars = {
+            c.get("name")
+            for c in spec.get("initContainers") or []
+            if c.get("restartPolicy") == "Always"
+        }
         for key in ("initContainerStatuses", "containerStatuses"):
             for cs in status.get(key) or []:
                 term = (cs.get("state") or {}).get("terminated") or {}
-                if term.get("reason") in START_ERRORS and not restarts:
+                retried = restarts or (
+                    cs.get("name") in sidecars and cs.get("restartCount", 0) < SIDECAR_START_TRIES
+                )
+                if term.get("reason") in START_ERRORS and not retried:
                     # restartPolicy Never: it will not be tried again. The pod fails once its
                     # shipper is done; do not depend on that, say so within seconds.
                     since = timestamp(term.get("finishedAt")) or now

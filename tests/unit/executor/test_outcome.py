@@ -314,6 +314,24 @@ def test_start_error_in_a_pod_that_restarts_its_containers_is_not_final() -> Non
     assert job_outcome(job(), [restarting], NOW + 60) is None
 
 
+def test_a_start_error_of_the_shipper_sidecar_is_retried_by_the_kubelet_not_final() -> None:
+    """A native sidecar restarts whatever the pod's restartPolicy: a shipper the runtime
+    could not start once (the kubelet stopped mid-start: "context canceled") starts again
+    (found by the chaos soak: a quick process failed by a kubelet restart). One that fails
+    to start again and again is final."""
+    once = terminated(SHIPPER, 128, "StartError", "failed to create shim task: context canceled")
+    waiting = pod("p-1", "Pending", [{"name": "main", "state": {"waiting": {}}}], init=[once])
+    waiting["spec"] = {"initContainers": [{"name": SHIPPER, "restartPolicy": "Always"}]}
+    assert job_outcome(job(), [waiting], NOW + 60) is None
+    once["restartCount"] = 2
+    result = job_outcome(job(), [waiting], NOW + 60)
+    assert result is not None and result.kind == "cannot_start"
+    assert (
+        "container kubejobs-log-shipper (injected log shipper) could not start"
+        in (result.errors[0])
+    )
+
+
 def test_a_failed_pod_names_a_start_error_the_same_way() -> None:
     failed = pod("p-1", "Failed", [terminated("main", 128, "StartError", START_ERROR)])
     result = job_outcome(job(cond("Failed", "BackoffLimitExceeded")), [failed], NOW)
