@@ -28,6 +28,7 @@ from benchmarks.soak.history import FaultRecord, History, ProcessRecord
 
 NOTE = "kubejobs: "
 ADMITTED = "kubejobs: admitted by Kueue"
+FOUND = re.compile(r"^kubejobs: executor \S+ found the Job in run \d+.*; Kueue stopped (\d+) ")
 STOPPED = re.compile(r"^kubejobs: Kueue stopped (run \d+(?: of attempt \d+)?) ")
 LINE = re.compile(r"^(\[\d+/[\w-]+\] )?([0-9a-f]{8}) (\S+) (.*)$")
 RERUN_NOTES = (re.compile(r"^kubejobs: Kueue stopped run \d+"), re.compile(r" was taken back "))
@@ -120,7 +121,7 @@ def check_log(history: History, p: ProcessRecord) -> list[Violation]:
     want = p.expect
     streams: dict[str, dict[str, list[str]]] = {tag: {} for tag in want["streams"]}
     extra = dict.fromkeys(want["extra"], 0)
-    reruns = admitted = 0
+    reruns = admitted = earlier = 0
     stopped: list[str] = []
     problems = []
     for line in p.log:
@@ -129,6 +130,8 @@ def check_log(history: History, p: ProcessRecord) -> list[Violation]:
             admitted += line.startswith(ADMITTED)
             if m := STOPPED.match(line):
                 stopped.append(m.group(1))
+            if m := FOUND.match(line):  # a restarted executor: Kueue's count of earlier runs
+                earlier = max(earlier, int(m.group(1)))
             continue
         m = LINE.match(line)
         if m is None or m.group(3) != p.marker:
@@ -145,6 +148,7 @@ def check_log(history: History, p: ProcessRecord) -> list[Violation]:
             problems.append(f"a line of stream {tag!r}, which it does not have: {line[:200]!r}")
             continue
         streams[tag].setdefault(m.group(2), []).append(m.group(4))
+    reruns += max(0, earlier - len(stopped))  # stops the notes of a found Job count
     for tag, runs in streams.items():
         texts = want["streams"][tag]
         name = f"stream {tag!r}: " if tag else ""
@@ -241,11 +245,67 @@ def check_rss_flat(history: History) -> list[Violation]:
 
 
 def violations(history: History) -> list[Violation]:
+    """Every invariant broken, less the deviations a fault explains (``explained``)."""
+    return [v for v in _all(history) if _explanation(history, v) is None]
+
+
+def explained(history: History) -> list[tuple[Violation, str]]:
+    """The deviations a fault explains, each with why it is not counted."""
+    return [(v, why) for v in _all(history) if (why := _explanation(history, v)) is not None]
+
+
+def _all(history: History) -> list[Violation]:
     found: list[Violation] = []
     for p in history.processes:
         for check in PER_PROCESS:
             found += check(history, p)
     return found + check_nothing_left(history) + check_rss_flat(history)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    invariant: str
+    kind: str
+    """The process kind it applies to ("" any)."""
+    message: str
+    """A regular expression searched in the violation's message."""
+    fault: str
+    """The fault kind that must have overlapped the process's life."""
+    why: str
+
+
+EXPLANATIONS = (
+    Explanation(
+        "final state",
+        "",
+        r"container main could not start \(StartError\): .*context canceled",
+        "kubelet",
+        "the kubelet was stopped while it started the container: the runtime gave up on it and "
+        "the pod failed (restartPolicy Never); kubejobs fails the process with the kubelet's "
+        "words, as it must without a new run of the attempt (not done, see the README)",
+    ),
+    Explanation(
+        "log",
+        "walltime",
+        r"^none of its 1 lines$",
+        "kubelet",
+        "the walltime counts from the Job's start (activeDeadlineSeconds): with the kubelet "
+        "away the pod started past its deadline and the program never ran",
+    ),
+)
+
+
+def _explanation(history: History, v: Violation) -> str | None:
+    kind = v.subject.rpartition(" ")[0]
+    for e in EXPLANATIONS:
+        if (
+            v.invariant == e.invariant
+            and (not e.kind or e.kind == kind)
+            and re.search(e.message, v.message)
+            and any(f.startswith(f"{e.fault}(") for f in v.faults)
+        ):
+            return e.why
+    return None
 
 
 def coverage(

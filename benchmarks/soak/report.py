@@ -19,7 +19,11 @@ from benchmarks.soak.history import History
 STATES = {0: "WAITING", 1: "RUNNING", 2: "SUCCESS", 3: "FAILED", -1: "unknown"}
 
 
-def text(history: History, violations: list[Violation]) -> str:
+def text(
+    history: History,
+    violations: list[Violation],
+    explained: list[tuple[Violation, str]] | None = None,
+) -> str:
     h, t0 = history, history.started
     lines = [
         f"soak seed {h.seed}: {h.duration:.0f} s of submissions, {h.ended - t0:.0f} s in all, "
@@ -70,6 +74,9 @@ def text(history: History, violations: list[Violation]) -> str:
         )
     lines += ["", f"{len(violations)} violations" + (":" if violations else "")]
     lines += [f"  {v}" for v in violations]
+    if explained:
+        lines += ["", f"{len(explained)} deviations a fault explains:"]
+        lines += [f"  {v}\n    because {why}" for v, why in explained]
     return "\n".join(lines) + "\n"
 
 

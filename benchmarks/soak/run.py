@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.soak import report
-from benchmarks.soak.checks import FAULT_KINDS, coverage, violations
+from benchmarks.soak.checks import FAULT_KINDS, coverage, explained, violations
 from benchmarks.soak.harness import Servers, Settings, Soak
 from benchmarks.soak.history import History
 
@@ -55,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     found = violations(history)
     kinds = tuple(sorted({f.kind for f in history.faults}))
     missing = coverage(history, kinds=kinds) if history.faults else []
-    (out / "report.txt").write_text(report.text(history, found))
+    text = report.text(history, found, explained(history))
+    (out / "report.txt").write_text(text)
     (out / "soak.svg").write_text(report.svg(history))
-    print(report.text(history, found), end="")
+    print(text, end="")
     print("\n".join(f"not exercised: {m}" for m in missing))
     print(f"written to {out}")
     return 1 if found or missing else 0

@@ -78,3 +78,11 @@ def test_an_admission_or_a_stop_told_twice_is_a_violation() -> None:
     assert "2 notes of Kueue's admission for 1 runs" in check_log(history(), twice)[0].message
     stops = record([STOPPED, STOPPED, *run("aaaaaaaa", "1", "2", "3")])
     assert "a stop noted twice" in check_log(history(), stops)[0].message
+
+
+def test_a_restarted_executors_count_of_earlier_runs_explains_them() -> None:
+    found = "kubejobs: executor e found the Job in run 2 after a restart; Kueue stopped 1 earlier run(s)"
+    log = [*run("aaaaaaaa", "1"), found, *run("bbbbbbbb", "1", "2", "3")]
+    assert check_log(history(), record(log)) == []
+    # one stop told before the restart and counted again by it: still one rerun
+    assert check_log(history(), record([STOPPED, *log])) == []

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from benchmarks.soak import report
-from benchmarks.soak.checks import coverage, violations
+from benchmarks.soak.checks import coverage, explained, violations
 from benchmarks.soak.harness import Servers, Settings, Soak
 from tests.integration import test_tls as tls_tests
 
@@ -52,7 +52,7 @@ def test_a_three_minute_soak_under_every_kind_of_fault_keeps_every_invariant(
         soak.close()
     history.save(tmp_path / "history.json")
     found = violations(history)
-    print("\n" + report.text(history, found))
+    print("\n" + report.text(history, found, explained(history)))
     assert not coverage(history), coverage(history)
     assert not found, f"{len(found)} violations (history in {tmp_path}):\n" + "\n".join(
         map(str, found)
