@@ -187,8 +187,18 @@ class KueueServer:
             "-",
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": crds}),
         )
-        names = [f"crd/{c['metadata']['name']}" for c in crds]
-        self.kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+        # polled, not `kubectl wait`: that fails at once ("accessor error: <nil>") on a CRD
+        # whose status has no conditions yet, which a loaded API server shows for a while
+        names = [c["metadata"]["name"] for c in crds]
+        wait_until(lambda: all(map(self._established, names)), 60, "Kueue's CRDs Established")
+
+    def _established(self, crd: str) -> bool:
+        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}"
+        try:
+            conditions = self.kube.get_json(path).get("status", {}).get("conditions") or []
+        except TestEnvError:
+            return False
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     def webhook_configurations(self) -> list[dict[str, Any]]:
         """Kueue's admission webhooks, pointed at this server, Jobs limited to labelled ones."""

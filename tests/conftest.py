@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 SLOW_FIRST = (
+    "tests/integration/realnode/test_soak.py",
     "tests/integration/test_replicas.py",
     "tests/integration/test_executor_e2e.py",
     "tests/integration/realnode/test_inpod_realnode.py",

@@ -80,6 +80,12 @@ def eviction(workload: dict[str, Any] | None) -> str:
     return f"{reason}: {evicted.get('message') or 'no message'}"
 
 
+def evictions(workload: dict[str, Any] | None) -> int:
+    """How many times Kueue evicted the Workload (preemptions and the like), as it counts."""
+    stats = ((workload or {}).get("status") or {}).get("schedulingStats") or {}
+    return sum(int(e.get("count") or 0) for e in stats.get("evictions") or [])
+
+
 def is_suspended(job: dict[str, Any]) -> bool:
     return (job.get("spec") or {}).get("suspend") is True
 

@@ -11,6 +11,7 @@ that did come up wait for it, so the one that did not is the one to look at.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -38,6 +39,8 @@ CANNOT_START = frozenset(
 # Terminated reasons of a container the runtime could not start (command not found, bad
 # entrypoint): containerd says StartError, dockershim said ContainerCannotRun.
 START_ERRORS = frozenset({"StartError", "ContainerCannotRun"})
+# Restarts after which a native sidecar that the runtime could not start is given up on.
+SIDECAR_START_TRIES = 2
 # How long a failure that is known while pods still run (walltime, a container that could
 # not start) waits for the log shipper to deliver what the program printed: Colonies
 # refuses log lines once the process is failed.
@@ -114,7 +117,7 @@ def job_outcome(
         if now - since >= SETTLE_SECONDS or _shippers_done(pods):
             return replace(_failure(job, target, pods), pods_done=False)
         return None
-    if create_failure is not None:
+    if create_failure is not None and refused(create_failure):
         name = (job.get("metadata") or {}).get("name", "")
         return Outcome(
             False,
@@ -123,6 +126,21 @@ def job_outcome(
             errors=[f"Job {name} cannot create its pods (FailedCreate): {_clip(create_failure)}"],
         )
     return _start_problem(job, pods, now, timeouts)
+
+
+# The Job controller's FailedCreate message is "Error creating: " and its create call's
+# error. A transport error (client-go's `Post "URL": ...`: the API server restarting or
+# unreachable) or a 5xx answer refuses nothing: the controller tries again, the pods may come.
+NOT_REFUSED = re.compile(
+    r'^(Error creating: )?(\w+ "https?://[^"]*": |Internal error occurred|the server is '
+    r"currently unable|the server was unable to return|Timeout: |etcdserver: )"
+)
+
+
+def refused(create_failure: str) -> bool:
+    """Whether a FailedCreate message is the API server refusing the pods (quota, admission,
+    Pod Security, a missing service account, an invalid pod), which no retry changes."""
+    return NOT_REFUSED.match(create_failure) is None
 
 
 def _pod_order(pod: dict[str, Any]) -> tuple[int, str]:
@@ -305,11 +323,22 @@ def _start_problem(
         if status.get("phase") not in (None, "Pending", "Running"):
             continue
         name = pod_ref(pod)
-        restarts = (pod.get("spec") or {}).get("restartPolicy", "Never") != "Never"
+        spec = pod.get("spec") or {}
+        restarts = spec.get("restartPolicy", "Never") != "Never"
+        # native sidecars (the log shipper) are restarted whatever the pod's restartPolicy:
+        # a start that failed once (the kubelet stopped mid-start) is tried again
+        sidecars = {
+            c.get("name")
+            for c in spec.get("initContainers") or []
+            if c.get("restartPolicy") == "Always"
+        }
         for key in ("initContainerStatuses", "containerStatuses"):
             for cs in status.get(key) or []:
                 term = (cs.get("state") or {}).get("terminated") or {}
-                if term.get("reason") in START_ERRORS and not restarts:
+                retried = restarts or (
+                    cs.get("name") in sidecars and cs.get("restartCount", 0) < SIDECAR_START_TRIES
+                )
+                if term.get("reason") in START_ERRORS and not retried:
                     # restartPolicy Never: it will not be tried again. The pod fails once its
                     # shipper is done; do not depend on that, say so within seconds.
                     since = timestamp(term.get("finishedAt")) or now

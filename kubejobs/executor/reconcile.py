@@ -100,6 +100,7 @@ class Flight:
     told_waiting: bool = False
     stopped: str = ""  # the run Kueue stopped, while its note waits for the Workload's reason
     run: int = 1
+    found: bool = False  # adopted after a restart: its earlier runs are read from the Workload
     waiting_since: float = 0.0
     noting: int = 0
     retire: bool = False  # its attempt is over: the Job goes without waiting for its pods
@@ -420,6 +421,12 @@ class Reconciler:
         attempt = attempt_of(job["metadata"].get("labels"))
         # deadline unknown (0): its result is reported only once the server confirms the attempt
         flight = Flight(pid, name, RUNNING, _indexed(job), started=self.clock(), attempt=attempt)
+        if kueue.QUEUE_LABEL in _labels(job):
+            flight.found = True
+            if not kueue.is_suspended(job):
+                # admitted before this executor (re)started: the admission was told then,
+                # and its wait is unknown here
+                flight.admitted = flight.told_admitted = True
         self.flights[pid] = flight
         if not (condition(job, "Complete") or condition(job, "Failed")):
             self.admission.adopt(name, Request.of_job(job))
@@ -598,6 +605,9 @@ class Reconciler:
     def _queue_outcome(self, flight: Flight, job: dict[str, Any]) -> Outcome | None:
         """Follow Kueue's decisions on the Job: log them; an Outcome only for a refusal."""
         workload = self.workloads.get(flight.job_name)
+        if flight.found and workload is not None:
+            flight.found = False
+            self._count_earlier_runs(flight, job, workload)
         if not kueue.is_suspended(job):
             self.admission.set_queued(flight.job_name, False)
             if not flight.admitted and kueue.QUEUE_LABEL in _labels(job):
@@ -637,6 +647,23 @@ class Reconciler:
         if found.kind == "waiting" and workload is not None and found.message:
             self._tell_waiting(flight, f"queued in Kueue LocalQueue {local_queue}: {found.message}")
         return None
+
+    def _count_earlier_runs(
+        self, flight: Flight, job: dict[str, Any], workload: dict[str, Any]
+    ) -> None:
+        """A Job found after a restart may be past its first run: number its runs on from
+        Kueue's count of evictions, and say so once, since Kueue may have stopped a run
+        while no executor was there to tell it."""
+        stopped = kueue.evictions(workload)
+        if stopped and kueue.is_evicted(workload) and not kueue.is_suspended(job):
+            stopped -= 1  # the run now ending: its suspension, still to come, counts it
+        if stopped:
+            flight.run = stopped + 1
+            self._note(
+                flight,
+                f"kubejobs: executor {self.executor_name} found the Job in {_run(flight)} after "
+                f"a restart; Kueue stopped {stopped} earlier run(s)",
+            )
 
     def _tell_admitted(self, flight: Flight, workload: dict[str, Any] | None, final: bool) -> None:
         """Say which ClusterQueue admitted the run. The Job and its Workload come on separate

@@ -4,7 +4,8 @@ Before a batch is sent, its hash and end position are written to the cursor as
 `pending`; after the server accepts it, the cursor moves past it. A restart
 that finds `pending` set counts the server's log entries with that hash: one
 more than `sent.log` records means the batch arrived and is committed, else it
-is sent again. While the server is unreachable the batch is retried with
+is sent again. A send that failed is settled the same way before it is tried
+again: the server may have stored the batch and lost only its answer. While the server is unreachable the batch is retried with
 backoff and the readers keep journaling to disk, so nothing waits in memory.
 
 With an attempt guard (attempt.py), a batch is sent only while the server's
@@ -121,12 +122,20 @@ class Delivery:
                 sent_len=self.store.sent_len(),
             )
             self.store.save(cursor)
+            tried = False
+
+            def send() -> None:
+                # A send that failed may still have arrived (the answer lost with the
+                # connection): count the server's entries first, as after a restart.
+                nonlocal tried
+                if tried and self._count_on_server(hashed) > self.store.sent_count(hashed):
+                    log.info("the batch whose answer was lost had arrived; not sending it again")
+                    return
+                tried = True
+                self.sink.add_log(self.process_id, batch.text)
+
             try:
-                self.retry(
-                    lambda: self.sink.add_log(self.process_id, batch.text),
-                    "add the log batch",
-                    should_stop,
-                )
+                self.retry(send, "add the log batch", should_stop)
                 self.store.add_sent(hashed)
                 cursor.delivered_lines += batch.lines
             except ColoniesCertificateError:

@@ -309,3 +309,62 @@ def test_verdicts() -> None:
     )
     assert kueue.owner_job(workload()) == NAME
     assert kueue.owner_job({"metadata": {"ownerReferences": [{"kind": "Pod", "name": "x"}]}}) == ""
+
+
+def test_a_restarted_executor_does_not_say_again_that_kueue_admitted_a_job_it_finds() -> None:
+    """An executor restarted while a queued Job runs finds it unsuspended. Its earlier life
+    said when Kueue admitted the Job; saying it again ("after 0.1 s") told of a run that
+    never happened (found by the soak: a replica SIGKILLed mid-run)."""
+    actions, clock = Recorded(), Clock()
+    r = Reconciler(
+        "e", Admission(10), actions, Metrics(), Timeouts(start=60), 0, workers=1, clock=clock
+    )
+    r.watch_sink("Pod", "SYNC", [])
+    r.watch_sink("Workload", "SYNC", [workload(cond("Admitted", "True"))])
+    r.watch_sink("Job", "SYNC", [queued_job(False)])
+    settle(r)
+    clock.now += 5
+    r.watch_sink("Job", "MODIFIED", queued_job(False, conditions=["Complete"]))
+    settle(r)
+    assert actions.notes() == []
+    assert [o.success for o in actions.reports()] == [True]
+
+
+def adopted(job_: dict[str, Any], evictions: int) -> tuple[Reconciler, Recorded, Clock]:
+    """A restarted executor finding ``job_`` and its Workload, which Kueue evicted
+    ``evictions`` times before."""
+    actions, clock = Recorded(), Clock()
+    r = Reconciler(
+        "e", Admission(10), actions, Metrics(), Timeouts(start=60), 0, workers=1, clock=clock
+    )
+    found = workload(cond("Admitted", "True"))
+    found["status"]["schedulingStats"] = {
+        "evictions": [{"reason": "Preempted", "underlyingCause": "", "count": evictions}]
+    }
+    r.watch_sink("Pod", "SYNC", [])
+    r.watch_sink("Workload", "SYNC", [found])
+    r.watch_sink("Job", "SYNC", [job_])
+    settle(r)
+    return r, actions, clock
+
+
+def test_a_job_found_after_a_restart_numbers_its_runs_on_from_kueues_evictions() -> None:
+    """Kueue preempted the Job while the executor was away: its log must not count runs from
+    1 again ("Kueue stopped run 1" twice, found by the soak), and it says why a run began
+    again that no note of the earlier life announced."""
+    r, actions, clock = adopted(queued_job(False), evictions=1)
+    assert actions.notes() == [
+        "kubejobs: executor e found the Job in run 2 after a restart; Kueue stopped 1 "
+        "earlier run(s)"
+    ]
+    clock.now += 5
+    evicted = cond("Evicted", "True", "Preempted", "Preempted to accommodate a workload")
+    r.watch_sink("Workload", "MODIFIED", workload(evicted))
+    r.watch_sink("Job", "MODIFIED", queued_job(True))
+    settle(r)
+    assert actions.notes()[1].startswith("kubejobs: Kueue stopped run 2 (Preempted: ")
+
+
+def test_a_job_found_in_its_first_run_says_nothing_more() -> None:
+    _r, actions, _clock = adopted(queued_job(False), evictions=0)
+    assert actions.notes() == []

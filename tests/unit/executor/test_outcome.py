@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from kubejobs.executor.outcome import Timeouts, job_outcome
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -243,6 +245,26 @@ def test_failed_create_fails_at_once_with_kubernetes_message() -> None:
     assert outcome.errors == [f"Job kj-abc cannot create its pods (FailedCreate): {message}"]
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        'Error creating: Post "https://127.0.0.1:6443/api/v1/namespaces/t/pods": dial tcp '
+        "127.0.0.1:6443: connect: connection refused",
+        'Error creating: Post "https://10.0.0.1/api/v1/namespaces/t/pods": net/http: TLS '
+        "handshake timeout",
+        "Error creating: the server is currently unable to handle the request (post pods)",
+        "Error creating: Internal error occurred: resource quota evaluation timed out",
+        "Error creating: Timeout: request did not complete within requested timeout",
+        "Error creating: etcdserver: request timed out",
+    ],
+)
+def test_a_failed_create_the_job_controller_retries_is_no_failure(message: str) -> None:
+    """The API server away (restarting) or overloaded is no refusal: the Job controller
+    creates the pods once it answers again (found by the chaos soak: a process failed with
+    "connection refused" during a kube-apiserver restart)."""
+    assert job_outcome(job(deadline=86400), [], NOW, Timeouts(), message) is None
+
+
 def test_finished_job_wins_over_an_old_failed_create() -> None:
     outcome = job_outcome(job(cond("Complete")), [], NOW, Timeouts(), "exceeded quota")
     assert outcome is not None and outcome.success
@@ -308,6 +330,24 @@ def test_start_error_in_a_pod_that_restarts_its_containers_is_not_final() -> Non
     restarting = start_error_pod("terminated")
     restarting["spec"] = {"restartPolicy": "OnFailure"}
     assert job_outcome(job(), [restarting], NOW + 60) is None
+
+
+def test_a_start_error_of_the_shipper_sidecar_is_retried_by_the_kubelet_not_final() -> None:
+    """A native sidecar restarts whatever the pod's restartPolicy: a shipper the runtime
+    could not start once (the kubelet stopped mid-start: "context canceled") starts again
+    (found by the chaos soak: a quick process failed by a kubelet restart). One that fails
+    to start again and again is final."""
+    once = terminated(SHIPPER, 128, "StartError", "failed to create shim task: context canceled")
+    waiting = pod("p-1", "Pending", [{"name": "main", "state": {"waiting": {}}}], init=[once])
+    waiting["spec"] = {"initContainers": [{"name": SHIPPER, "restartPolicy": "Always"}]}
+    assert job_outcome(job(), [waiting], NOW + 60) is None
+    once["restartCount"] = 2
+    result = job_outcome(job(), [waiting], NOW + 60)
+    assert result is not None and result.kind == "cannot_start"
+    assert (
+        "container kubejobs-log-shipper (injected log shipper) could not start"
+        in (result.errors[0])
+    )
 
 
 def test_a_failed_pod_names_a_start_error_the_same_way() -> None:

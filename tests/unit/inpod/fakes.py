@@ -119,6 +119,7 @@ class FakeSink:
         self.calls = 0
         self.crash_after: int | None = None  # raise Crash after storing this many messages
         self.crash_before: int | None = None  # raise Crash instead of storing message number N
+        self.lose_answers: set[int] = set()  # calls whose message is stored, the answer lost
 
     def add_log(self, process_id: str, message: str) -> None:
         self.calls += 1
@@ -129,6 +130,8 @@ class FakeSink:
             self.crash_before = None
             raise Crash("killed before the request reached the server")
         self.messages.append(message)
+        if self.calls in self.lose_answers:
+            raise ColoniesUnavailable("the connection closed before the answer")
         if self.crash_after is not None and len(self.messages) >= self.crash_after:
             self.crash_after = None
             raise Crash("killed after send, before commit")

@@ -159,6 +159,21 @@ def test_server_outage_is_ridden_out(tmp_path: Path) -> None:
     assert sink.calls == len(sink.messages) + 3
 
 
+def test_a_batch_whose_answer_was_lost_is_not_sent_again(tmp_path: Path) -> None:
+    """The server stored a batch but its answer never came (its TLS front end restarted
+    mid-request): the retry must not store it a second time (found by the chaos soak: a
+    line twice in a process log)."""
+    pod = FakePod(["main"])
+    pod.write("main", ["tick"] * 1000)  # identical batches: the check counts, not looks up
+    pod.write("main", [f"line {i}" for i in range(1000)])
+    pod.state["main"] = "terminated"
+    sink = FakeSink()
+    sink.lose_answers = {2, 3, 6}
+    result = _shipper(pod, sink, tmp_path).run()
+    assert result.complete
+    assert sink.text().splitlines() == _expected(pod, "main")
+
+
 def test_a_container_that_never_ran_completes_its_log(tmp_path: Path) -> None:
     pod = FakePod(["main"])
     original = pod.pod
