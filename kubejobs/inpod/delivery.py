@@ -5,8 +5,9 @@ Before a batch is sent, its hash and end position are written to the cursor as
 that finds `pending` set counts the server's log entries with that hash: one
 more than `sent.log` records means the batch arrived and is committed, else it
 is sent again. A send that failed is settled the same way before it is tried
-again: the server may have stored the batch and lost only its answer. While the server is unreachable the batch is retried with
-backoff and the readers keep journaling to disk, so nothing waits in memory.
+again: the server may have stored the batch and lost only its answer. While the
+server is unreachable the batch is retried with backoff and the readers keep
+journaling to disk, so nothing waits in memory.
 
 With an attempt guard (attempt.py), a batch is sent only while the server's
 process is still in the pod's attempt; once it is not, delivery stops

@@ -312,12 +312,15 @@ def _scale_down(
     ids = executor_ids(colonies, PODS)
     pids = [colonies.submit(spec(executor_type))["processid"] for _ in range(8)]
     until(lambda: len(_jobs_of(kube_namespace, PODS[1])) >= 2, "replica 1 running Jobs")
+    # Replica 1's processes are read while it runs: once it is stopped, the server requeues
+    # them after STALE_SECONDS of silence and replica 0 takes them, which on a loaded
+    # machine can happen before a read after the stop (ci14: none was replica 1's by then).
+    on_one = {p for p in pids if colonies.get_process(p)["assignedexecutorid"] == _id(ids, 1)}
     # The pod the StatefulSet deletes gets SIGTERM; stopped, and what it leaves read, before
     # the (slow) helm upgrade rather than after it: under load the upgrade outlasted the
     # Jobs' 30 s (replica 1 closed them itself, or they were over by the time they were read).
     runner.runners[PODS[1]].stop()
     assert _jobs_of(kube_namespace, PODS[1]), "the gone replica's Jobs keep running"
-    on_one = {p for p in pids if colonies.get_process(p)["assignedexecutorid"] == _id(ids, 1)}
     install(
         *_colonies_values(colonies, executor_type, "kj-kubejobs"),
         "--reuse-values", "--set", "replicaCount=1", command="upgrade",
