@@ -43,7 +43,8 @@ class TestEnvError(RuntimeError):
 # one block per pytest-xdist worker (block 0 for any other process): workers
 # started together never pick the same port, and no outgoing connection can take
 # a port between the check here and the server's own bind. A block is walked in
-# order from a place set by the pid, so a port comes back only after 1500 others (its server long gone).
+# order from a place set by the pid, so a port comes back only after 1500 others
+# (its server long gone).
 _PORT_BASE = 19000
 _PORT_BLOCK = 1500
 _MAX_WORKERS = 8
@@ -65,8 +66,10 @@ def free_port() -> int:
     """A free TCP port (on every address: servers listen on testenv.podnet.HOST_IP too),
     not handed out in this process's last 1500."""
     start = _PORT_BASE + _port_block() * _PORT_BLOCK
-    if not _port_next:  # processes in one block start at different places
-        _port_next.append(start + os.getpid() % _PORT_BLOCK)
+    if not _port_next:
+        # processes in one block start far apart: pids started together are close, and
+        # walks from nearby places met (a soak run and a pytest session, both in block 0)
+        _port_next.append(start + os.getpid() * 7919 % _PORT_BLOCK)
     for _ in range(_PORT_BLOCK):
         port = _port_next[0]
         _port_next[0] = start + (port + 1 - start) % _PORT_BLOCK
