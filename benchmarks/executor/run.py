@@ -5,7 +5,9 @@ parallel and waits for every process to close. Prints processes closed/s, median
 and p99 submit-to-close (server timestamps), Kubernetes API requests per process
 (the executor's own count), the executor's peak RSS, and the floor: the same N
 Jobs applied, awaited (one list+watch) and deleted by a bare client loop, as a
-ratio. Figures only; nothing is asserted.
+ratio, and the CPU seconds each program used in either (`cpu_seconds`,
+`floor_cpu_seconds`: on two shared cores, what bounds the run). Figures only;
+nothing is asserted.
 
     .venv/bin/python -m benchmarks.executor.run --n 200 --n 1000
 """
@@ -22,11 +24,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cpu import cpu_seconds
 from kubejobs.adapters.kube import KubeClient
 from kubejobs.render import Renderer, RenderSettings
 from kubejobs.render.identity import default_process_id
@@ -166,6 +170,8 @@ def run_executor(
     try:
         for port in ports:
             wait_ready(port)
+        names = {p.pid: "executor" for p in procs}
+        used = cpu_seconds(names)
         start = time.time()
         with ThreadPoolExecutor(16) as pool:
             pids = list(
@@ -184,6 +190,7 @@ def run_executor(
                 during()
             time.sleep(0.5)
         peaks = [rss_peak_kib(p.pid) for p in procs]
+        used = cpu_seconds(names) - used
         for p in procs:
             p.send_signal(signal.SIGTERM)
         for p in procs:
@@ -222,6 +229,7 @@ def run_executor(
         / n,
         "colonies_requests_per_process": metric_sum(text, "kubejobs_colonies_requests") / n,
         "colonies_requests_by_type": {k: round(v) for k, v in sorted(by_type.items())},
+        "cpu_seconds": rounded(used),
         "peak_rss_mib": max(peaks) / 1024,
         "peak_rss_mib_per_replica": [round(p / 1024, 1) for p in peaks],
         "rss_mib_first_last_quarter": [
@@ -232,6 +240,11 @@ def run_executor(
             for r in range(replicas)
         ],
     }
+
+
+def rounded(cpu: Counter[str]) -> dict[str, float]:
+    """CPU seconds by program, largest first (what bounds a run on two shared cores)."""
+    return {name: round(seconds, 1) for name, seconds in cpu.most_common() if seconds >= 0.5}
 
 
 def wait_ready(port: int) -> None:
@@ -333,7 +346,9 @@ def main() -> None:
             )
             floor_ns = kube.create_namespace("floor")
             kube.kubectl("-n", floor_ns, "create", "serviceaccount", "kubejobs-log-shipper")
+            used = cpu_seconds()
             floor = run_floor(kube, floor_ns, n)
+            result["floor_cpu_seconds"] = rounded(cpu_seconds() - used)
             result["floor_seconds"] = floor
             result["ratio_to_floor"] = result["wall_seconds"] / floor
             print(

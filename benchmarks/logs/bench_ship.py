@@ -35,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.cpu import cpu_seconds as process_cpu_seconds  # noqa: E402
 from kubejobs.adapters.colonies import ColoniesClient  # noqa: E402
 from kubejobs.adapters.podlogs import PodLogs  # noqa: E402
 from kubejobs.inpod.shipper import Shipper, ShipperOptions  # noqa: E402
@@ -56,35 +57,10 @@ GROUPS = {
 
 
 def cpu_seconds() -> Counter[str]:
-    """CPU time (user + system) so far of this process and every server it started, by program.
-
-    The servers share this machine's cores with the shipper: what they burn is what bounds
-    it on a small machine.
-    """
-    tick = os.sysconf("SC_CLK_TCK")
-    procs: dict[int, tuple[int, str, int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-        procs[int(entry)] = (int(fields[1]), comm, int(fields[11]) + int(fields[12]))
-    mine = {os.getpid()}
-    while True:
-        more = {pid for pid, (ppid, _, _) in procs.items() if ppid in mine} - mine
-        if not more:
-            break
-        mine |= more
+    """CPU seconds so far of this process and every server it started, grouped (GROUPS)."""
     out: Counter[str] = Counter()
-    for pid in mine:
-        _, comm, ticks = procs[pid]
-        name = "python" if pid == os.getpid() else comm
-        out[GROUPS.get(name, "other servers")] += ticks / tick
+    for name, seconds in process_cpu_seconds().items():
+        out[GROUPS.get(name, "other servers")] += seconds
     return out
 
 
