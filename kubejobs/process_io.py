@@ -39,6 +39,9 @@ OUTPUT_MAX_BYTES = 1024 * 1024
 # The log shipper's termination message once it has set the output from the files: the
 # executor then closes the process without termination messages, which would replace it.
 OUTPUT_SET = "kubejobs: output set from "
+# ... and when it gave up with output files it could not set: the executor then fails the
+# process rather than close it with an output that is not the program's.
+OUTPUT_LOST = "kubejobs: output not delivered: "
 
 
 def output_file(container: str) -> str:

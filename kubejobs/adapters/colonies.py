@@ -165,6 +165,13 @@ class ColoniesClient:
                 method, url, data=body, timeout=timeout, verify=self.ca_file or True
             )
         except requests.exceptions.SSLError as err:
+            if isinstance(_ssl_error(err), CUT):
+                # the connection was cut mid-handshake or mid-request (the server or its TLS
+                # front end restarting): an outage like a refused connection, not a CA problem
+                raise ColoniesUnavailable(
+                    f"Colonies server {self.url} unreachable: TLS connection cut "
+                    f"({type(_ssl_error(err)).__name__})"
+                ) from None
             self.tls_problem = self._tls_message(err)
             raise ColoniesCertificateError(self.tls_problem) from None
         except requests.RequestException as err:
@@ -334,6 +341,10 @@ def assignment_deadline(process: dict[str, Any]) -> float:
     if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0 or started is None:
         return math.inf
     return started + limit
+
+
+# TLS errors that say the connection ended, not that the certificate or the CA is wrong.
+CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 
 
 def _ssl_error(err: BaseException) -> ssl.SSLError | None:

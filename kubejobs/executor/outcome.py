@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from kubejobs.process_io import OUTPUT_SET
+from kubejobs.process_io import OUTPUT_LOST, OUTPUT_SET
 
 INJECTED_PREFIX = "kubejobs-"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
@@ -103,6 +103,12 @@ def job_outcome(
     """
     pods = sorted(pods, key=_pod_order)
     if condition(job, "Complete"):
+        lost = [m for pod in pods if OUTPUT_LOST in (m := _shipper_message(pod))]
+        if lost:
+            # closing would hand the children an output that is not the program's
+            text = lost[0].split(OUTPUT_LOST, 1)[1]
+            error = f"the program succeeded but its output was not delivered: {_clip(text)}"
+            return Outcome(False, "output_lost", errors=[error], notes=shipper_notes(pods))
         output = _outputs(pods)
         notes = shipper_notes(pods) + (cut_messages(pods) if output else [])
         return Outcome(True, "succeeded", output=output, notes=notes)
@@ -156,7 +162,9 @@ def is_injected(container_name: str) -> bool:
 def _outputs(pods: list[dict[str, Any]]) -> list[str]:
     """Termination messages of the main containers, in completion-index order; none when the
     log shipper has set the output from the output files (a non-empty close would replace it)."""
-    if any(_shipper_message(pod).startswith(OUTPUT_SET) for pod in pods):
+    # `in`, not a prefix: a shipper that set the output and then failed (the sync) says so
+    # after "error: "
+    if any(OUTPUT_SET in _shipper_message(pod) for pod in pods):
         return []
     out: list[str] = []
     for pod in pods:

@@ -28,6 +28,7 @@ from kubejobs.inpod.retry import Retrier
 from kubejobs.inpod.shipper import Shipper, ShipperOptions
 from kubejobs.inpod.stager import stage_in
 from kubejobs.inpod.sync import Transfer, clear_dir
+from kubejobs.process_io import OUTPUT_LOST, OUTPUT_SET
 from kubejobs.spec.model import FileSystem
 
 log = logging.getLogger("kubejobs.inpod")
@@ -152,6 +153,7 @@ def ship_logs_command(
     kube = PodLogs(env.namespace, env.pod_name, kubeconfig)
     if grace_seconds is None:
         grace_seconds = _pod_grace_seconds(kube)
+    output_set: list[int] = []  # files set as the process output by the onclose hook
 
     def tagged() -> bool:
         if len(env.main_containers) > 1:
@@ -176,7 +178,7 @@ def ship_logs_command(
         containers=env.main_containers,
         rank=env.node_rank,
         tagged=tagged,
-        on_close=lambda: close_process(env, client, retry_seconds),
+        on_close=lambda: close_process(env, client, retry_seconds, output_set),
         options=ShipperOptions(
             max_batch_bytes=max_batch_bytes,
             linger=linger,
@@ -203,7 +205,23 @@ def ship_logs_command(
         return  # nothing wrong here: the server moved on; the pod is being deleted
     if not result.complete:
         # An exception, not click's Exit: with standalone_mode=False click returns Exit's code instead.
-        raise ShippingIncomplete("not every log line was delivered (see the messages above)")
+        # the reason reaches the executor's note through the termination message; the
+        # messages above go with the pod
+        written = env.node_rank == "0" and collect_output(env.main_containers)[1] > 0
+        raise ShippingIncomplete(incomplete(result.reason, sum(output_set), written))
+
+
+def incomplete(reason: str, output_set: int, output_written: bool) -> str:
+    """What a shipper that gave up says (its termination message, which the executor reads):
+    whether the process output is set, or was written and not set, comes first."""
+    if output_set:  # the executor must not close with termination messages instead
+        return f"{OUTPUT_SET}{output_set} file(s); then {reason}"
+    if output_written:  # the executor fails the process: its output is not the program's
+        return (
+            f"{OUTPUT_LOST}the program wrote its output file(s) but the log shipper gave up "
+            f"before it could set them as the process output: {reason}"
+        )
+    return f"not every log line was delivered: {reason}"
 
 
 def _pod_grace_seconds(kube: PodLogs) -> float:
@@ -216,17 +234,20 @@ def _pod_grace_seconds(kube: PodLogs) -> float:
     return float(value) if isinstance(value, int | float) else 30.0
 
 
-def close_process(env: PodEnv, client: ColoniesClient, retry_seconds: float) -> None:
+def close_process(
+    env: PodEnv, client: ColoniesClient, retry_seconds: float, output_set: list[int]
+) -> None:
     """After the last line is shipped: the output files, then the fs.dirs sync."""
-    deliver_output(env, client, retry_seconds)
+    output_set.append(deliver_output(env, client, retry_seconds))
     close_fs(env, client, retry_seconds)
 
 
-def deliver_output(env: PodEnv, client: ColoniesClient, retry_seconds: float) -> None:
+def deliver_output(env: PodEnv, client: ColoniesClient, retry_seconds: float) -> int:
     """The main containers' output files as the process output (node rank 0's pod only: one
-    process has one output, and several pods setting it would overwrite each other)."""
+    process has one output, and several pods setting it would overwrite each other); how
+    many files were set."""
     if env.node_rank != "0":
-        return
+        return 0
     output, used, problems = collect_output(env.main_containers)
     retry = Retrier(budget=retry_seconds)
     for problem in problems:
@@ -236,6 +257,8 @@ def deliver_output(env: PodEnv, client: ColoniesClient, retry_seconds: float) ->
         retry(lambda: client.set_output(env.process_id, output), "set the process output")
         say_output_set(used)
         log.info("process output set from %d file(s)", used)
+        return used
+    return 0
 
 
 def close_fs(env: PodEnv, client: ColoniesClient, retry_seconds: float) -> None:

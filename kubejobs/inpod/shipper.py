@@ -64,6 +64,8 @@ class ShipResult:
     containers: dict[str, int] = field(default_factory=dict)  # lines read per container, this run
     superseded: str = ""
     """Why shipping stopped because the pod's attempt is over ('' otherwise)."""
+    reason: str = ""
+    """Why it is incomplete ('' when complete): the executor's note quotes it."""
 
 
 class Shipper:
@@ -119,7 +121,7 @@ class Shipper:
         delivery = Delivery(
             self.sink, self.store, cursor, self.process_id, self.colony, guard=self.guard
         )
-        superseded = ""
+        superseded = reason = ""
         followers: list[Follower] = []
         threads: list[threading.Thread] = []
         try:
@@ -159,6 +161,12 @@ class Shipper:
                 delivery.deliver(batch, self.should_stop)
                 journal.discard_before(cursor.pos)
             complete = batcher.all_done() and cursor.pos >= batcher.pos
+            if not complete:
+                reason = (
+                    "the termination deadline (the pod's grace period of "
+                    f"{self.options.grace_seconds:.0f} s) passed before every container's log "
+                    "was read to its end"
+                )
             if complete:
                 self._stop.set()
                 delivery.check_attempt(self.should_stop, "the output and the sync", fresh=True)
@@ -168,13 +176,14 @@ class Shipper:
                     raise
                 except KubejobsError as err:
                     log.error("onclose sync failed: %s", err)
-                    complete = False
+                    complete, reason = False, f"the onclose sync failed: {err}"
                 else:
                     cursor.finished = True
                     self.store.save(cursor)
         except Stopped as err:
             log.error("%s", err)
             complete = False
+            reason = f"{err} (the pod's grace period: {self.options.grace_seconds:.0f} s)"
         except Superseded as err:
             self._stop.set()
             superseded = str(err)
@@ -201,6 +210,7 @@ class Shipper:
             time.monotonic() - started,
             {f.container: f.lines for f in followers},
             superseded,
+            reason,
         )
 
     def _follow_all(self, followers: list[Follower]) -> None:

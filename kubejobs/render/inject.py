@@ -32,6 +32,7 @@ CA_DIR = "/etc/kubejobs/colonies-ca"
 CA_KEY = "ca.crt"
 CA_FILE_ENV = "KUBEJOBS_COLONIES_CA_FILE"  # inpod/config.py reads it
 SHARED_PODS_ENV = "KUBEJOBS_SHARED_VOLUME_PODS"  # inpod/config.py, inpod/closing.py
+GRACE_ENV = "KUBEJOBS_GRACE_SECONDS"  # inpod/command.py reads it (ship-logs --grace-seconds)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,11 @@ def inject(job: dict[str, Any], injection: Injection, source: str) -> None:
 
     shipper = _container(SHIPPER, "log-shipper.yaml", injection, main_names, mount)
     shipper["volumeMounts"].append(process_io.shipper_mount())
+    grace = pod.get("terminationGracePeriodSeconds")
+    if isinstance(grace, int) and not isinstance(grace, bool):
+        # Its deadline after SIGTERM. Read from the API server otherwise, which may be away
+        # as the pod starts: the soak saw a shipper assume 30 s of 60 and give up too soon.
+        shipper["env"].append({"name": GRACE_ENV, "value": str(grace)})
     init = list(pod.get("initContainers", []))
     injected = [SHIPPER]
     if injection.native_sidecar:

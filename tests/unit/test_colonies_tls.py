@@ -126,3 +126,39 @@ def test_the_ca_file_applies_only_with_tls() -> None:
     client = ColoniesClient("127.0.0.1", 1, generate_prvkey(), tls=False, ca_file="/x/ca.crt")
     assert client.ca_file == ""
     assert client.url.startswith("http://")
+
+
+@pytest.fixture
+def cutting_server() -> Iterator[int]:
+    """Accepts TLS connections and closes each at once, as a front end that dies mid-handshake."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)  # the whole ClientHello, so the close is an EOF, not a reset
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    listener.close()
+
+
+def test_a_connection_cut_mid_handshake_is_an_outage_not_a_certificate_problem(
+    cutting_server: int, pki: tuple[Path, Path]
+) -> None:
+    # the soak: the TLS front end SIGKILLed mid-request made a log shipper give up for good
+    client = _client(cutting_server, str(pki[0]))
+    with pytest.raises(ColoniesUnavailable) as caught:
+        client.get_process("p1")
+    assert not isinstance(caught.value, ColoniesCertificateError), caught.value
+    assert "unreachable" in str(caught.value)
+    assert client.tls_problem == ""

@@ -285,3 +285,33 @@ def test_pvc_tells_the_injected_containers_how_many_ranks_share_the_volume() -> 
     own = pod_of(render(spec_with(fs=FS, conditions={"nodes": 3})))
     for container in own["initContainers"]:
         assert "KUBEJOBS_SHARED_VOLUME_PODS" not in env_of(container)
+
+
+@pytest.mark.parametrize("kube_version", ["1.34", "1.28"])
+def test_the_shipper_is_told_the_pods_grace_period(kube_version: str) -> None:
+    # it is its deadline after SIGTERM; asked of the API server instead, an outage as the pod
+    # starts made it assume 30 s (the soak)
+    pod = pod_of(render(spec_with(), termination_grace_seconds=45, kube_version=kube_version))
+    shipper = next(
+        c for c in pod["initContainers"] + pod["containers"] if c["name"] == "kubejobs-log-shipper"
+    )
+    assert pod["terminationGracePeriodSeconds"] == 45
+    assert env_of(shipper)["KUBEJOBS_GRACE_SECONDS"] == "45"
+    assert all("KUBEJOBS_GRACE_SECONDS" not in env_of(c) for c in pod["containers"][:1])
+
+
+def test_a_template_without_a_grace_period_leaves_the_shipper_to_ask() -> None:
+    data = spec_with()
+    job = job_of(render(data))
+    del job["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    injection = Injection(
+        spec=validate_spec(data),
+        settings=RenderSettings(),
+        process_id=PID,
+        colony_name="",
+        job_name=job["metadata"]["name"],
+    )
+    inject(job, injection, "job.yaml.j2")  # again: the injected containers are made anew
+    shipper = job["spec"]["template"]["spec"]["initContainers"][0]
+    assert shipper["name"] == "kubejobs-log-shipper"
+    assert "KUBEJOBS_GRACE_SECONDS" not in env_of(shipper)

@@ -159,6 +159,29 @@ def test_server_outage_is_ridden_out(tmp_path: Path) -> None:
     assert sink.calls == len(sink.messages) + 3
 
 
+def test_a_shipper_out_of_time_says_why_and_with_which_grace_period(tmp_path: Path) -> None:
+    """Its reason reaches the executor's note (the pod's own log goes with the pod): the soak
+    saw only 'see the messages above' for a shipper that gave up during an outage."""
+    pod = FakePod(["main"])
+    pod.write("main", ["x"] * 10)
+    pod.state["main"] = "terminated"
+    sink = FakeSink()
+    sink.down_calls = 10**6  # the server never comes back
+    shipper = Shipper(
+        pod, sink, tmp_path, "pid", "colony", first=(), containers=("main",), rank="0",
+        tagged=lambda: False,
+        options=ShipperOptions(
+            max_batch_bytes=2000, linger=0.05, poll=0.01, idle_timeout=0.01,
+            grace_seconds=2.0, grace_margin=0.5,
+        ),
+    )  # fmt: skip
+    shipper.terminate()
+    result = shipper.run()
+    assert not result.complete
+    assert "the termination deadline passed" in result.reason, result.reason
+    assert "grace period: 2 s" in result.reason, result.reason
+
+
 def test_a_batch_whose_answer_was_lost_is_not_sent_again(tmp_path: Path) -> None:
     """The server stored a batch but its answer never came (its TLS front end restarted
     mid-request): the retry must not store it a second time (found by the chaos soak: a
@@ -271,3 +294,12 @@ def test_a_container_stopped_in_a_pod_being_deleted_is_finished_without_its_stat
     journal.close()
     assert not done.is_alive() and follower.position.done
     assert follower.lines == 2  # each line once: the final read skips what it already has
+
+
+def test_what_a_shipper_that_gave_up_says_puts_the_output_first() -> None:
+    from kubejobs.inpod.command import incomplete
+    from kubejobs.process_io import OUTPUT_LOST, OUTPUT_SET
+
+    assert incomplete("why", 0, False) == "not every log line was delivered: why"
+    assert incomplete("why", 0, True).startswith(OUTPUT_LOST)
+    assert incomplete("why", 2, True) == f"{OUTPUT_SET}2 file(s); then why"
