@@ -390,15 +390,11 @@ def _start_problem(
         if stuck is not None:
             return Outcome(False, "not_started", pods_done=False, errors=[stuck])
     if not pods and timeouts.start:
-        # From the later of creation and start: a Job that Kueue admitted (unsuspended) after
-        # a wait, or again after a preemption, has its startTime reset then.
-        created = (
-            max(
-                timestamp((job.get("metadata") or {}).get("creationTimestamp")) or 0.0,
-                timestamp((job.get("status") or {}).get("startTime")) or 0.0,
-            )
-            or None
-        )
+        # From the Job's startTime, which the Job controller sets in the sync that creates
+        # its pods (and Kueue's admission after a wait or a preemption resets). Without it
+        # the controller has not come to the Job yet: its backlog, not a failure (10,000
+        # Jobs at once kept it busy for over 300 s here, and every late Job was failed).
+        created = timestamp((job.get("status") or {}).get("startTime"))
         if created is not None and now - created >= timeouts.start:
             name = (job.get("metadata") or {}).get("name", "")
             return Outcome(

@@ -228,10 +228,18 @@ def test_a_scheduled_pod_that_does_not_start_fails_after_start_timeout() -> None
 
 
 def test_job_without_pods_fails_after_start_timeout() -> None:
-    old = job(created="2027-01-15T07:50:00Z")
+    old = job(created="2027-01-15T07:40:00Z")
+    old["status"]["startTime"] = "2027-01-15T07:50:00Z"  # the Job controller synced it then
     assert job_outcome(old, [], NOW, Timeouts(start=900)) is None
-    result = job_outcome(old, [], NOW, Timeouts(start=300))
+    result = job_outcome(old, [], NOW, Timeouts(start=600))
     assert result is not None and result.kind == "no_pods"
+    assert result.errors == ["Job kj-abc created no pod within 600s"]
+
+
+def test_a_job_the_job_controller_has_not_come_to_yet_is_not_failed() -> None:
+    """No startTime: the controller's backlog (10,000 Jobs applied at once), not a failure."""
+    waiting_its_turn = job(created="2027-01-15T07:00:00Z")
+    assert job_outcome(waiting_its_turn, [], NOW, Timeouts(start=300)) is None
 
 
 def test_failed_create_fails_at_once_with_kubernetes_message() -> None:
