@@ -195,3 +195,21 @@ def test_failed_create_seen_before_the_job_counts_when_the_job_arrives() -> None
     r.watch_sink("Job", "DELETED", with_uid(job(), "u2"))
     r.drain()
     assert "u2" not in r.create_failures  # forgotten with its Job
+
+
+def test_pods_of_other_executors_are_not_kept() -> None:
+    """Two replicas in one namespace each watch every kubejobs pod; keeping the other's cost
+    each replica all of them (10,000 processes over two replicas: 829 MiB a replica)."""
+    r, _actions, _admission = reconciler()
+
+    def pod(name: str, executor: str | None) -> dict[str, Any]:
+        annotations = {} if executor is None else {"kubejobs.io/executor": executor}
+        labels = {"kubejobs.io/process": PID[:40]}
+        return {"metadata": {"name": name, "labels": labels, "annotations": annotations}}
+
+    r.watch_sink("Pod", "SYNC", [pod("theirs-1", "other")])
+    r.watch_sink("Pod", "ADDED", pod("theirs-2", "other"))
+    r.watch_sink("Pod", "ADDED", pod("mine", "e"))
+    r.watch_sink("Pod", "ADDED", pod("unmarked", None))  # a template without the annotation
+    r.drain()
+    assert sorted(r.pods[NAME]) == ["mine", "unmarked"]
