@@ -140,10 +140,8 @@ def test_marker_records_what_was_injected() -> None:
     assert annotations["kubejobs.io/injected"] == "kubejobs-log-shipper,kubejobs-data-stager"
 
 
-def test_injecting_twice_changes_nothing() -> None:
-    data = spec_with(fs=FS)
-    job = job_of(render(data))
-    again = copy.deepcopy(job)
+def inject_again(job: dict[str, Any], data: dict[str, Any]) -> None:
+    """Inject into an already rendered Job once more, with the default settings."""
     injection = Injection(
         spec=validate_spec(data),
         settings=RenderSettings(),
@@ -151,7 +149,14 @@ def test_injecting_twice_changes_nothing() -> None:
         colony_name="",
         job_name=job["metadata"]["name"],
     )
-    inject(again, injection, "job.yaml.j2")
+    inject(job, injection, "job.yaml.j2")
+
+
+def test_injecting_twice_changes_nothing() -> None:
+    data = spec_with(fs=FS)
+    job = job_of(render(data))
+    again = copy.deepcopy(job)
+    inject_again(again, data)
     assert again == job
 
 
@@ -304,14 +309,7 @@ def test_a_template_without_a_grace_period_leaves_the_shipper_to_ask() -> None:
     data = spec_with()
     job = job_of(render(data))
     del job["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    injection = Injection(
-        spec=validate_spec(data),
-        settings=RenderSettings(),
-        process_id=PID,
-        colony_name="",
-        job_name=job["metadata"]["name"],
-    )
-    inject(job, injection, "job.yaml.j2")  # again: the injected containers are made anew
+    inject_again(job, data)  # the injected containers are made anew
     shipper = job["spec"]["template"]["spec"]["initContainers"][0]
     assert shipper["name"] == "kubejobs-log-shipper"
     assert "KUBEJOBS_GRACE_SECONDS" not in env_of(shipper)

@@ -401,6 +401,16 @@ def test_the_shipper_note_carries_what_the_shipper_ended_on() -> None:
     ]
 
 
+def done_pod_whose_shipper_said(said: str) -> dict[str, Any]:
+    """A pod whose program succeeded with a termination message, its shipper exited 1."""
+    return pod(
+        "p-1",
+        "Succeeded",
+        [terminated("main", 0, "Completed", "a termination message")],
+        init=[terminated(SHIPPER, 1, "Error", said)],
+    )
+
+
 def test_a_shipper_that_could_not_set_the_programs_output_fails_the_process() -> None:
     """The soak: a shipper gave up during an outage with the program's output file unset, and
     the process closed with an empty output that its workflow child took as its input."""
@@ -408,12 +418,7 @@ def test_a_shipper_that_could_not_set_the_programs_output_fails_the_process() ->
         "error: kubejobs: output not delivered: the program wrote its output file(s) but the "
         "log shipper gave up before it could set them: gave up trying to add the log batch"
     )
-    p = pod(
-        "p-1",
-        "Succeeded",
-        [terminated("main", 0, "Completed", "a termination message")],
-        init=[terminated(SHIPPER, 1, "Error", said)],
-    )
+    p = done_pod_whose_shipper_said(said)
     result = job_outcome(job(cond("Complete")), [p], NOW)
     assert result is not None and not result.success and result.kind == "output_lost"
     assert result.errors[0].startswith("the program succeeded but its output was not delivered")
@@ -425,12 +430,7 @@ def test_a_shipper_that_set_the_output_and_then_failed_keeps_the_output_it_set()
     # its termination message still says the output is set: a close with the main
     # containers' termination messages would replace it
     said = "error: kubejobs: output set from 1 file(s); the onclose sync failed: S3 away"
-    p = pod(
-        "p-1",
-        "Succeeded",
-        [terminated("main", 0, "Completed", "a termination message")],
-        init=[terminated(SHIPPER, 1, "Error", said)],
-    )
+    p = done_pod_whose_shipper_said(said)
     result = job_outcome(job(cond("Complete")), [p], NOW)
     assert result is not None and result.success and result.output == []
     assert "the onclose sync failed" in result.notes[0]
