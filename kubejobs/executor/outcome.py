@@ -88,6 +88,15 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+def finishing(job: dict[str, Any]) -> bool:
+    """Whether the Job controller has found the Job finished, or decided it will be
+    (SuccessCriteriaMet and FailureTarget come before Complete and Failed)."""
+    return any(
+        condition(job, kind)
+        for kind in ("Complete", "Failed", "SuccessCriteriaMet", "FailureTarget")
+    )
+
+
 def job_outcome(
     job: dict[str, Any],
     pods: list[dict[str, Any]],

@@ -46,7 +46,7 @@ from typing import Any
 from kubejobs.executor import kueue
 from kubejobs.executor.admission import Admission, Request
 from kubejobs.executor.metrics import Metrics
-from kubejobs.executor.outcome import Outcome, Timeouts, condition, job_outcome
+from kubejobs.executor.outcome import Outcome, Timeouts, condition, finishing, job_outcome
 from kubejobs.render.identity import (
     EXECUTOR_ANNOTATION,
     JOB_NAME_PREFIX,
@@ -588,8 +588,13 @@ class Reconciler:
         job = self.jobs.get(flight.job_name)
         if job is None:
             return
-        outcome = self._queue_outcome(flight, job)
-        if outcome is None and kueue.waiting(job):
+        # A Job the Job controller has found finished is not waiting, whatever Kueue did: Kueue
+        # may suspend it in the same second (a preemption racing the last pod's exit), and the
+        # Job stays Complete and suspended for good (found by the 30-minute soak: the process
+        # stayed RUNNING with "Kueue stopped run 4" in its log and all 30 lines shipped).
+        ending = finishing(job)
+        outcome = None if ending else self._queue_outcome(flight, job)
+        if outcome is None and not ending and kueue.waiting(job):
             return  # waiting for Kueue (or the Job controller's resume): no start timeout
         if outcome is None:
             pods = list(self.pods.get(flight.job_name, {}).values())

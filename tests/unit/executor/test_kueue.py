@@ -368,3 +368,36 @@ def test_a_job_found_after_a_restart_numbers_its_runs_on_from_kueues_evictions()
 def test_a_job_found_in_its_first_run_says_nothing_more() -> None:
     _r, actions, _clock = adopted(queued_job(False), evictions=0)
     assert actions.notes() == []
+
+
+def test_a_run_that_completes_as_kueue_preempts_it_closes_as_a_success() -> None:
+    """Kueue suspended the Job in the second its pod succeeded; the Job controller then
+    marked it Complete, and it stays Complete and suspended. The 30-minute soak found the
+    process RUNNING for good, its log saying "Kueue stopped run 4" after all 30 lines."""
+    r, actions, _admission, _clock = setup()
+    r.watch_sink("Job", "MODIFIED", queued_job(False))
+    r.watch_sink("Workload", "MODIFIED", workload(cond("Admitted", "True")))
+    settle(r)
+    evicted = cond("Evicted", "True", "Preempted", "Preempted to accommodate a workload")
+    r.watch_sink("Workload", "MODIFIED", workload(evicted))
+    r.watch_sink("Job", "MODIFIED", queued_job(True, conditions=["SuccessCriteriaMet"]))
+    r.watch_sink("Job", "MODIFIED", queued_job(True, conditions=["SuccessCriteriaMet", "Complete"]))
+    settle(r)
+    assert [o.success for o in actions.reports()] == [True]
+    assert not any("stopped" in n for n in actions.notes())  # the run was not cut short
+
+
+def test_a_job_suspended_before_it_was_seen_complete_still_closes() -> None:
+    r, actions, _admission, _clock = setup()
+    r.watch_sink("Job", "MODIFIED", queued_job(False))
+    settle(r)
+    r.watch_sink("Job", "MODIFIED", queued_job(True))  # seen as a stop
+    r.watch_sink("Job", "MODIFIED", queued_job(True, conditions=["Complete"]))
+    settle(r)
+    assert [o.success for o in actions.reports()] == [True]
+
+
+def test_a_restarted_executor_closes_a_job_found_complete_and_suspended() -> None:
+    _r, actions, _clock = adopted(queued_job(True, conditions=["Complete"]), evictions=6)
+    assert [o.success for o in actions.reports()] == [True]
+    assert actions.notes() == []  # no "found the Job in run 7": it is over
