@@ -46,6 +46,9 @@ SIDECAR_START_TRIES = 2
 # refuses log lines once the process is failed.
 SETTLE_SECONDS = 2.0
 LOG_SHIPPER = "kubejobs-log-shipper"
+# How long a Complete Job waits for its succeeded pods to be seen (the pods' watch behind the
+# Jobs'); pods deleted by someone else meanwhile are never seen, and the close goes on without.
+CATCH_UP_SECONDS = 30.0
 _INJECTED_ROLES = {"kubejobs-data-stager": "data stager", LOG_SHIPPER: "log shipper"}
 
 
@@ -111,7 +114,12 @@ def job_outcome(
     service account), so they would never appear and the Job would wait forever.
     """
     pods = sorted(pods, key=_pod_order)
-    if condition(job, "Complete"):
+    complete = condition(job, "Complete")
+    if complete:
+        behind = _pods_behind(job, pods)
+        since = timestamp(complete.get("lastTransitionTime"))
+        if behind and since is not None and now - since < CATCH_UP_SECONDS:
+            return None
         lost = [m for pod in pods if OUTPUT_LOST in (m := _shipper_message(pod))]
         if lost:
             # closing would hand the children an output that is not the program's
@@ -120,6 +128,13 @@ def job_outcome(
             return Outcome(False, "output_lost", errors=[error], notes=shipper_notes(pods))
         output = _outputs(pods)
         notes = shipper_notes(pods) + (cut_messages(pods) if output else [])
+        if behind:
+            name = (job.get("metadata") or {}).get("name", "")
+            notes.append(
+                f"kubejobs: Job {name} completed but its succeeded pods were gone before "
+                "their results were read: the process closes without their termination "
+                "messages as its output"
+            )
         return Outcome(True, "succeeded", output=output, notes=notes)
     failed = condition(job, "Failed")
     if failed:
@@ -156,6 +171,15 @@ def refused(create_failure: str) -> bool:
     """Whether a FailedCreate message is the API server refusing the pods (quota, admission,
     Pod Security, a missing service account, an invalid pod), which no retry changes."""
     return NOT_REFUSED.match(create_failure) is None
+
+
+def _pods_behind(job: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
+    """Whether fewer pods are seen Succeeded than the Job counts: the output is read from
+    them, and the pods' watch is a stream of its own that can lag the Jobs' (a re-list after
+    an API-server restart closed a process with output [] in the 30-minute soak)."""
+    counted = (job.get("status") or {}).get("succeeded") or 0
+    seen = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Succeeded")
+    return isinstance(counted, int) and seen < counted
 
 
 def _pod_order(pod: dict[str, Any]) -> tuple[int, str]:

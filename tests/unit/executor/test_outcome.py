@@ -434,3 +434,24 @@ def test_a_shipper_that_set_the_output_and_then_failed_keeps_the_output_it_set()
     result = job_outcome(job(cond("Complete")), [p], NOW)
     assert result is not None and result.success and result.output == []
     assert "the onclose sync failed" in result.notes[0]
+
+
+def test_a_complete_job_waits_for_its_succeeded_pod_to_be_seen_before_reading_the_output() -> None:
+    """The pods' watch is a stream of its own: after an API-server restart the Jobs' re-list
+    came first, and the process closed with output [] from a pod still seen running."""
+    done = job(cond("Complete"))
+    done["status"]["succeeded"] = 1
+    stale = pod("p", "Running", [{"name": "main", "state": {"running": {}}}])
+    assert job_outcome(done, [stale], NOW + 5) is None
+    assert job_outcome(done, [], NOW + 5) is None
+    fresh = pod("p", "Succeeded", [terminated("main", 0, "Completed", "the output")])
+    result = job_outcome(done, [fresh], NOW + 5)
+    assert result is not None and result.output == ["the output"] and not result.notes
+
+
+def test_a_complete_job_whose_pods_are_never_seen_closes_after_the_catch_up_bound() -> None:
+    done = job(cond("Complete"))
+    done["status"]["succeeded"] = 1
+    result = job_outcome(done, [], NOW + 31)
+    assert result is not None and result.success and result.output == []
+    assert "succeeded pods were gone before their results were read" in result.notes[0]
