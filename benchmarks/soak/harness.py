@@ -448,12 +448,26 @@ class Soak:
         }
         return {kind: names for kind, names in found.items() if names}
 
+    def _dump_leftovers(self) -> None:
+        paths = {
+            "jobs": "/apis/batch/v1/namespaces/{ns}/jobs",
+            "pods": "/api/v1/namespaces/{ns}/pods",
+            "workloads": WORKLOADS,
+        }
+        objects = {
+            kind: self.servers.kube.get_json(path.format(ns=self.namespace)).get("items", [])
+            for kind, path in paths.items()
+        }
+        (self.workdir / "leftovers.json").write_text(json.dumps(objects, indent=1))
+
     def _collect(self) -> None:
         h, colonies = self.history, self.servers.colonies
         deadline = time.monotonic() + self.settings.cleanup_seconds
         while (left := self._leftovers()) and time.monotonic() < deadline:
             time.sleep(2.0)
         h.leftovers = left
+        if left:  # their status is what explains them, and the servers go with the run
+            self._dump_leftovers()
         h.open_processes = sorted(self._open())
         logs = "\n".join(r.log() for r in self.replicas)
         reported = [m.group(1) for m in REPORTED.finditer(logs)]

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from benchmarks.realnode.run import spec as realnode_spec
+from kubejobs.executor.outcome import NEVER_STARTED
 
 WAITING, RUNNING, SUCCESS, FAILED = 0, 1, 2, 3
 POOL_LABEL = "kubejobs.io/soak-pool"
@@ -168,6 +170,7 @@ class Mix:
         errors = [
             rf"walltime exceeded: Job {JOB} ran longer than conditions\.walltime={self.walltime_seconds}s "
             r"and was stopped \(Kubernetes reason DeadlineExceeded\)"
+            rf"(; {re.escape(NEVER_STARTED)} .*)?"
         ]
         return _one("walltime", m, doc, Expect(FAILED, errors=errors, streams={"": ["started"]}))
 

@@ -46,6 +46,8 @@ SIDECAR_START_TRIES = 2
 # refuses log lines once the process is failed.
 SETTLE_SECONDS = 2.0
 LOG_SHIPPER = "kubejobs-log-shipper"
+# In a walltime failure: the deadline came before the program ran, so it has no log at all.
+NEVER_STARTED = "the program had not started by then"
 # How long a Complete Job waits for its succeeded pods to be seen (the pods' watch behind the
 # Jobs'); pods deleted by someone else meanwhile are never seen, and the close goes on without.
 CATCH_UP_SECONDS = 30.0
@@ -222,7 +224,7 @@ def _failure(job: dict[str, Any], failed: dict[str, Any], pods: list[dict[str, A
             "deadline",
             errors=[
                 f"walltime exceeded: Job {name} ran longer than conditions.walltime={walltime}s "
-                f"and was stopped (Kubernetes reason DeadlineExceeded)"
+                f"and was stopped (Kubernetes reason DeadlineExceeded)" + _never_started(pods)
             ],
         )
     errors = [e for pod in pods for e in _pod_errors(pod)]
@@ -230,6 +232,28 @@ def _failure(job: dict[str, Any], failed: dict[str, Any], pods: list[dict[str, A
         message = failed.get("message") or "the Job failed"
         errors = [f"Job {name} failed: {reason or 'Failed'}: {message}"]
     return Outcome(False, "failed", errors=errors)
+
+
+def _never_started(pods: list[dict[str, Any]]) -> str:
+    """What to add to a walltime failure whose program never ran: the walltime counts from
+    the Job's start, so a pod still starting (a busy node, a slow image pull, a stager still
+    downloading) uses it up, and the process has no log of its own. '' when a main container
+    started, or when no pod is left to tell."""
+    waits = []
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if is_injected(cs.get("name", "")):
+                continue
+            state = cs.get("state") or {}
+            if "running" in state or "terminated" in state or cs.get("lastState"):
+                return ""
+            reason = (state.get("waiting") or {}).get("reason") or "not started"
+            waits.append(f"{pod_ref(pod)} container {cs.get('name')}: {reason}")
+    if not waits and not any((p.get("status") or {}).get("phase") for p in pods):
+        return ""
+    return "; the program had not started by then (the walltime counts from the Job's start): " + (
+        "; ".join(waits) if waits else "its pod was still starting"
+    )
 
 
 def _shipper_state(pod: dict[str, Any]) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from benchmarks.soak.checks import check_log, check_reported_once, check_rss_flat, violations
 from benchmarks.soak.history import FaultRecord, History, ProcessRecord
 from benchmarks.soak.mix import SUCCESS, Expect
+from kubejobs.executor.outcome import NEVER_STARTED
 
 EXPECT = Expect(SUCCESS, streams={"": ["1", "2", "3"]}).as_dict()
 STOPPED = "kubejobs: Kueue stopped run 1 (Preempted: ...); the process runs again from the start"
@@ -86,3 +87,16 @@ def test_a_restarted_executors_count_of_earlier_runs_explains_them() -> None:
     assert check_log(history(), record(log)) == []
     # one stop told before the restart and counted again by it: still one rerun
     assert check_log(history(), record([STOPPED, *log])) == []
+
+
+def test_no_line_is_right_only_when_the_walltime_came_before_the_program_ran() -> None:
+    failed = Expect(3, streams={"": ["started"]}).as_dict()
+    silent = record(
+        [],
+        expect=failed,
+        state=3,
+        errors=["walltime exceeded: ... (Kubernetes reason DeadlineExceeded)"],
+    )
+    assert "none of its 1 lines" in check_log(history(), silent)[0].message
+    never = f"walltime exceeded: ... (Kubernetes reason DeadlineExceeded); {NEVER_STARTED} (...)"
+    assert check_log(history(), replace(silent, errors=[never])) == []

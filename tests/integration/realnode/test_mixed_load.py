@@ -18,11 +18,12 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
+from kubejobs.executor.outcome import NEVER_STARTED
 from tests.integration.polling import until
 from tests.integration.realnode.conftest import job_spec
 from tests.integration.realnode.test_executor_realnode import pods, sh
@@ -135,6 +136,7 @@ CASES = [
             [
                 rf"walltime exceeded: Job {job} ran longer than "
                 rf"conditions\.walltime={WALLTIME}s and was stopped \(Kubernetes reason DeadlineExceeded\)"
+                rf"(; {re.escape(NEVER_STARTED)} .*)?"  # then no line: see problems()
             ],
             [f"started-{m}", f"last-{m}"],
         ),
@@ -220,6 +222,12 @@ def problems(colonies: Any, s: Submitted) -> list[str]:
     ):
         found.append(f"errors {got_errors!r}, expected to match {want.errors!r}")
     log = colonies.log_text(s.pid).splitlines()
+    if any(NEVER_STARTED in e for e in got_errors):
+        # The walltime counts from the Job's start: a pod that 30 pods at once on a loaded
+        # machine kept starting past it (seen in CI, pods starting 100 s after the submit) never
+        # ran its program. The error says so, and then no line is the right log.
+        print(f"\n{s.case.kind} {s.pid}: {got_errors[0]}")
+        want = replace(want, log=[])
     if log != want.log:
         found.append(f"log of {len(log)} lines differs: {describe(log, want.log)}")
     return found

@@ -455,3 +455,21 @@ def test_a_complete_job_whose_pods_are_never_seen_closes_after_the_catch_up_boun
     result = job_outcome(done, [], NOW + 31)
     assert result is not None and result.success and result.output == []
     assert "succeeded pods were gone before their results were read" in result.notes[0]
+
+
+def test_a_walltime_used_up_before_the_program_started_says_so() -> None:
+    """The walltime counts from the Job's start: on a busy node the pod may still be starting
+    at the deadline, and the process then has no log at all; the error must say why."""
+    target = cond("FailureTarget", "DeadlineExceeded", when=NOW_TEXT)
+    starting = pod(
+        "p", "Pending", [waiting("main", "ContainerCreating")], init=[shipper("terminated")]
+    )
+    result = job_outcome(job(target, deadline=10), [starting], NOW)
+    assert result is not None and result.kind == "deadline"
+    assert result.errors[0].endswith(
+        "(Kubernetes reason DeadlineExceeded); the program had not started by then (the "
+        "walltime counts from the Job's start): pod p container main: ContainerCreating"
+    )
+    ran = pod("p", "Running", [{"name": "main", **RUNNING}], init=[shipper("terminated")])
+    result = job_outcome(job(target, deadline=10), [ran], NOW)
+    assert result is not None and result.errors[0].endswith("(Kubernetes reason DeadlineExceeded)")
