@@ -73,6 +73,16 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def by_label(text: str, metric: str, label: str) -> dict[str, float]:
+    """A metric's samples summed over the replicas, by one label's value."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(metric + "{") and f'{label}="' in line:
+            value = line.split(f'{label}="', 1)[1].split('"', 1)[0]
+            found[value] = found.get(value, 0.0) + float(line.rsplit(" ", 1)[1])
+    return found
+
+
 def metric_sum(text: str, name: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
@@ -205,11 +215,10 @@ def run_executor(
     last_close = max(ts(p["endtime"]) for p in done.values())
     failed = sum(1 for p in done.values() if p["state"] == FAILED)
     text = "\n".join(metrics)
-    by_type: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("kubejobs_colonies_requests{"):
-            msgtype = line.split('msgtype="', 1)[1].split('"', 1)[0]
-            by_type[msgtype] = by_type.get(msgtype, 0.0) + float(line.rsplit(" ", 1)[1])
+    by_type, by_verb = (
+        by_label(text, "kubejobs_colonies_requests", "msgtype"),
+        by_label(text, "kubejobs_kube_requests", "verb"),
+    )
     # RSS over the run: the mean of the first and last quarter of the samples, per replica
     quarter = max(1, len(rss_samples) // 4)
     return {
@@ -229,6 +238,7 @@ def run_executor(
         / n,
         "colonies_requests_per_process": metric_sum(text, "kubejobs_colonies_requests") / n,
         "colonies_requests_by_type": {k: round(v) for k, v in sorted(by_type.items())},
+        "kube_requests_by_verb": {k: round(v) for k, v in sorted(by_verb.items())},
         "cpu_seconds": rounded(used),
         "peak_rss_mib": max(peaks) / 1024,
         "peak_rss_mib_per_replica": [round(p / 1024, 1) for p in peaks],

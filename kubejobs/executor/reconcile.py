@@ -161,6 +161,7 @@ class Reconciler:
         self._lock = threading.Lock()
         self._running_ids: list[str] = []
         self._running_attempts: dict[str, int] = {}
+        self._running_deadlines: dict[str, float] = {}
         self._known_attempts: dict[str, int] = {}
         self.ready = threading.Event()  # both watches have listed once
 
@@ -181,6 +182,12 @@ class Reconciler:
         """The attempt of each process whose Job is running (for the take-back check)."""
         with self._lock:
             return dict(self._running_attempts)
+
+    def running_deadlines(self) -> dict[str, float]:
+        """When the server may take back each running process, as its assignment said (inf:
+        no maxexectime); a Job found after a restart has none here."""
+        with self._lock:
+            return dict(self._running_deadlines)
 
     def known(self, process_id: str, attempt: int | None = None) -> bool:
         """Whether a flight of the process (of that attempt, when given) is under way here."""
@@ -761,6 +768,11 @@ class Reconciler:
         with self._lock:
             self._running_ids = list(running)
             self._running_attempts = running
+            self._running_deadlines = {
+                f.process_id: f.deadline
+                for f in self.flights.values()
+                if f.phase == RUNNING and f.deadline
+            }
             self._known_attempts = {pid: f.attempt for pid, f in self.flights.items()}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -38,12 +39,16 @@ class FakeColonies:
 
 
 class FakeReconciler:
-    def __init__(self, ids: list[str]) -> None:
+    def __init__(self, ids: list[str], deadlines: dict[str, float] | None = None) -> None:
         self.ids = ids
+        self.deadlines = deadlines or {}
         self.posted: list[tuple[Any, ...]] = []
 
     def running_attempts(self) -> dict[str, int]:
         return dict.fromkeys(self.ids, 1)
+
+    def running_deadlines(self) -> dict[str, float]:
+        return {p: d for p, d in self.deadlines.items() if p in self.ids}
 
     def post(self, *message: Any) -> None:
         self.posted.append(message)
@@ -176,3 +181,34 @@ def test_finished_processes_are_forgotten() -> None:
     reconciler.ids = []
     one.check_once()
     assert not one._deadline and not one._looked_up  # memory follows the Jobs in flight
+
+
+def test_deadlines_the_assignments_gave_spare_the_lookup_of_new_processes() -> None:
+    """At 1,000 in flight every new process was looked up once only to learn its deadline
+    (1.8 lookups a process, a fifth of the executor's CPU); the assignment had said it."""
+    listed = [f"a{i:03}" for i in range(LIST_LIMIT)]
+    far = [f"f{i:03}" for i in range(2 * ROUTINE_LOOKUPS)]
+    found = ["found"]  # adopted after a restart: no assignment, deadline unknown
+    processes = {pid: proc(pid) for pid in listed}
+    processes.update({pid: timed(pid, -1) for pid in far + found})
+    processes["due"] = timed("due", 3610)
+    colonies = FakeColonies(processes)
+    deadlines = {pid: math.inf for pid in far} | {"due": NOW + 10}
+    reconciler = FakeReconciler(listed + far + found + ["due"], deadlines)
+    one = checker(colonies, reconciler)
+    one.check_once()
+    assert lookups(colonies) == [*found, "due", *far[:ROUTINE_LOOKUPS]]
+
+
+def test_the_reconciler_publishes_the_deadline_each_assignment_gave() -> None:
+    from tests.unit.executor.test_kueue import settle
+    from tests.unit.executor.test_reconcile import NAME, PID, job, reconciler
+
+    r, _actions, admission = reconciler()
+    assert admission.acquire(stop=threading.Event()) is not None
+    r.post("applying", PID, NAME, False, 1000.0, 1, NOW + 600)
+    r.watch_sink("Job", "ADDED", job())
+    r.post("applied", PID)
+    settle(r)
+    r.tick()  # publishes what the take-back thread reads
+    assert r.running_deadlines() == {PID: NOW + 600}
