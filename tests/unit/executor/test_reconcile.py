@@ -7,7 +7,14 @@ from typing import Any
 from kubejobs.executor.admission import Admission
 from kubejobs.executor.metrics import Metrics
 from kubejobs.executor.outcome import Outcome, Timeouts
-from kubejobs.executor.reconcile import DELETING, FINISHED, RUNNING, Actions, Reconciler
+from kubejobs.executor.reconcile import (
+    DELETE_RECHECK_SECONDS,
+    DELETING,
+    FINISHED,
+    RUNNING,
+    Actions,
+    Reconciler,
+)
 
 PID = "cd" * 32
 NAME = "kj-" + PID[:40]
@@ -213,3 +220,26 @@ def test_pods_of_other_executors_are_not_kept() -> None:
     r.watch_sink("Pod", "ADDED", pod("unmarked", None))  # a template without the annotation
     r.drain()
     assert sorted(r.pods[NAME]) == ["mine", "unmarked"]
+
+
+def test_a_deleted_job_the_watch_still_shows_is_not_deleted_again_every_tick() -> None:
+    """1,000 at once on a loaded machine: the Jobs' watch lagged and every tick sent the delete
+    again (6.4 writes a process instead of 2); once in DELETE_RECHECK_SECONDS is enough."""
+    now = [1000.0]
+    actions = Recorded()
+    r = Reconciler(
+        "e", Admission(10), actions, Metrics(), Timeouts(), 0, workers=1, clock=lambda: now[0]
+    )
+    r.watch_sink("Pod", "SYNC", [])
+    r.watch_sink("Job", "SYNC", [job(conditions=["Complete"])])
+    r.drain()
+    settle(r)
+    for _ in range(10):
+        now[0] += 1.0
+        r.tick()
+        settle(r)
+    assert [c[0] for c in actions.calls] == ["report", "delete"]
+    now[0] += DELETE_RECHECK_SECONDS
+    r.tick()
+    settle(r)
+    assert [c[0] for c in actions.calls] == ["report", "delete", "delete"]  # a lost one is redone
