@@ -239,6 +239,10 @@ def run_executor(
         "colonies_requests_per_process": metric_sum(text, "kubejobs_colonies_requests") / n,
         "colonies_requests_by_type": {k: round(v) for k, v in sorted(by_type.items())},
         "kube_requests_by_verb": {k: round(v) for k, v in sorted(by_verb.items())},
+        # a take-back check is one list, then lookups (it must not grow with N)
+        "lookups_per_takeback_check": round(
+            by_type.get("getprocessmsg", 0.0) / max(by_type.get("getprocessesmsg", 0.0), 1.0), 1
+        ),
         "cpu_seconds": rounded(used),
         "peak_rss_mib": max(peaks) / 1024,
         "peak_rss_mib_per_replica": [round(p / 1024, 1) for p in peaks],
