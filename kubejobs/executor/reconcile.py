@@ -47,6 +47,7 @@ from kubejobs.executor import kueue
 from kubejobs.executor.admission import Admission, Request
 from kubejobs.executor.metrics import Metrics
 from kubejobs.executor.outcome import Outcome, Timeouts, condition, finishing, job_outcome
+from kubejobs.executor.slim import slim_job, slim_pod
 from kubejobs.render.identity import (
     EXECUTOR_ANNOTATION,
     JOB_NAME_PREFIX,
@@ -66,6 +67,7 @@ APPLYING, RUNNING, REPORTING, FINISHED, DELETING = (
     "deleting",
 )
 RETRY_SECONDS = 2.0
+SLIM = {"Job": slim_job, "Pod": slim_pod}  # what is kept of each watched object
 DELETE_RECHECK_SECONDS = 30.0  # a Job deleted and still seen without deletionTimestamp
 MAX_CREATE_FAILURES = 10_000
 VERIFY_MARGIN = 30.0
@@ -172,6 +174,10 @@ class Reconciler:
         self.inbox.put(message)
 
     def watch_sink(self, kind: str, event: str, obj: Any) -> None:
+        # slimmed here, in the watch's thread: the inbox may hold many events when it lags
+        slim = SLIM.get(kind)
+        if slim is not None:
+            obj = [slim(o) for o in obj] if event == "SYNC" else slim(obj)
         self.inbox.put(("watch", kind, event, obj))
 
     def running_ids(self) -> list[str]:
