@@ -215,8 +215,10 @@ def test_a_scheduled_pod_that_does_not_start_fails_after_start_timeout() -> None
         "Pending",
         [waiting("main", "ContainerCreating")],
         index=1,
-        conditions=[cond("PodScheduled", when="2027-01-15T07:55:00Z")],
+        conditions=[cond("PodScheduled", when="2027-01-15T07:54:00Z")],
     )
+    assert job_outcome(job(), [stuck], NOW, Timeouts(start=30)) is None  # no kubelet yet
+    stuck["status"]["startTime"] = "2027-01-15T07:55:00Z"  # the kubelet took it up
     assert job_outcome(job(), [stuck], NOW, Timeouts(start=301)) is None
     assert job_outcome(job(), [stuck], NOW, Timeouts(start=0)) is None  # 0: no limit
     result = job_outcome(job(), [stuck], NOW, Timeouts(start=300))

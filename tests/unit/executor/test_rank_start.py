@@ -169,6 +169,7 @@ def test_a_rank_stuck_on_its_node_fails_after_start_timeout_with_its_waiting_rea
         job,
         1,
         phase="Pending",
+        startTime=at(2),  # the kubelet took it up
         conditions=[
             scheduled_at(2),
             {"type": "Initialized", "status": "True"},
@@ -211,7 +212,12 @@ def test_a_rank_whose_image_cannot_be_pulled_fails_at_once() -> None:
     def rank1(reason: str, text: str = "") -> dict[str, Any]:
         statuses = [waiting(f"main-{r}", reason, text) for r in range(2)]
         return pod(
-            job, 1, phase="Pending", conditions=[scheduled_at(2)], containerStatuses=statuses
+            job,
+            1,
+            phase="Pending",
+            conditions=[scheduled_at(2)],
+            startTime=at(2),
+            containerStatuses=statuses,
         )
 
     r, actions, clock = start(job, running(job, 0), rank1("ContainerCreating"))
@@ -233,6 +239,7 @@ def test_a_rank_whose_data_stager_is_still_at_work_is_not_failed() -> None:
         1,
         phase="Pending",
         conditions=[scheduled_at(2)],
+        startTime=at(2),  # the kubelet took it up
         initContainerStatuses=[
             {"name": "kubejobs-log-shipper", "state": {"running": {}}},
             {"name": "kubejobs-data-stager", "state": {"running": {"startedAt": at(4)}}},
@@ -255,3 +262,21 @@ def test_a_rank_whose_data_stager_is_still_at_work_is_not_failed() -> None:
     assert reports(actions) == []
     after(r, clock, seconds + START)
     assert "(node rank 1) did not start within start_timeout" in failed_with(actions, "not_started")
+
+
+def test_a_rank_scheduled_that_no_kubelet_has_taken_up_is_not_failed() -> None:
+    """10,000 pods at once on kwok: scheduled, not yet taken up by the node (no startTime), and
+    4,131 processes failed after start_timeout. The node's backlog, or a node gone (Kubernetes
+    evicts its pods and the Job controller replaces them), is not the pod's failure."""
+    job = rendered_job()
+    queued = pod(job, 1, phase="Pending", conditions=[scheduled_at(2)])
+    r, actions, clock = start(job, running(job, 0), queued)
+    after(r, clock, START * 10)
+    assert reports(actions) == []
+    taken_up = copy.deepcopy(queued)
+    taken_up["status"]["startTime"] = at(START * 10)
+    r.watch_sink("Pod", "MODIFIED", taken_up)
+    after(r, clock, START * 11)
+    assert failed_with(actions, "not_started").startswith(
+        f"pod {queued['metadata']['name']} (node rank 1) did not start within start_timeout"
+    )
