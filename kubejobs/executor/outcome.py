@@ -251,7 +251,7 @@ def _never_started(pods: list[dict[str, Any]]) -> str:
             waits.append(f"{pod_ref(pod)} container {cs.get('name')}: {reason}")
     if not waits and not any((p.get("status") or {}).get("phase") for p in pods):
         return ""
-    return "; the program had not started by then (the walltime counts from the Job's start): " + (
+    return f"; {NEVER_STARTED} (the walltime counts from the Job's start): " + (
         "; ".join(waits) if waits else "its pod was still starting"
     )
 
