@@ -22,18 +22,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from benchmarks.cpu import cpu_seconds
+from kubejobs.adapters.colonies import ColoniesClient
 from kubejobs.adapters.kube import KubeClient
 from kubejobs.render import Renderer, RenderSettings
-from kubejobs.render.identity import default_process_id
+from kubejobs.render.identity import PROCESS_ANNOTATION, default_process_id
 from kubejobs.spec import validate_spec
 from testenv._proc import free_port
 from testenv.colonies import ColoniesServer
@@ -319,6 +321,101 @@ def run_floor(
     return time.time() - start
 
 
+def run_client_floor(
+    colonies: ColoniesServer, kube: KubeCluster, namespace: str, n: int, workers: int = 16
+) -> tuple[float, dict[str, Any]]:
+    """The whole job done by a bare client loop, timed as the executor's run: submit N
+    (16 threads), assign them (`workers` threads, each applying its process's Job), await
+    the Jobs with one list+watch, close each process and delete its Job (8 threads).
+
+    What every executor must do, and nothing more: no validation or rendering per process
+    (one manifest rendered once, the process id put in by text), no pod watch, no take-back
+    check, no outputs, one identity. Seconds from the first submit to the last close, and
+    the Colonies requests it made."""
+    suffix = os.urandom(4).hex()
+    etype = f"floor-{suffix}"
+    name, prvkey = colonies.add_executor(f"floor-{suffix}", etype)
+    client = ColoniesClient(colonies.host, colonies.port, prvkey)
+    kclient = KubeClient(str(kube.kubeconfig))
+    placeholder = "0" * 64  # a process id: every occurrence (and its 40-character prefix) replaced
+    template = json.dumps(
+        Renderer(
+            RenderSettings(
+                namespace=namespace,
+                executor_name=name,
+                colony_name=colonies.colony_name,
+                extra_annotations={"kwok.test/run": RUN},
+            )
+        ).render(validate_spec(spec(etype, 0)), placeholder)[0]
+    )
+
+    def manifest(process_id: str) -> dict[str, Any]:
+        text = template.replace(placeholder, process_id)
+        return dict(json.loads(text.replace(placeholder[:40], process_id[:40])))
+
+    assigned = [0]
+    lock = threading.Lock()
+    closed: set[str] = set()
+    done = threading.Event()
+
+    failures: list[BaseException] = []
+
+    def assign_loop() -> None:
+        try:
+            while not done.is_set():
+                with lock:
+                    if assigned[0] >= n:
+                        return
+                process = client.assign(colonies.colony_name, 2)
+                if process is None:
+                    continue
+                with lock:
+                    assigned[0] += 1
+                kclient.apply(manifest(process["processid"]), namespace)
+        except BaseException as err:  # a floor that cannot finish must say so, not hang
+            failures.append(err)
+
+    def finish(job: dict[str, Any]) -> None:
+        meta = job["metadata"]
+        client.close(meta["annotations"][PROCESS_ANNOTATION], [])
+        kclient.delete("Job", namespace, meta["name"])
+
+    start = time.time()
+    with ThreadPoolExecutor(16) as submitters, ThreadPoolExecutor(8) as closers:
+        assigners = [threading.Thread(target=assign_loop, daemon=True) for _ in range(workers)]
+        for thread in assigners:
+            thread.start()
+        list(submitters.map(lambda i: colonies.submit(spec(etype, i)), range(n)))
+        selector = "app.kubernetes.io/managed-by=kubejobs"
+
+        finishing: list[Future[None]] = []
+
+        def consider(job: dict[str, Any]) -> None:
+            if _finished(job) and job["metadata"]["name"] not in closed:
+                closed.add(job["metadata"]["name"])
+                finishing.append(closers.submit(finish, job))
+
+        items, version = kclient.list("Job", namespace, selector)
+        for job in items:
+            consider(job)
+        while len(closed) < n:
+            if failures:
+                done.set()
+                raise RuntimeError("client floor failed") from failures[0]
+            for event in kclient.watch("Job", namespace, selector, version, 60):
+                obj = event["object"]
+                version = obj["metadata"].get("resourceVersion", version)
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    consider(obj)
+                if len(closed) >= n:
+                    break
+        done.set()
+        for future in finishing:
+            future.result()  # raises what a close or delete raised
+    wall = time.time() - start
+    return wall, {k: round(v) for k, v in sorted(client.requests.items())}
+
+
 def _finished(job: dict[str, Any]) -> bool:
     return any(
         c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
@@ -365,6 +462,14 @@ def main() -> None:
             result["floor_cpu_seconds"] = rounded(cpu_seconds() - used)
             result["floor_seconds"] = floor
             result["ratio_to_floor"] = result["wall_seconds"] / floor
+            client_ns = kube.create_namespace("client-floor")
+            kube.kubectl("-n", client_ns, "create", "serviceaccount", "kubejobs-log-shipper")
+            used = cpu_seconds()
+            client_floor, requests = run_client_floor(colonies, kube, client_ns, n)
+            result["client_floor_cpu_seconds"] = rounded(cpu_seconds() - used)
+            result["client_floor_colonies_requests"] = requests
+            result["client_floor_seconds"] = client_floor
+            result["ratio_to_client_floor"] = result["wall_seconds"] / client_floor
             print(
                 json.dumps(
                     {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}

@@ -46,7 +46,15 @@ from typing import Any
 from kubejobs.executor import kueue
 from kubejobs.executor.admission import Admission, Request
 from kubejobs.executor.metrics import Metrics
-from kubejobs.executor.outcome import Outcome, Timeouts, condition, finishing, job_outcome
+from kubejobs.executor.outcome import (
+    RECHECK_SECONDS,
+    Outcome,
+    Timeouts,
+    condition,
+    finishing,
+    job_outcome,
+    settling,
+)
 from kubejobs.executor.slim import slim_job, slim_pod
 from kubejobs.render.identity import (
     EXECUTOR_ANNOTATION,
@@ -87,6 +95,7 @@ class Flight:
     taken_back: bool = False
     delete_at: float = 0.0
     retry_at: float = 0.0
+    recheck_at: float = 0.0  # when the tick looks at it again, RUNNING (events look at once)
     busy: bool = False  # a side effect for it is running on the pool
     started: float = 0.0
     attempt: int = 1
@@ -269,7 +278,8 @@ class Reconciler:
             if flight.busy or flight.retry_at > now:
                 continue
             if flight.phase == RUNNING:
-                self._evaluate(flight)
+                if flight.recheck_at <= now:
+                    self._evaluate(flight)
             elif flight.phase == REPORTING and flight.outcome:
                 self._submit_report(flight)
             elif flight.phase == FINISHED and flight.delete_at <= now:
@@ -606,6 +616,7 @@ class Reconciler:
         job = self.jobs.get(flight.job_name)
         if job is None:
             return
+        flight.recheck_at = self.clock() + RECHECK_SECONDS
         # A Job the Job controller has found finished is not waiting, whatever Kueue did: Kueue
         # may suspend it in the same second (a preemption racing the last pod's exit), and the
         # Job stays Complete and suspended for good (found by the 30-minute soak: the process
@@ -616,6 +627,8 @@ class Reconciler:
             return  # waiting for Kueue (or the Job controller's resume): no start timeout
         if outcome is None:
             pods = list(self.pods.get(flight.job_name, {}).values())
+            if settling(job, pods):
+                flight.recheck_at = 0.0
             failure = self.create_failures.get(str(job["metadata"].get("uid", "")))
             outcome = job_outcome(job, pods, self.clock(), self.timeouts, failure)
         if outcome is None:

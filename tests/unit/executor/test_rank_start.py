@@ -14,9 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from kubejobs.executor import reconcile
 from kubejobs.executor.admission import Admission
 from kubejobs.executor.metrics import Metrics
-from kubejobs.executor.outcome import Outcome, Timeouts
+from kubejobs.executor.outcome import (
+    RECHECK_SECONDS,
+    SETTLE_SECONDS,
+    Outcome,
+    Timeouts,
+    job_outcome,
+)
 from kubejobs.executor.reconcile import RUNNING, Reconciler
 from kubejobs.render import Renderer, RenderSettings
 from kubejobs.spec import validate_spec
@@ -156,7 +163,7 @@ def test_a_rank_that_stays_unschedulable_fails_the_process_naming_it_and_the_sch
     r, actions, clock = start(job, running(job, 0), stuck)
     after(r, clock, 2 + UNSCHEDULABLE - 1)
     assert reports(actions) == []  # rank 0 runs, rank 1 may still get a node
-    after(r, clock, 2 + UNSCHEDULABLE)
+    after(r, clock, 2 + UNSCHEDULABLE + RECHECK_SECONDS)  # a Job no event changed: looked at
     name = stuck["metadata"]["name"]
     assert failed_with(actions, "unschedulable") == (
         f"pod {name} (node rank 1) could not be scheduled for {UNSCHEDULABLE}s: {INSUFFICIENT}"
@@ -184,7 +191,7 @@ def test_a_rank_stuck_on_its_node_fails_after_start_timeout_with_its_waiting_rea
     r, actions, clock = start(job, running(job, 0), stuck)
     after(r, clock, 2 + START - 1)
     assert reports(actions) == []
-    after(r, clock, 2 + START)
+    after(r, clock, 2 + START + RECHECK_SECONDS)
     name = stuck["metadata"]["name"]
     assert failed_with(actions, "not_started") == (
         f"pod {name} (node rank 1) did not start within start_timeout {START}s: "
@@ -260,7 +267,7 @@ def test_a_rank_whose_data_stager_is_still_at_work_is_not_failed() -> None:
     r.watch_sink("Pod", "MODIFIED", staged)
     after(r, clock, seconds + START - 1)
     assert reports(actions) == []
-    after(r, clock, seconds + START)
+    after(r, clock, seconds + START + RECHECK_SECONDS)
     assert "(node rank 1) did not start within start_timeout" in failed_with(actions, "not_started")
 
 
@@ -280,3 +287,55 @@ def test_a_rank_scheduled_that_no_kubelet_has_taken_up_is_not_failed() -> None:
     assert failed_with(actions, "not_started").startswith(
         f"pod {queued['metadata']['name']} (node rank 1) did not start within start_timeout"
     )
+
+
+def test_a_running_job_no_event_changed_is_looked_at_every_recheck_seconds(
+    monkeypatch: Any,
+) -> None:
+    """With 5,000 Jobs running per replica, looking at each one every tick cost a tenth of a
+    core: a Job whose watch events are quiet is looked at again every RECHECK_SECONDS."""
+    looked: list[float] = []
+
+    def counted(job: dict[str, Any], pods: list[dict[str, Any]], now: float, *rest: Any) -> Any:
+        looked.append(now)
+        return job_outcome(job, pods, now, *rest)
+
+    monkeypatch.setattr(reconcile, "job_outcome", counted)
+    job = rendered_job()
+    r, actions, clock = start(job, running(job, 0), running(job, 1))
+    looked.clear()
+    for second in range(1, 31):
+        after(r, clock, second)
+    assert reports(actions) == []
+    assert len(looked) == 30 / RECHECK_SECONDS
+    # an event is looked at at once, whatever the recheck
+    r.watch_sink("Pod", "MODIFIED", running(job, 1))
+    settle(r)
+    assert len(looked) == 30 / RECHECK_SECONDS + 1
+
+
+def test_a_rank_that_cannot_start_is_failed_by_the_ticks_alone_within_the_settle() -> None:
+    """A container that could not start waits SETTLE_SECONDS for its shipper, then fails the
+    process: settling Jobs are looked at every tick, not every RECHECK_SECONDS."""
+    job = rendered_job()
+    term = {"exitCode": 128, "reason": "StartError", "message": "exec: no such file",
+            "finishedAt": at(3)}  # fmt: skip
+    broken = pod(
+        job,
+        1,
+        phase="Running",
+        conditions=[scheduled_at(2)],
+        startTime=at(2),
+        initContainerStatuses=[{"name": "kubejobs-log-shipper", "state": {"running": {}}}],
+        containerStatuses=[
+            {"name": "main-0", "state": {"terminated": term}},
+            {"name": "main-1", "state": {"running": {"startedAt": at(3)}}},
+        ],
+    )
+    r, actions, clock = start(job, running(job, 0), running(job, 1))
+    clock.now = T0 + 3
+    r.watch_sink("Pod", "MODIFIED", broken)
+    settle(r)
+    assert reports(actions) == []
+    after(r, clock, 3 + SETTLE_SECONDS)
+    assert "container main-0" in failed_with(actions, "cannot_start")
