@@ -179,10 +179,12 @@ class KubeClient:
         return result
 
     def create(self, obj: dict[str, Any], namespace: str) -> dict[str, Any]:
+        """Create (field manager 'kubejobs', strict field validation); 409 if it exists."""
         result: dict[str, Any] = self.request(
             "POST",
             self.collection_path(obj["kind"], namespace),
-            body=obj,
+            {"fieldManager": FIELD_MANAGER, "fieldValidation": "Strict"},
+            body=apply_body(obj),
             content_type="application/json",
             verb="create",
         )

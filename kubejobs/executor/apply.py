@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kubejobs.adapters.kube import KubeClient, KubeUnavailable
+from kubejobs.adapters.kube import KubeClient, KubeError, KubeUnavailable
 from kubejobs.errors import InvalidInput, Problem, TemplateError
 from kubejobs.executor.admission import Request
 from kubejobs.render import Renderer, job_name
@@ -127,7 +127,8 @@ def apply(
     gone_wait: float = 120.0,
     current: Callable[[], bool] = lambda: True,
 ) -> bool:
-    """Server-side apply every manifest; idempotent, so a retry or a restart never duplicates.
+    """Create the Job (or server-side apply over one of its name) and apply the others;
+    idempotent, so a retry or a restart never duplicates.
 
     Each attempt has its own Job name, so a new attempt never waits for an earlier
     one. The same name is met again only when the server hands the same attempt
@@ -141,6 +142,8 @@ def apply(
     """
     for manifest in prepared.manifests:
         if manifest["kind"] == "Job":
+            if _created(kube, manifest, namespace):
+                continue
             waited = _clear_other_attempt(kube, manifest, namespace, stop, gone_wait)
             if stop.is_set() or (waited and not current()):
                 return False
@@ -152,6 +155,20 @@ def apply(
         if not current():
             return False
         kube.apply(manifest, namespace)
+    return True
+
+
+def _created(kube: KubeClient, manifest: dict[str, Any], namespace: str) -> bool:
+    """Create the Job; False when one of its name exists (409), to be looked at.
+
+    The name is new nearly always: creating first spares a GET per process (and a
+    create costs the API server less than an apply)."""
+    try:
+        kube.create(manifest, namespace)
+    except KubeError as err:
+        if err.status == 409:
+            return False
+        raise
     return True
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from hypothesis import HealthCheck, given, settings
 
 from kubejobs.adapters.kube import KubeClient
 from kubejobs.errors import InvalidInput
+from kubejobs.executor.admission import Request
+from kubejobs.executor.apply import Prepared, apply
 from kubejobs.process_io import INPUT_ANNOTATION
 from kubejobs.render import Renderer, RenderSettings
 from kubejobs.spec import validate_spec
@@ -79,8 +82,9 @@ def test_what_the_api_server_stores_is_what_the_spec_says(
     for manifest in manifests:
         if manifest["kind"] == "Job":
             manifest["spec"]["suspend"] = True  # stored, but no pod: this is about the API
-        stored = kube.apply(manifest, namespace)
-        assert stored["metadata"]["name"] == manifest["metadata"]["name"]
+    # the executor's path: the Job created (applied over when its name exists), the rest applied
+    prepared = Prepared(pid, manifests[0]["metadata"]["name"], manifests, Request())
+    assert apply(kube, prepared, namespace, threading.Event())
 
     job = kube.get("Job", namespace, manifests[0]["metadata"]["name"])
     assert job is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from kubejobs.adapters.kube import KubeError
 from kubejobs.executor.admission import Request
 from kubejobs.executor.apply import Prepared, apply
 
@@ -30,6 +31,13 @@ class Jobs:
         self.objects[obj["metadata"]["name"]] = obj
         return obj
 
+    def create(self, obj: dict[str, Any], namespace: str) -> dict[str, Any]:
+        self.calls.append("create")
+        if obj["metadata"]["name"] in self.objects:
+            raise KubeError("jobs.batch already exists", 409, "AlreadyExists")
+        self.objects[obj["metadata"]["name"]] = obj
+        return obj
+
 
 def job(executor: str, **meta: Any) -> dict[str, Any]:
     return {
@@ -47,13 +55,13 @@ def run(existing: dict[str, Any] | None) -> Jobs:
 
 def test_a_job_left_by_another_executor_is_deleted_before_this_attempt_is_applied() -> None:
     kube = run(job("gone-replica"))
-    assert kube.calls == ["delete", "apply"]
+    assert kube.calls == ["create", "delete", "apply"]
     assert kube.objects[NAME]["metadata"]["annotations"]["kubejobs.io/executor"] == "me"
 
 
 def test_this_executors_own_job_is_applied_over_idempotently() -> None:
-    assert run(job("me")).calls == ["apply"]
-    assert run(None).calls == ["apply"]
+    assert run(job("me")).calls == ["create", "apply"]
+    assert run(None).calls == ["create"]  # a new name (nearly always): no GET, no apply
 
 
 def test_a_job_already_being_deleted_is_waited_for_not_deleted_again() -> None:
@@ -70,4 +78,4 @@ def test_a_job_already_being_deleted_is_waited_for_not_deleted_again() -> None:
     kube.get = get  # type: ignore[method-assign]
     prepared = Prepared("ab" * 32, NAME, [job("me")], Request())
     apply(kube, prepared, "ns", threading.Event())  # type: ignore[arg-type]
-    assert kube.calls == ["apply"]
+    assert kube.calls == ["create", "apply"]

@@ -294,7 +294,7 @@ def test_after_waiting_for_a_job_of_the_same_name_an_attempt_that_is_over_is_not
     from tests.unit.executor.test_apply_attempts import job as other_job
 
     prepared = Prepared("ab" * 32, NAME, [other_job("me")], Request())
-    for current, applied in ((False, ["delete"]), (True, ["delete", "apply"])):
+    for current, applied in ((False, ["create", "delete"]), (True, ["create", "delete", "apply"])):
         kube = Jobs(other_job("gone-replica"))
         done = apply(kube, prepared, "ns", threading.Event(), current=lambda c=current: c)  # type: ignore[arg-type, misc]
         assert (done, kube.calls) == (current, applied)
@@ -304,7 +304,7 @@ def test_after_waiting_for_a_job_of_the_same_name_an_attempt_that_is_over_is_not
     assert apply(
         kube, prepared, "ns", threading.Event(), current=lambda: asked.append(True) or False
     )  # type: ignore[arg-type]
-    assert kube.calls == ["apply"] and asked == []
+    assert kube.calls == ["create"] and asked == []
 
 
 def test_the_take_back_check_names_the_attempt_that_ended() -> None:
