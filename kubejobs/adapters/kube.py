@@ -184,7 +184,7 @@ class KubeClient:
             "POST",
             self.collection_path(obj["kind"], namespace),
             {"fieldManager": FIELD_MANAGER, "fieldValidation": "Strict"},
-            body=apply_body(obj),
+            body=obj,  # JSON (the client's json.dumps): its surrogate-pair escapes are JSON's
             content_type="application/json",
             verb="create",
         )

@@ -81,6 +81,6 @@ def test_a_job_with_a_field_the_api_server_does_not_know_is_refused_naming_it(
     with pytest.raises(KubeError) as refused:
         apply(kube, Prepared(job.process_id, job.job_name, broken, Request()), namespace,
               threading.Event())  # fmt: skip
-    assert refused.value.status == 422
+    assert refused.value.status == 400  # a create the API server cannot decode
     assert 'unknown field "spec.template.spec.containers[0].comand"' in str(refused.value)
     assert kube.get("Job", namespace, job.job_name) is None
