@@ -87,6 +87,9 @@ class Admission:
         self.mem = mem
         self.max_queued = max_queued
         self._reserved: dict[str, Request] = {}
+        # their sum, kept as they come and go: summing 5,000 on every assign made the
+        # assignment of N processes cost N squared
+        self._total = Request()
         self._queued: set[str] = set()
         self._pending = 0
         self._cond = threading.Condition()
@@ -106,10 +109,21 @@ class Admission:
             return self._used()
 
     def _used(self) -> Request:
-        return Request(
-            sum((r.cpu for r in self._reserved.values()), ZERO),
-            sum((r.mem for r in self._reserved.values()), ZERO),
-        )
+        return self._total
+
+    def _reserve(self, process_id: str, request: Request) -> None:
+        self._unreserve(process_id)
+        self._reserved[process_id] = request
+        self._total = Request(self._total.cpu + request.cpu, self._total.mem + request.mem)
+
+    def _unreserve(self, process_id: str) -> bool:
+        request = self._reserved.pop(process_id, None)
+        if request is None:
+            return False
+        self._total = Request(self._total.cpu - request.cpu, self._total.mem - request.mem)
+        if not self._reserved:
+            self._total = Request()  # no rounding carried on, whatever quantities came and went
+        return True
 
     def _has_room(self) -> bool:
         if len(self._reserved) + self._pending >= self.max_jobs:
@@ -156,7 +170,7 @@ class Admission:
         """The pending slot becomes the reservation of `process_id`."""
         with self._cond:
             self._pending -= 1
-            self._reserved[process_id] = request
+            self._reserve(process_id, request)
             if self.max_queued is not None:
                 self._queued.add(process_id)  # until its Job is seen admitted
             self._cond.notify_all()
@@ -164,7 +178,7 @@ class Admission:
     def adopt(self, process_id: str, request: Request) -> None:
         """Count a Job found on the cluster (after a restart), even past the limits."""
         with self._cond:
-            self._reserved[process_id] = request
+            self._reserve(process_id, request)
             self._cond.notify_all()
 
     def set_queued(self, process_id: str, queued: bool) -> None:
@@ -179,7 +193,7 @@ class Admission:
     def release(self, process_id: str) -> None:
         with self._cond:
             self._queued.discard(process_id)
-            if self._reserved.pop(process_id, None) is not None:
+            if self._unreserve(process_id):
                 self._cond.notify_all()
 
     def holds(self, process_id: str) -> bool:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import threading
 from decimal import Decimal
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from kubejobs.executor.admission import Admission, Request, Room
 from kubejobs.spec import validate_spec
+from kubejobs.spec.quantity import parse_quantity
 
 
 def spec(nodes: int = 1, ppn: int = 1, cpu: str = "500m", mem: str = "1Gi") -> dict[str, object]:
@@ -89,3 +93,41 @@ def test_adopted_jobs_count_even_past_the_limit() -> None:
     stop = threading.Event()
     stop.set()
     assert admission.acquire(stop) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["commit", "adopt", "release"]),
+            st.integers(0, 5),  # one of a few process ids: the same one comes again
+            st.sampled_from(["1m", "250m", "3", "0.5", "0.001", "16Mi", "1Ei", "7"]),
+        ),
+        max_size=40,
+    )
+)
+def test_what_is_used_is_the_sum_of_what_is_held_however_they_came_and_went(
+    steps: list[tuple[str, int, str]],
+) -> None:
+    """The used total is kept as reservations come and go (summing them on every assign made
+    assigning N processes cost N squared): it must stay the plain sum of what is held."""
+    admission = Admission(max_jobs=100)
+    held: dict[str, Request] = {}
+    for action, index, quantity in steps:
+        pid = f"p{index}"
+        request = Request(parse_quantity(quantity), parse_quantity(quantity) * 2)
+        if action == "release":
+            admission.release(pid)
+            held.pop(pid, None)
+        elif action == "commit":
+            assert admission.acquire(threading.Event()) is not None
+            admission.commit(pid, request)
+            held[pid] = request
+        else:
+            admission.adopt(pid, request)
+            held[pid] = request
+        expected = Request(
+            sum((r.cpu for r in held.values()), Decimal(0)),
+            sum((r.mem for r in held.values()), Decimal(0)),
+        )
+        assert admission.used() == expected
