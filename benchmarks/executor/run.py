@@ -136,10 +136,12 @@ def run_executor(
     cpu: str = "10m",
     during: Any = None,
     replicas: int = 1,
+    window: float = 0.0,
 ) -> dict[str, Any]:
     """`settings`: more KUBEJOBS_* settings; `during()` is called about every 0.5 s while
     the processes run (a sampler). `replicas` executors of one type share the N processes,
-    each with its own name, key and key Secret (as the chart's StatefulSet replicas)."""
+    each with its own name, key and key Secret (as the chart's StatefulSet replicas).
+    `window`: stop after that many seconds from the first submit, whatever is left."""
     suffix = os.urandom(4).hex()
     etype = f"bench-{suffix}"
     procs: list[subprocess.Popen[bytes]] = []
@@ -198,6 +200,8 @@ def run_executor(
             rss_samples.append([rss_kib(p.pid) for p in procs])
             if sum(metric_sum(m, "kubejobs_processes_total") for m in metrics) >= n:
                 break
+            if window and time.time() - start >= window:
+                break
             if during is not None:
                 during()
             time.sleep(0.5)
@@ -207,15 +211,20 @@ def run_executor(
             p.send_signal(signal.SIGTERM)
         for p in procs:
             p.wait(60)
-        done = {pid: colonies.get_process(pid) for pid in pids}
+        cut = time.time()
+        with ThreadPoolExecutor(16) as pool:
+            done = {p["processid"]: p for p in pool.map(colonies.get_process, pids)}
     finally:
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 p.wait(60)
-    latencies = sorted(ts(p["endtime"]) - ts(p["submissiontime"]) for p in done.values())
-    last_close = max(ts(p["endtime"]) for p in done.values())
-    failed = sum(1 for p in done.values() if p["state"] == FAILED)
+    ended = [p for p in done.values() if p["state"] in (SUCCESS, FAILED)]
+    latencies = sorted(ts(p["endtime"]) - ts(p["submissiontime"]) for p in ended)
+    last_close = (
+        max(ts(p["endtime"]) for p in ended) if len(ended) == n else min(cut, start + window)
+    )
+    failed = sum(1 for p in ended if p["state"] == FAILED)
     text = "\n".join(metrics)
     by_type, by_verb = (
         by_label(text, "kubejobs_colonies_requests", "msgtype"),
@@ -226,10 +235,11 @@ def run_executor(
     return {
         "n": n,
         "replicas": replicas,
+        "closed": len(ended),
         "failed": failed,
         "submit_seconds": submitted - start,
         "wall_seconds": last_close - start,
-        "closed_per_second": n / (last_close - start),
+        "closed_per_second": len(ended) / (last_close - start),
         "median_submit_to_close": statistics.median(latencies),
         "p99_submit_to_close": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "kube_requests_per_process": metric_sum(text, "kubejobs_kube_requests") / n,
@@ -281,6 +291,19 @@ def run_floor(
 ) -> float:
     """Apply N Jobs (8 threads), await them with one list+watch, delete them: seconds.
     With `queue_name` the Jobs go suspended into that Kueue LocalQueue, as kubejobs' do."""
+    return run_floor_window(kube, namespace, n, cpu, queue_name)[0]
+
+
+def run_floor_window(
+    kube: KubeCluster,
+    namespace: str,
+    n: int,
+    cpu: str = "10m",
+    queue_name: str = "",
+    window: float = 0.0,
+) -> tuple[float, int]:
+    """run_floor, and with `window` stopped that many seconds after the first apply, without
+    deleting (the servers are the window's own): seconds and the Jobs finished by then."""
     client = KubeClient(str(kube.kubeconfig))
     renderer = Renderer(
         RenderSettings(
@@ -306,32 +329,39 @@ def run_floor(
     for job in items:
         if _finished(job):
             finished.add(job["metadata"]["name"])
-    while finished < names:
+    while finished < names and not (window and time.time() - start >= window):
         for event in client.watch(
-            "Job", namespace, "app.kubernetes.io/managed-by=kubejobs", version, 60
+            "Job", namespace, "app.kubernetes.io/managed-by=kubejobs", version, 10 if window else 60
         ):
             obj = event["object"]
             version = obj["metadata"].get("resourceVersion", version)
             if event["type"] != "BOOKMARK" and _finished(obj):
                 finished.add(obj["metadata"]["name"])
-            if finished >= names:
+            if finished >= names or (window and time.time() - start >= window):
                 break
+    if window:
+        return min(time.time() - start, window), len(finished & names)
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda name: client.delete("Job", namespace, name), sorted(names)))
-    return time.time() - start
+    return time.time() - start, len(names)
 
 
 def run_client_floor(
-    colonies: ColoniesServer, kube: KubeCluster, namespace: str, n: int, workers: int = 16
-) -> tuple[float, dict[str, Any]]:
+    colonies: ColoniesServer,
+    kube: KubeCluster,
+    namespace: str,
+    n: int,
+    workers: int = 16,
+    window: float = 0.0,
+) -> tuple[float, int, dict[str, Any]]:
     """The whole job done by a bare client loop, timed as the executor's run: submit N
     (16 threads), assign them (`workers` threads, each applying its process's Job), await
     the Jobs with one list+watch, close each process and delete its Job (8 threads).
 
     What every executor must do, and nothing more: no validation or rendering per process
     (one manifest rendered once, the process id put in by text), no pod watch, no take-back
-    check, no outputs, one identity. Seconds from the first submit to the last close, and
-    the Colonies requests it made."""
+    check, no outputs, one identity. Seconds from the first submit to the last close (or to
+    the end of `window`), the processes closed, and the Colonies requests it made."""
     suffix = os.urandom(4).hex()
     etype = f"floor-{suffix}"
     name, prvkey = colonies.add_executor(f"floor-{suffix}", etype)
@@ -398,22 +428,28 @@ def run_client_floor(
         items, version = kclient.list("Job", namespace, selector)
         for job in items:
             consider(job)
-        while len(closed) < n:
+
+        def over() -> bool:
+            return len(closed) >= n or bool(window and time.time() - start >= window)
+
+        while not over():
             if failures:
                 done.set()
                 raise RuntimeError("client floor failed") from failures[0]
-            for event in kclient.watch("Job", namespace, selector, version, 60):
+            for event in kclient.watch("Job", namespace, selector, version, 10 if window else 60):
                 obj = event["object"]
                 version = obj["metadata"].get("resourceVersion", version)
                 if event["type"] in ("ADDED", "MODIFIED"):
                     consider(obj)
-                if len(closed) >= n:
+                if over():
                     break
         done.set()
         for future in finishing:
             future.result()  # raises what a close or delete raised
     wall = time.time() - start
-    return wall, {k: round(v) for k, v in sorted(client.requests.items())}
+    if window and len(closed) < n:
+        wall = min(wall, window)
+    return wall, len(closed), {k: round(v) for k, v in sorted(client.requests.items())}
 
 
 def _finished(job: dict[str, Any]) -> bool:
@@ -434,6 +470,15 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="an executor setting (repeatable), e.g. concurrency=16",
     )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="end each of the three runs that long after its start and compare the rates "
+        "(for N too large to finish: each run then has servers of its own, since what is "
+        "left of one would load the next)",
+    )
     args = parser.parse_args()
     settings = dict(item.split("=", 1) for item in args.setting)
     sizes = args.n or [200, 1000]
@@ -446,30 +491,55 @@ def main() -> None:
         )
         for i in range(2)
     )
-    kube = KubeCluster(workdir / "kube", nodes=nodes).start()
-    colonies = ColoniesServer(workdir / "colonies").start()
+    shared: list[Any] = []  # the servers of the run under way: [kube, colonies]
+
+    def stop_servers() -> None:
+        if shared:
+            shared[1].shutdown()
+            shared[0].stop()
+
+    def servers(name: str) -> tuple[KubeCluster, ColoniesServer]:
+        if shared and not args.window:
+            return shared[0], shared[1]
+        stop_servers()
+        shared[:] = [
+            KubeCluster(workdir / f"kube-{name}", nodes=nodes).start(),
+            ColoniesServer(workdir / f"colonies-{name}").start(),
+        ]
+        return shared[0], shared[1]
+
+    def namespace(kube: KubeCluster, prefix: str) -> str:
+        name = kube.create_namespace(prefix)
+        kube.kubectl("-n", name, "create", "serviceaccount", "kubejobs-log-shipper")
+        return name
+
     try:
         for n in sizes:
-            namespace = kube.create_namespace("bench")
-            kube.kubectl("-n", namespace, "create", "serviceaccount", "kubejobs-log-shipper")
+            kube, colonies = servers(f"{n}-executor")
             result = run_executor(
-                colonies, kube, namespace, n, workdir, settings, replicas=args.replicas
-            )
-            floor_ns = kube.create_namespace("floor")
-            kube.kubectl("-n", floor_ns, "create", "serviceaccount", "kubejobs-log-shipper")
+                colonies, kube, namespace(kube, "bench"), n, workdir, settings,
+                replicas=args.replicas, window=args.window,
+            )  # fmt: skip
+            rate = result["closed_per_second"]
+            kube, colonies = servers(f"{n}-floor")
             used = cpu_seconds()
-            floor = run_floor(kube, floor_ns, n)
+            floor, finished = run_floor_window(
+                kube, namespace(kube, "floor"), n, window=args.window
+            )
             result["floor_cpu_seconds"] = rounded(cpu_seconds() - used)
             result["floor_seconds"] = floor
-            result["ratio_to_floor"] = result["wall_seconds"] / floor
-            client_ns = kube.create_namespace("client-floor")
-            kube.kubectl("-n", client_ns, "create", "serviceaccount", "kubejobs-log-shipper")
+            result["floor_finished"] = finished
+            result["ratio_to_floor"] = (finished / floor) / rate
+            kube, colonies = servers(f"{n}-client-floor")
             used = cpu_seconds()
-            client_floor, requests = run_client_floor(colonies, kube, client_ns, n)
+            client_floor, closed, requests = run_client_floor(
+                colonies, kube, namespace(kube, "client-floor"), n, window=args.window
+            )
             result["client_floor_cpu_seconds"] = rounded(cpu_seconds() - used)
             result["client_floor_colonies_requests"] = requests
             result["client_floor_seconds"] = client_floor
-            result["ratio_to_client_floor"] = result["wall_seconds"] / client_floor
+            result["client_floor_closed"] = closed
+            result["ratio_to_client_floor"] = (closed / client_floor) / rate
             print(
                 json.dumps(
                     {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
@@ -477,8 +547,7 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        colonies.shutdown()
-        kube.stop()
+        stop_servers()
 
 
 if __name__ == "__main__":
