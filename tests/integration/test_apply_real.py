@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,12 +22,8 @@ SPEC = {"funcname": "execute", "kwargs": {"docker-image": "busybox:1.36", "cmd":
 
 
 @pytest.fixture
-def target(kube: Any) -> Iterator[tuple[KubeClient, str]]:
-    namespace = kube.create_namespace("apply")
-    try:
-        yield KubeClient(kubeconfig=str(kube.kubeconfig)), namespace
-    finally:
-        kube.delete_namespace(namespace)
+def target(kube: Any, kube_namespace: Any) -> tuple[KubeClient, str]:
+    return KubeClient(kubeconfig=str(kube.kubeconfig)), kube_namespace.name
 
 
 def prepared(pid: str, executor: str = "me") -> Prepared:
