@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from kubejobs.render import job_name
 from testenv._proc import free_port
 from testenv.executor import executor_env
 from tests.integration.executor_support import executor_ready
@@ -526,4 +527,29 @@ def test_process_assigned_before_a_crash_gets_its_job_on_restart(
     assert assigned["processid"] == pid and assigned["state"] == RUNNING
     run.start()
     assert run.wait_done(pid)["state"] == SUCCESS
+    run.wait_no_jobs()
+
+
+def test_a_job_the_api_server_refuses_fails_the_process_naming_the_field(
+    executor: Callable[..., ExecutorRun], tmp_path: Path
+) -> None:
+    """A template author's typo reaches the API server (strict field validation on the
+    create): the process fails with its message, and nothing is left."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    for path in (ROOT / "templates").iterdir():
+        if path.is_file():
+            text = path.read_text()
+            if path.name == "job.yaml.j2":
+                text = text.replace(
+                    "restartPolicy: Never", "restartPolicy: Never\n      restartPolicyy: Never"
+                )
+            (templates / path.name).write_text(text)
+    run = executor(templates_dir=str(templates))
+    pid = run.submit(spec(run.type))
+    process = run.wait_done(pid)
+    assert process["state"] == FAILED
+    (error,) = process["errors"]
+    assert error.startswith(f"Kubernetes refused the Job {job_name(pid)}: "), error
+    assert 'unknown field "spec.template.spec.restartPolicyy"' in error, error
     run.wait_no_jobs()
