@@ -16,7 +16,12 @@ RUNNING on this executor with nobody running it, forever without maxexectime.
 After any failed assign, once the server answers again, the worker looks for
 such processes (recover_unapplied) and applies them. A process an assign worker
 has just been given is not known to the reconciler yet either: each start first
-claims its (process, attempt), and a recovery never starts a claimed one.
+claims its (process, attempt), and a recovery never starts a claimed one. The
+listing can also show a process whose assign reply is still on its way to
+another worker of this executor (v1.9.7 marks it RUNNING, then resolves the
+workflow and sets its input, then replies): a recovery waits for every assign
+in flight when its listing came back to end and claim what it brought, so such
+a process is started once, by the worker, with its input.
 
 Attempts (attempts.py): each has its own Job, so a process the server took back
 and assigned again starts at once; the reconciler retires the earlier attempt's
@@ -34,7 +39,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +67,8 @@ from kubejobs.render.identity import attempt_of_process
 
 log = logging.getLogger(__name__)
 
+SETTLE_MARGIN = 5.0
+"""Seconds past an assign's own bound (long poll + request timeout) a recovery waits for it."""
 CLAIMS_PRUNE_AT = 1000
 """Claims kept before the ones no longer needed are dropped."""
 CLAIM_SECONDS = 300.0
@@ -93,6 +101,41 @@ class Claims:
             return True
 
 
+class InFlight:
+    """The assign requests under way, each from before it is sent until what it brought
+    is claimed (recover_unapplied waits for them)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._count = 0
+        self._open: set[int] = set()
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        with self._cond:
+            self._count += 1
+            ticket = self._count
+            self._open.add(ticket)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._open.discard(ticket)
+                self._cond.notify_all()
+
+    def settle(self, timeout: float, stop: threading.Event) -> bool:
+        """Wait until every request under way now has ended; False on timeout or stop."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            waiting = set(self._open)
+            while waiting & self._open:
+                left = deadline - time.monotonic()
+                if left <= 0 or stop.is_set():
+                    return False
+                self._cond.wait(min(left, 0.5))
+        return True
+
+
 @dataclass
 class Context:
     """What the workers share."""
@@ -109,6 +152,7 @@ class Context:
     stop_all: threading.Event
     executor_id: str = ""
     claims: Claims = field(default_factory=Claims)
+    assigns: InFlight = field(default_factory=InFlight)
 
 
 class Busy:
@@ -147,9 +191,12 @@ class AssignWorker(threading.Thread):
                 keep_alive(ctx)
                 continue
             try:
-                process = ctx.colonies.assign(
-                    ctx.settings.colony_name, ctx.settings.assign_timeout, room.cpu, room.mem
-                )
+                with ctx.assigns.request():
+                    process = ctx.colonies.assign(
+                        ctx.settings.colony_name, ctx.settings.assign_timeout, room.cpu, room.mem
+                    )
+                    if process is not None:
+                        claim(ctx, process)
             except ColoniesError as err:
                 ctx.admission.cancel()
                 ctx.metrics.api_errors.labels(api="colonies").inc()
@@ -159,11 +206,8 @@ class AssignWorker(threading.Thread):
                     return
                 continue
             backoff.reset()
-            if process is not None:
-                claim(ctx, process)
             if lost_possible:  # the server answers again: anything it assigned and lost?
-                lost_possible = False
-                recover_unapplied(ctx)
+                lost_possible = not recover_unapplied(ctx)
             if process is None:
                 ctx.admission.cancel()
                 self.busy.event.clear()
@@ -184,9 +228,9 @@ def claim(ctx: Context, process: dict[str, Any]) -> bool:
     return ctx.claims.claim(pid, attempt_of_process(process), ctx.reconciler.known)
 
 
-def recover_unapplied(ctx: Context) -> None:
+def recover_unapplied(ctx: Context) -> bool:
     """Apply processes RUNNING on this executor that it is not running: assigned just
-    before a crash, or by an assign whose reply was lost."""
+    before a crash, or by an assign whose reply was lost. False when it could not look."""
     try:
         # Only this executor type; the server lists the oldest 100 at most.
         processes = ctx.colonies.get_processes(
@@ -194,7 +238,12 @@ def recover_unapplied(ctx: Context) -> None:
         )
     except ColoniesError as err:
         log.warning("cannot look for unapplied processes: %s", err)
-        return
+        return False
+    # An assign under way may have brought one of these: its worker claims it first.
+    settle = ctx.settings.assign_timeout + ctx.settings.colonies_timeout + SETTLE_MARGIN
+    if not ctx.assigns.settle(settle, ctx.stop_assign):
+        log.warning("cannot look for unapplied processes: assigns still under way")
+        return False
     if len(processes) >= LIST_LIMIT:
         log.warning(
             "the server lists only the oldest %d RUNNING processes of type %s; "
@@ -212,6 +261,7 @@ def recover_unapplied(ctx: Context) -> None:
             continue  # an assign worker is starting it
         log.info("process %s is RUNNING on this executor without a Job; applying it", pid)
         start_process(ctx, process, reserved=False)
+    return True
 
 
 def _attempt(process: dict[str, Any]) -> str:
@@ -227,13 +277,15 @@ NOTHING_CPU, NOTHING_MEM = "-1m", "-1Ki"
 def keep_alive(ctx: Context) -> None:
     """Tell the server a full executor is alive, so it is not unregistered as stale."""
     try:
-        process = ctx.colonies.assign(ctx.settings.colony_name, -1, NOTHING_CPU, NOTHING_MEM)
+        with ctx.assigns.request():
+            process = ctx.colonies.assign(ctx.settings.colony_name, -1, NOTHING_CPU, NOTHING_MEM)
+            if process is not None:
+                claim(ctx, process)
     except ColoniesError as err:
         log.debug("keep-alive assign failed: %s", err)
         return
     if process is not None:  # cannot happen with these limits; never drop one if it does
         log.warning("keep-alive assign brought process %s; running it", process.get("processid"))
-        claim(ctx, process)
         start_process(ctx, process, reserved=False)
 
 

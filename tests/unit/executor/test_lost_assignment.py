@@ -59,6 +59,7 @@ class Settings:
     colony_name = "c"
     executor_type = "t"
     assign_timeout = 1
+    colonies_timeout = 1
     keepalive_seconds = None
 
 
@@ -167,3 +168,40 @@ def test_claims_no_longer_needed_are_dropped(monkeypatch: pytest.MonkeyPatch) ->
     now[0] += assign.CLAIM_SECONDS
     assert claims.claim("e", 1, lambda _: False)  # prunes c, d and a: too old
     assert claims.claim("c", 1, lambda _: False)
+
+
+def test_a_recovery_waits_for_an_assign_under_way_so_its_worker_starts_what_it_brought(
+    started: list[str],
+) -> None:
+    # The soak's fan-in child: the server had marked it RUNNING on this executor (its input not
+    # yet set: v1.9.7 sets it before it replies) when another worker's recovery listed it.
+    stop = threading.Event()
+    given = process("p4")
+    ctx = context(Server(stop, given), stop)
+    ctx.colonies.running.append(given)  # type: ignore[attr-defined]
+    results: list[bool] = []
+    with ctx.assigns.request():  # a worker's assign: the server assigned, the reply is on its way
+        recovery = threading.Thread(target=lambda: results.append(assign.recover_unapplied(ctx)))
+        recovery.start()
+        recovery.join(0.5)
+        assert recovery.is_alive(), "the recovery did not wait for the assign under way"
+        assert started == []
+        assert assign.claim(ctx, given)  # the reply arrives: the worker claims it
+    recovery.join(5)
+    assert results == [True]
+    assert started == []  # the worker starts it, not the recovery
+
+
+def test_a_recovery_that_cannot_wait_for_the_assigns_is_tried_again_later(
+    started: list[str],
+) -> None:
+    stop = threading.Event()
+    ctx = context(Server(stop, process("p5")), stop)
+    ctx.colonies.running.append(process("p5"))  # type: ignore[attr-defined]
+    with ctx.assigns.request():
+        assert not ctx.assigns.settle(0.2, stop)
+    stop.set()
+    with ctx.assigns.request():
+        assert not assign.recover_unapplied(ctx)  # stopping: it does not wait
+    assert started == []
+    assert ctx.assigns.settle(0.2, threading.Event())  # nothing under way
