@@ -127,8 +127,8 @@ def apply(
     gone_wait: float = 120.0,
     current: Callable[[], bool] = lambda: True,
 ) -> bool:
-    """Create the Job (or server-side apply over one of its name) and apply the others;
-    idempotent, so a retry or a restart never duplicates.
+    """Create the Job and apply the others; idempotent, so a retry or a restart never
+    duplicates (this executor's own Job of the attempt is left as it is).
 
     Each attempt has its own Job name, so a new attempt never waits for an earlier
     one. The same name is met again only when the server hands the same attempt
@@ -144,8 +144,10 @@ def apply(
         if manifest["kind"] == "Job":
             if _created(kube, manifest, namespace):
                 continue
-            waited = _clear_other_attempt(kube, manifest, namespace, stop, gone_wait)
-            if stop.is_set() or (waited and not current()):
+            found = _clear_other_attempt(kube, manifest, namespace, stop, gone_wait)
+            if found == OURS:
+                continue
+            if stop.is_set() or (found == WAITED and not current()):
                 return False
         result = kube.apply(manifest, namespace)
         if not (result.get("metadata") or {}).get("deletionTimestamp"):
@@ -172,30 +174,39 @@ def _created(kube: KubeClient, manifest: dict[str, Any], namespace: str) -> bool
     return True
 
 
+# What _clear_other_attempt found under the Job's name.
+GONE, OURS, WAITED = "gone", "ours", "waited"
+
+
 def _clear_other_attempt(
     kube: KubeClient,
     manifest: dict[str, Any],
     namespace: str,
     stop: threading.Event,
     gone_wait: float,
-) -> bool:
-    """True when it had to wait (for a Job of this name to go)."""
+) -> str:
+    """GONE: no Job of this name (now); OURS: this executor's own Job of this attempt, left
+    as it is; WAITED: another's, or one being deleted, waited for until it went."""
     name = manifest["metadata"]["name"]
     existing = kube.get("Job", namespace, name)
     if existing is None:
-        return False
+        return GONE
     meta = existing.get("metadata") or {}
     ours = manifest["metadata"]["annotations"].get(EXECUTOR_ANNOTATION)
     theirs = (meta.get("annotations") or {}).get(EXECUTOR_ANNOTATION)
     if theirs == ours and not meta.get("deletionTimestamp"):
-        return False  # this executor's own Job (a retry, or a restart): apply is idempotent
+        # This attempt's Job, made by this executor before (a create whose reply was lost, a
+        # restart): it runs already. Applying over it changes nothing at best; a template
+        # rendered differently meanwhile (an upgrade, another input) would be refused as
+        # immutable and fail a process whose Job runs.
+        return OURS
     if not meta.get("deletionTimestamp"):
         log.info(
             "Job %s was left by executor %s (an earlier assignment): deleting it", name, theirs
         )
         kube.delete("Job", namespace, name)
     _wait_gone(kube, manifest, namespace, stop, gone_wait)
-    return True
+    return WAITED
 
 
 def _wait_gone(

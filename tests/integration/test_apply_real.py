@@ -1,5 +1,5 @@
 """The executor's apply against a real API server: a new Job is one create; a Job of its name
-is looked at and applied over (its own) or replaced (another executor's); a manifest the API
+is looked at and left as it is (its own) or replaced (another executor's); a manifest the API
 server cannot read is refused naming the field (strict field validation)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def prepared(pid: str, executor: str = "me") -> Prepared:
     return Prepared(pid, job["metadata"]["name"], manifests, Request())
 
 
-def test_a_new_job_is_one_create_and_its_own_job_again_is_applied_over(
+def test_a_new_job_is_one_create_and_its_own_job_again_is_left_as_it_is(
     target: tuple[KubeClient, str],
 ) -> None:
     kube, namespace = target
@@ -44,11 +44,17 @@ def test_a_new_job_is_one_create_and_its_own_job_again_is_applied_over(
     assert first is not None
     # a retry or a restart: the same attempt again is the same Job, unchanged
     assert apply(kube, job, namespace, threading.Event())
+    # rendered otherwise meanwhile (an upgraded template, another input): still left alone,
+    # where an apply over it is refused ("field is immutable") and would fail the process
+    other = copy.deepcopy(job)
+    other.manifests[0]["spec"]["template"]["spec"]["containers"][-1]["image"] = "busybox:1.37"
+    assert apply(kube, other, namespace, threading.Event())
     again = kube.get("Job", namespace, job.job_name)
     assert again is not None
     assert again["metadata"]["uid"] == first["metadata"]["uid"]
     assert again["metadata"]["generation"] == first["metadata"]["generation"]
-    assert dict(kube.requests) == {"create": 2, "get": 3, "apply": 1}
+    assert again["spec"]["template"] == first["spec"]["template"]
+    assert dict(kube.requests) == {"create": 3, "get": 4}
 
 
 def test_a_job_another_executor_left_under_the_name_is_replaced(

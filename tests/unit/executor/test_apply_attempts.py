@@ -59,8 +59,11 @@ def test_a_job_left_by_another_executor_is_deleted_before_this_attempt_is_applie
     assert kube.objects[NAME]["metadata"]["annotations"]["kubejobs.io/executor"] == "me"
 
 
-def test_this_executors_own_job_is_applied_over_idempotently() -> None:
-    assert run(job("me")).calls == ["create", "apply"]
+def test_this_executors_own_job_of_the_attempt_is_left_as_it_is() -> None:
+    mine = job("me", uid="the-running-one")
+    kube = run(mine)
+    assert kube.calls == ["create"]  # its 409, then a GET: no apply over a Job that runs
+    assert kube.objects[NAME] is mine
     assert run(None).calls == ["create"]  # a new name (nearly always): no GET, no apply
 
 
