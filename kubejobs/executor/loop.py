@@ -28,11 +28,13 @@ from kubejobs.adapters.colonies import (
     ColoniesCertificateError,
     ColoniesClient,
     ColoniesError,
+    ColoniesUnavailable,
 )
 from kubejobs.adapters.kube import KubeClient, KubeError, default_namespace
 from kubejobs.executor import cleanup, preflight, report
 from kubejobs.executor.admission import Admission
 from kubejobs.executor.assign import AssignWorker, Busy, Context, recover_unapplied
+from kubejobs.executor.backoff import Backoff
 from kubejobs.executor.health import HealthServer
 from kubejobs.executor.identity import Identity, Stopped, establish
 from kubejobs.executor.metrics import Metrics
@@ -51,6 +53,12 @@ STALL_SECONDS = 60.0
 PREFLIGHT_SECONDS = 5.0
 
 
+NOTE_PATIENCE = 60.0
+"""Seconds a note is tried again while the Colonies server is away, counted from the first
+note that met the outage: one of a few seconds (a restart) loses no note, and in a long one
+each note waiting behind it is tried once."""
+
+
 class ServerActions(Actions):
     def __init__(
         self,
@@ -59,12 +67,18 @@ class ServerActions(Actions):
         namespace: str,
         executor_id: str,
         metrics: Metrics,
+        stop: threading.Event | None = None,
+        note_patience: float = NOTE_PATIENCE,
     ) -> None:
         self.colonies = colonies
         self.kube = kube
         self.namespace = namespace
         self.executor_id = executor_id
         self.metrics = metrics
+        self.stop = stop or threading.Event()
+        self.note_patience = note_patience
+        self._away_since: float | None = None
+        """When a note first met the current outage (notes are added by one thread)."""
 
     def report(self, process_id: str, outcome: Outcome) -> tuple[object, ...]:
         if outcome.kind == "no_pods":
@@ -105,8 +119,25 @@ class ServerActions(Actions):
         )
 
     def note(self, process_id: str, line: str) -> tuple[object, ...]:
-        report.add_notes(self.colonies, process_id, [line])
-        return ("noted", process_id)
+        """Add a line to the process log; tried again while the server is away (bounded):
+        the notes tell why a program ran again (Kueue's stops), and its report waits for
+        them anyway."""
+        backoff = Backoff()
+        announce = True
+        while True:
+            try:
+                report.add_notes(self.colonies, process_id, [line], announce=announce)
+            except ColoniesUnavailable:
+                self.metrics.api_errors.labels(api="colonies").inc()
+                now = time.monotonic()
+                if self._away_since is None:
+                    self._away_since = now
+                if now - self._away_since >= self.note_patience or backoff.wait(self.stop):
+                    raise
+                announce = False
+                continue
+            self._away_since = None
+            return ("noted", process_id)
 
 
 class Executor:
@@ -259,7 +290,12 @@ class Executor:
             s.max_jobs, s.cpu_limit, s.mem_limit, s.max_queued if s.queue_name else None
         )
         actions = ServerActions(
-            colonies, self.kube, self.namespace, self.identity.executor_id, self.metrics
+            colonies,
+            self.kube,
+            self.namespace,
+            self.identity.executor_id,
+            self.metrics,
+            self.stop_all,
         )
         reconciler = Reconciler(
             s.executor_name,

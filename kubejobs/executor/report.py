@@ -95,9 +95,12 @@ def report(
     return ("reported", process_id, True)
 
 
-def add_notes(colonies: ColoniesClient, process_id: str, notes: list[str]) -> None:
-    """Lines for the process log (best effort: a refusal is only logged; an outage raises)."""
-    for note in notes:
+def add_notes(
+    colonies: ColoniesClient, process_id: str, notes: list[str], announce: bool = True
+) -> None:
+    """Lines for the process log (best effort: a refusal is only logged; an outage raises).
+    `announce`: log them here too (not again when they are tried again)."""
+    for note in notes if announce else ():
         log.info("process %s: %s", process_id, note)
     try:
         colonies.add_log(process_id, "".join(note + "\n" for note in notes))
