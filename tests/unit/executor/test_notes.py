@@ -11,6 +11,7 @@ import pytest
 from kubejobs.adapters.colonies import ColoniesError, ColoniesUnavailable
 from kubejobs.executor import loop
 from kubejobs.executor.loop import ServerActions
+from kubejobs.executor.metrics import Metrics
 
 
 class Colonies:
@@ -28,20 +29,8 @@ class Colonies:
         self.logged.append((pid, message))
 
 
-class _Counter:
-    def labels(self, **_: Any) -> _Counter:
-        return self
-
-    def inc(self) -> None:
-        pass
-
-
-class _Metrics:
-    api_errors = _Counter()
-
-
 def actions(colonies: Any, patience: float = 60.0) -> ServerActions:
-    return ServerActions(colonies, None, "ns", "me", _Metrics(), note_patience=patience)  # type: ignore[arg-type]
+    return ServerActions(colonies, None, "ns", "me", Metrics(), note_patience=patience)  # type: ignore[arg-type]
 
 
 @pytest.fixture(autouse=True)
